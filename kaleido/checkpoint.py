@@ -1,0 +1,46 @@
+"""Saving and loading trained denoisers (``weights_only`` loading: a checkpoint cannot execute code)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from kaleido.errors import InputError
+from kaleido.io import atomic_path
+from kaleido.models import ConditionalDenoiser
+
+
+def save(path: str | Path, payload: dict[str, Any]) -> None:
+    """``torch.save`` ``payload`` atomically."""
+    with atomic_path(path, suffix=".pt") as tmp:
+        torch.save(payload, tmp)
+
+
+def load(path: str | Path, map_location: str | torch.device = "cpu") -> dict[str, Any]:
+    """Load a checkpoint dict with ``weights_only=True``; a truncated or corrupt file is named in the error."""
+    path = Path(path)
+    if not path.exists():
+        raise FileNotFoundError(f"{path}: checkpoint not found")
+    try:
+        return torch.load(path, map_location=map_location, weights_only=True)
+    except Exception as err:  # RuntimeError / EOFError / UnpicklingError all mean unusable
+        raise InputError(f"{path}: unreadable checkpoint ({type(err).__name__}: {err}); delete it and rerun "
+                         "the training step") from None
+
+
+def build_denoiser(meta: dict[str, Any]) -> ConditionalDenoiser:
+    """A fresh denoiser with the architecture recorded in a checkpoint's ``meta``."""
+    return ConditionalDenoiser(meta["arch"], data_dim=meta["data_dim"], num_classes=meta["num_classes"],
+                               vocab_size=meta["vocab_size"], seq_len=meta["seq_len"])
+
+
+def load_denoiser(path: str | Path, device: str | torch.device = "cpu") -> tuple[ConditionalDenoiser, dict[str, Any]]:
+    """The EMA weights of a finished training run, in eval mode, and the run's ``meta``."""
+    ckpt = load(path, device)
+    if "ema" not in ckpt or "meta" not in ckpt:
+        raise InputError(f"{path}: not a finished model file (keys {sorted(ckpt)}); rerun the training step")
+    model = build_denoiser(ckpt["meta"])
+    model.load_state_dict(ckpt["ema"])
+    return model.to(device).eval(), ckpt["meta"]

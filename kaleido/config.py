@@ -1,0 +1,247 @@
+"""Load, validate and slice the harness configuration.
+
+One source of truth for both Snakemake (``workflow/rules/common.smk``) and the stage CLIs: the JSON schema in
+``kaleido/schema/config.schema.yaml`` checks structure and types (its name enumerations are filled from the code's
+registries), :func:`validate` adds the checks a schema cannot express, and :func:`stage_spec` returns the slice of
+the config a stage reads, which the stage records in its output and Snakemake uses as a rerun trigger.
+"""
+
+from __future__ import annotations
+
+import copy
+import functools
+import re
+from dataclasses import dataclass
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+import jsonschema
+import yaml
+
+from kaleido.data import DATASETS
+from kaleido.errors import ConfigError
+from kaleido.guidance import CADS_DEFAULTS
+from kaleido.latents import EXTRACTORS
+from kaleido.methods import METHODS, NO_LATENT, ROLES
+from kaleido.models import ARCHS
+
+SAMPLERS = ("ddpm",)
+FEATURE_NETS = ("identity",)
+#: Snakemake rules that accept per-rule resources (plus ``default``)
+RULES = ("default", "data", "latents", "train", "sample", "features", "evaluate", "report")
+
+
+def load_yaml(path: str | Path) -> dict[str, Any]:
+    path = Path(path)
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise ConfigError(f"config file {path} not found") from None
+    except yaml.YAMLError as err:
+        raise ConfigError(f"config file {path} is not valid YAML: {err}") from None
+    if not isinstance(data, dict):
+        raise ConfigError(f"config file {path} must hold a mapping at the top level, got {type(data).__name__}")
+    return data
+
+
+@functools.cache
+def schema() -> dict[str, Any]:
+    """The JSON schema with every registry enumeration filled in."""
+    text = resources.files("kaleido").joinpath("schema/config.schema.yaml").read_text(encoding="utf-8")
+    sch = yaml.safe_load(text)
+    d = sch["$defs"]
+    exp = d["experiment"]["properties"]
+    d["model"]["properties"]["arch"]["enum"] = ARCHS.names()
+    exp["data"]["properties"]["name"]["enum"] = DATASETS.names()
+    exp["latents"]["propertyNames"]["enum"] = EXTRACTORS.names()
+    exp["models"]["propertyNames"]["enum"] = ROLES.names()
+    exp["sampler"]["properties"]["name"]["enum"] = list(SAMPLERS)
+    exp["methods"]["items"]["enum"] = METHODS.names()
+    exp["metrics"]["properties"]["feature_net"]["enum"] = list(FEATURE_NETS)
+    sch["properties"]["resources"]["propertyNames"] = {"enum": list(RULES)}
+    return sch
+
+
+def _key_path(parts: Any) -> str:
+    out = "config"
+    for part in parts:
+        out += f"[{part}]" if isinstance(part, int) else f".{part}"
+    return out
+
+
+def _schema_errors(cfg: dict[str, Any]) -> list[str]:
+    validator = jsonschema.Draft202012Validator(schema())
+    messages = []
+    for err in sorted(validator.iter_errors(cfg), key=lambda e: (list(map(str, e.absolute_path)), e.message)):
+        where = _key_path(err.absolute_path)
+        if err.validator == "enum" and err.validator_value == []:
+            continue
+        messages.append(f"{where}: {err.message}")
+    return messages
+
+
+def validate(cfg: dict[str, Any]) -> dict[str, Any]:
+    """Check ``cfg`` and return a resolved deep copy (defaults filled in); raise :class:`ConfigError` otherwise.
+
+    The error lists every problem found, each as ``config.<key path>: <what is wrong / what is accepted>``.
+    """
+    if not isinstance(cfg, dict):
+        raise ConfigError(f"config must be a mapping, got {type(cfg).__name__}")
+    problems = _schema_errors(cfg)
+    if problems:
+        raise ConfigError("invalid configuration:\n  " + "\n  ".join(problems))
+    cfg = copy.deepcopy(cfg)
+    for name, exp in cfg["experiments"].items():
+        where = f"config.experiments.{name}"
+        DATASETS.get(exp["data"]["name"]).validate(exp["data"], f"{where}.data")
+        exp.setdefault("latents", {})
+        for latent, spec in exp["latents"].items():
+            EXTRACTORS.get(latent).validate(spec, f"{where}.latents.{latent}")
+        for method in exp["methods"]:
+            for role in METHODS.get(method).roles:
+                if role not in exp["models"]:
+                    raise ConfigError(f"{where}.methods: method {method!r} needs models.{role}, which is missing; "
+                                      f"defined models: {sorted(exp['models'])}")
+            if ROLES.get(METHODS.get(method).model).uses_latent and not exp["latents"]:
+                raise ConfigError(f"{where}.methods: method {method!r} needs at least one latent type under "
+                                  f"{where}.latents; accepted latent types: {EXTRACTORS.names()}")
+        exp["cads"] = {**CADS_DEFAULTS, **exp.get("cads", {})}
+        if exp["cads"]["tau1"] >= exp["cads"]["tau2"]:
+            raise ConfigError(f"{where}.cads: tau1={exp['cads']['tau1']} must be smaller than "
+                              f"tau2={exp['cads']['tau2']}")
+        if exp["sampler"]["steps"] > exp["diffusion"]["timesteps"]:
+            raise ConfigError(f"{where}.sampler.steps: {exp['sampler']['steps']} exceeds diffusion.timesteps="
+                              f"{exp['diffusion']['timesteps']}")
+        exp["train"] = {**TRAIN_DEFAULTS, **exp["train"]}
+        exp["sampler"] = {"prior_temperature": 1.0, **exp["sampler"]}
+        exp["metrics"] = {**METRIC_DEFAULTS, **exp["metrics"]}
+    return cfg
+
+
+TRAIN_DEFAULTS: dict[str, Any] = {"warmup_steps": 0, "grad_clip": 1.0, "ema_decay": 0.999, "cond_drop_prob": 0.1,
+                                  "ar_loss_weight": 1.0, "checkpoint_every": 1000, "bad_model_steps_fraction": 0.25}
+METRIC_DEFAULTS: dict[str, Any] = {"k_pr": 3, "k_dc": 5, "vendi_q": 1.0, "modes_min_share": 0.05}
+
+
+def load(path: str | Path) -> dict[str, Any]:
+    """Load and validate a config file."""
+    return validate(load_yaml(path))
+
+
+def experiment(cfg: dict[str, Any], name: str) -> dict[str, Any]:
+    try:
+        return cfg["experiments"][name]
+    except KeyError:
+        raise ConfigError(f"unknown experiment {name!r}; the config defines {sorted(cfg['experiments'])}") from None
+
+
+# --- the grid the DAG expands --------------------------------------------------------------------------------
+
+
+def format_guidance(weight: float) -> str:
+    """Guidance weight as it appears in paths: 8 -> '8', 2.5 -> '2.5'."""
+    return f"{float(weight):g}"
+
+
+def parse_guidance(exp: dict[str, Any], text: str, where: str = "guidance") -> float:
+    """The configured guidance weight whose formatted value is ``text`` (error if it is not in the grid)."""
+    for weight in exp["guidance"]:
+        if format_guidance(weight) == text:
+            return float(weight)
+    raise ConfigError(f"{where}: {text!r} is not in the configured guidance grid "
+                      f"{[format_guidance(w) for w in exp['guidance']]}")
+
+
+@dataclass(frozen=True)
+class Run:
+    """One row of Table 1."""
+
+    experiment: str
+    method: str
+    latent: str
+    guidance: str  # formatted, as in paths
+
+
+def latents_of(exp: dict[str, Any], method: str) -> list[str]:
+    return sorted(exp["latents"]) if ROLES.get(METHODS.get(method).model).uses_latent else [NO_LATENT]
+
+
+def runs(cfg: dict[str, Any]) -> list[Run]:
+    return [Run(name, method, latent, format_guidance(w))
+            for name, exp in cfg["experiments"].items()
+            for method in exp["methods"]
+            for latent in latents_of(exp, method)
+            for w in exp["guidance"]]
+
+
+def trained_models(cfg: dict[str, Any], name: str) -> list[tuple[str, str]]:
+    """(role, latent) pairs the experiment trains."""
+    exp = experiment(cfg, name)
+    out = set()
+    for method in exp["methods"]:
+        for role in METHODS.get(method).roles:
+            for latent in (sorted(exp["latents"]) if ROLES.get(role).uses_latent else [NO_LATENT]):
+                out.add((role, latent))
+    return sorted(out)
+
+
+def num_shards(exp: dict[str, Any]) -> int:
+    return -(-exp["num_samples"] // exp["shard_size"])
+
+
+def shard_range(exp: dict[str, Any], shard: int) -> range:
+    """Global sample indices of ``shard``."""
+    if not 0 <= shard < num_shards(exp):
+        raise ConfigError(f"shard {shard} out of range [0, {num_shards(exp)})")
+    return range(shard * exp["shard_size"], min((shard + 1) * exp["shard_size"], exp["num_samples"]))
+
+
+def train_steps(exp: dict[str, Any], role: str) -> int:
+    steps = exp["train"]["steps"]
+    if ROLES.get(role).shortened:
+        steps = max(1, round(steps * exp["train"]["bad_model_steps_fraction"]))
+    return steps
+
+
+# --- per-stage slices (recorded in outputs; Snakemake rerun triggers) ------------------------------------------
+
+
+def stage_spec(cfg: dict[str, Any], name: str, stage: str, **keys: str) -> dict[str, Any]:
+    """The part of the config that stage ``stage`` of experiment ``name`` reads, plus its wildcard ``keys``.
+
+    Changing anything outside this slice does not change the stage's output, so it must not rerun it.
+    """
+    exp = experiment(cfg, name)
+    spec: dict[str, Any] = {"experiment": name, "stage": stage, "seed": exp["seed"], **keys}
+    if stage == "data":
+        spec["data"] = exp["data"]
+    elif stage == "latents":
+        spec["latent_spec"] = exp["latents"][keys["latent"]]
+    elif stage == "train":
+        role = keys["role"]
+        spec.update(diffusion=exp["diffusion"], model=exp["models"][role], train=exp["train"],
+                    train_steps=train_steps(exp, role))
+    elif stage == "sample":
+        method = METHODS.get(keys["method"])
+        spec.update(diffusion=exp["diffusion"], sampler=exp["sampler"], num_samples=exp["num_samples"],
+                    shard_size=exp["shard_size"], guidance_scheme=method.guidance)
+        if method.guidance == "cads":
+            spec["cads"] = exp["cads"]
+    elif stage in ("features", "evaluate"):
+        spec.update(metrics=exp["metrics"], num_samples=exp["num_samples"])
+        if stage == "evaluate":
+            spec["data"] = exp["data"]
+    else:
+        raise ValueError(f"unknown stage {stage!r}")
+    return spec
+
+
+_SAFE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
+
+
+def check_name(kind: str, value: str) -> str:
+    """Names that become path components must be plain (no separators, no '..')."""
+    if not _SAFE_NAME.match(value) or ".." in value:
+        raise ConfigError(f"{kind} {value!r} is not a safe name (letters, digits, '_', '-', '.'; no '..')")
+    return value

@@ -1,0 +1,26 @@
+"""Data sets (registry). Each entry is a :class:`DataSet` whose ``validate`` checks its config block and whose
+``generate`` materialises the training set as arrays."""
+
+from __future__ import annotations
+
+from typing import Any, Protocol
+
+import numpy as np
+
+from kaleido.registry import Registry
+
+
+class DataSet(Protocol):
+    def validate(self, spec: dict[str, Any], where: str) -> None:
+        """Raise :class:`kaleido.errors.ConfigError` naming ``where`` + key if ``spec`` is unusable."""
+
+    def generate(self, spec: dict[str, Any], seed: int) -> dict[str, np.ndarray]:
+        """Arrays of the training set: at least ``x`` (n, ...) and ``labels`` (n,) int64."""
+
+    def num_classes(self, spec: dict[str, Any]) -> int:
+        """Number of conditioning classes."""
+
+
+DATASETS: Registry[DataSet] = Registry("data set")
+
+from kaleido.data import toy2d  # noqa: E402,F401  (registers)

@@ -1,0 +1,24 @@
+"""Materialise an experiment's training set: ``python -m kaleido.data --config C --experiment E --out train.npz``."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from kaleido import config
+from kaleido.cli import load_stage_config, run_cli, stage_parser
+from kaleido.data import DATASETS
+from kaleido.io import save_npz_atomic
+from kaleido.provenance import provenance
+from kaleido.seeding import derive_seed
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    args = stage_parser(__doc__).parse_args(argv)
+    cfg, exp = load_stage_config(args)
+    spec = config.stage_spec(cfg, args.experiment, "data")
+    arrays = DATASETS.get(exp["data"]["name"]).generate(exp["data"], derive_seed(args.experiment, exp["seed"], "data"))
+    save_npz_atomic(args.out, meta=provenance("kaleido.data", spec), **arrays)
+
+
+if __name__ == "__main__":
+    run_cli(main)

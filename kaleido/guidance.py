@@ -1,0 +1,116 @@
+"""Guidance schemes (registry): combine denoiser evaluations into the guided ε̂ the sampler follows.
+
+All act on ε̂ (equivalently on D̂, the map is affine). ``w = 1`` means no guidance.
+- ``cfg``: ε̂ = ε_u + w (ε_c − ε_u)  (Ho & Salimans 2022)
+- ``cads``: cfg whose conditional y is annealed with Gaussian noise (Sadat et al. 2024, eq. 3-4)
+- ``autoguidance``: ε̂ = ε_bad + w (ε_good − ε_bad), the guide a worse model with the same condition
+  (Karras et al. 2024, eq. 2; edm2 ``D = ref_D.lerp(D, w)``)
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+
+from kaleido.registry import Registry
+from kaleido.seeding import counter_normal
+
+#: stream ids of the counter RNG, so draws for different purposes never coincide
+STREAM_DIFFUSION, STREAM_PRIOR, STREAM_CADS = 0, 1, 2
+
+CADS_DEFAULTS: dict[str, Any] = {"tau1": 0.6, "tau2": 0.9, "noise_scale": 0.25, "psi": 1.0, "rescale": True}
+
+
+@dataclass
+class GuidanceInputs:
+    """What a scheme needs for one batch.
+
+    ``net(x, t, y)`` is the main model's output converted to ε; ``guide`` likewise for the guiding model
+    (autoguidance). ``y``/``y_null`` (B, C) are the main model's conditional/unconditional conditions,
+    ``y_guide`` the guide's conditional one. ``index`` (B,) holds the global sample indices and ``seed`` the
+    stage seed, for per-sample noise. ``timesteps`` is T of the training grid.
+    """
+
+    net: Callable[[torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor]
+    y: torch.Tensor
+    y_null: torch.Tensor
+    weight: float
+    index: torch.Tensor
+    seed: int
+    timesteps: int
+    options: dict[str, Any]
+    guide: Callable[[torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor] | None = None
+    y_guide: torch.Tensor | None = None
+
+
+EpsFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
+SCHEMES: Registry[Callable[[GuidanceInputs], EpsFn]] = Registry("guidance scheme")
+
+
+def _cfg_combine(net, x, t, y_cond, y_null, w: float) -> torch.Tensor:
+    if w == 1.0:
+        return net(x, t, y_cond)
+    both = net(torch.cat([x, x]), torch.cat([t, t]), torch.cat([y_cond, y_null]))  # one batched call
+    eps_c, eps_u = both.chunk(2)
+    return eps_u + w * (eps_c - eps_u)
+
+
+@SCHEMES.register("cfg")
+def cfg(g: GuidanceInputs) -> EpsFn:
+    return lambda x, t: _cfg_combine(g.net, x, t, g.y, g.y_null, g.weight)
+
+
+def cads_gamma(t: torch.Tensor | float, tau1: float, tau2: float) -> torch.Tensor:
+    """γ(t) of CADS for diffusion time t ∈ [0, 1] (1 = pure noise): 1 below τ1, 0 above τ2, linear between."""
+    t = torch.as_tensor(t, dtype=torch.float64)
+    return ((tau2 - t) / (tau2 - tau1)).clamp(0.0, 1.0)
+
+
+def cads_condition(y: torch.Tensor, t_frac: float, noise: torch.Tensor, tau1: float, tau2: float,
+                   noise_scale: float, psi: float, rescale: bool) -> torch.Tensor:
+    """ŷ = √γ y + s √(1-γ) n, optionally rescaled back to y's mean/std and mixed by ψ (CADS eq. 3-4).
+
+    Mean/std are scalars per sample (over that sample's whole embedding): the reference code takes them
+    over the batch tensor, which would make a sample depend on its batch-mates.
+    """
+    gamma = float(cads_gamma(t_frac, tau1, tau2))
+    y_hat = gamma**0.5 * y + noise_scale * (1.0 - gamma) ** 0.5 * noise
+    if not rescale:
+        return y_hat
+    dims = tuple(range(1, y.ndim))
+    mean_in, std_in = y.mean(dim=dims, keepdim=True), y.std(dim=dims, keepdim=True)
+    mean_hat, std_hat = y_hat.mean(dim=dims, keepdim=True), y_hat.std(dim=dims, keepdim=True)
+    y_rescaled = (y_hat - mean_hat) / std_hat * std_in + mean_in
+    return psi * y_rescaled + (1.0 - psi) * y_hat
+
+
+@SCHEMES.register("cads")
+def cads(g: GuidanceInputs) -> EpsFn:
+    opts = {**CADS_DEFAULTS, **g.options}
+
+    def eps(x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+        step = int(t[0])
+        noise = counter_normal(g.seed, g.index, STREAM_CADS, step, tuple(g.y.shape[1:])).to(g.y)
+        y = cads_condition(g.y, step / g.timesteps, noise, opts["tau1"], opts["tau2"], opts["noise_scale"],
+                           opts["psi"], opts["rescale"])
+        return _cfg_combine(g.net, x, t, y, g.y_null, g.weight)
+
+    return eps
+
+
+@SCHEMES.register("autoguidance")
+def autoguidance(g: GuidanceInputs) -> EpsFn:
+    if g.guide is None or g.y_guide is None:
+        raise ValueError("autoguidance needs the guiding ('bad') model and its condition")
+
+    def eps(x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+        good = g.net(x, t, g.y)
+        if g.weight == 1.0:
+            return good
+        bad = g.guide(x, t, g.y_guide)
+        return bad + g.weight * (good - bad)
+
+    return eps

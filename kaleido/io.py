@@ -1,0 +1,95 @@
+"""Atomic, self-describing file outputs.
+
+Every file the harness writes goes through :func:`atomic_path`: the content is written to a temporary
+file in the destination directory and renamed over the destination only once it is complete, so a killed
+job never leaves a half-written file that a rerun would trust.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import tempfile
+from collections.abc import Iterator, Mapping
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+
+@contextlib.contextmanager
+def atomic_path(path: str | os.PathLike[str], suffix: str | None = None) -> Iterator[Path]:
+    """Yield a temporary path beside ``path``; rename it onto ``path`` if the block succeeds.
+
+    The temporary file keeps ``path``'s suffix (or ``suffix``) so libraries that infer the format from the
+    extension (numpy, matplotlib, torch) behave. On error the temporary file is removed and ``path`` is
+    left untouched.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=suffix or "".join(path.suffixes) or ".tmp",
+                                    dir=path.parent)
+    os.close(fd)
+    tmp = Path(tmp_name)
+    try:
+        yield tmp
+        with open(tmp, "rb+") as handle:
+            os.fsync(handle.fileno())
+        os.replace(tmp, path)
+    finally:
+        if tmp.exists():
+            tmp.unlink()
+
+
+def write_text_atomic(path: str | os.PathLike[str], text: str) -> None:
+    """Write ``text`` (UTF-8) to ``path`` atomically."""
+    with atomic_path(path) as tmp:
+        tmp.write_text(text, encoding="utf-8")
+
+
+def write_json_atomic(path: str | os.PathLike[str], obj: Any) -> None:
+    """Write ``obj`` as indented, key-sorted JSON to ``path`` atomically (stable bytes for equal content)."""
+    write_text_atomic(path, json.dumps(obj, indent=2, sort_keys=True, allow_nan=True) + "\n")
+
+
+def read_json(path: str | os.PathLike[str]) -> Any:
+    """Read a JSON file, naming the file in the error if it is missing or malformed."""
+    path = Path(path)
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise FileNotFoundError(f"{path}: file not found") from None
+    except json.JSONDecodeError as err:
+        raise ValueError(f"{path}: not valid JSON ({err}); delete it and rerun the step that makes it") from None
+
+
+def save_npz_atomic(path: str | os.PathLike[str], meta: Mapping[str, Any] | None = None, **arrays: np.ndarray) -> None:
+    """Save ``arrays`` to an uncompressed ``.npz`` atomically; ``meta`` is stored as a JSON string under ``meta``."""
+    payload = dict(arrays)
+    if meta is not None:
+        payload["meta"] = np.array(json.dumps(meta, sort_keys=True))
+    with atomic_path(path, suffix=".npz") as tmp:
+        np.savez(tmp, **payload)
+
+
+def load_npz(path: str | os.PathLike[str], required: tuple[str, ...] = ()) -> dict[str, Any]:
+    """Load an ``.npz`` written by :func:`save_npz_atomic` into a dict (``meta`` decoded from JSON).
+
+    Raises a ``ValueError`` naming the file when it is truncated/corrupt or lacks a ``required`` key.
+    """
+    path = Path(path)
+    try:
+        with np.load(path, allow_pickle=False) as data:
+            out: dict[str, Any] = {key: data[key] for key in data.files}
+    except FileNotFoundError:
+        raise FileNotFoundError(f"{path}: file not found") from None
+    except Exception as err:  # zipfile.BadZipFile, ValueError, EOFError, OSError: all mean "unreadable"
+        raise ValueError(f"{path}: unreadable or corrupted npz ({type(err).__name__}: {err}); "
+                         "delete it and rerun the step that makes it") from None
+    missing = [key for key in required if key not in out]
+    if missing:
+        raise ValueError(f"{path}: missing arrays {missing}; found {sorted(out)}")
+    if "meta" in out:
+        out["meta"] = json.loads(str(out["meta"]))
+    return out

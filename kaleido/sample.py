@@ -1,0 +1,125 @@
+"""Sharded generation: one shard of a (method, latent, guidance) sample set.
+
+    python -m kaleido.sample --config C --experiment toy2d --method kaleido --latent kmeans --guidance 8 \
+        --shard 0 --model kaleido=results/toy2d/train/kaleido/kmeans/model.pt --out shard000.npz
+
+Sample i has class ``i mod C`` and all of its randomness (x_T, every ancestral step, its latent tokens, CADS
+noise) is a pure function of (experiment, seed, method, latent, guidance, i): any shard, batch size or device
+order reproduces it. Kaleido draws z ~ p_AR(z | c) first and saves it beside x.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from tqdm import tqdm
+
+from kaleido import checkpoint, config
+from kaleido.cli import load_stage_config, run_cli, stage_parser
+from kaleido.diffusion.ddpm import ddpm_sample
+from kaleido.diffusion.losses import output_to_eps
+from kaleido.diffusion.schedule import Schedule
+from kaleido.errors import InputError
+from kaleido.guidance import SCHEMES, STREAM_DIFFUSION, STREAM_PRIOR, GuidanceInputs
+from kaleido.io import save_npz_atomic
+from kaleido.methods import METHODS, NO_LATENT
+from kaleido.models import ConditionalDenoiser
+from kaleido.provenance import provenance
+from kaleido.seeding import counter_normal, derive_seed
+
+
+def _eps_net(model: ConditionalDenoiser, schedule: Schedule, prediction: str):
+    def net(x: torch.Tensor, t: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        return output_to_eps(prediction, model(x, t, y), x, *schedule.coefficients(t, x.dtype))
+
+    return net
+
+
+@torch.no_grad()
+def generate(exp: dict[str, Any], seed: int, method: str, weight: float, indices: Sequence[int],
+             models: dict[str, ConditionalDenoiser], batch_size: int = 25_000, progress: bool = False
+             ) -> dict[str, np.ndarray]:
+    """Samples for global ``indices``: ``x`` (n, D) float32, ``labels`` (n,), ``index`` (n,), ``tokens`` (n, L)."""
+    spec = METHODS.get(method)
+    main, guide = models[spec.model], models.get(spec.guide_model) if spec.guide_model else None
+    schedule = Schedule.from_spec(exp["diffusion"]["schedule"], exp["diffusion"]["timesteps"])
+    prediction = exp["diffusion"]["prediction"]
+    index_all = torch.as_tensor(list(indices), dtype=torch.int64)
+    xs, toks = [], []
+    for start in tqdm(range(0, len(index_all), batch_size), desc=f"sample {method} w={weight:g}",
+                      disable=not progress):
+        index = index_all[start:start + batch_size]
+        labels = index % main.num_classes
+        tokens = None
+        if main.uses_latent:
+            tokens = main.prior.sample(main.context(labels), main.seq_len, seed, index, STREAM_PRIOR,
+                                       exp["sampler"]["prior_temperature"])
+            toks.append(tokens)
+        y, _ = main.encode(labels, tokens)
+        inputs = GuidanceInputs(net=_eps_net(main, schedule, prediction), y=y, y_null=main.null_condition(len(index)),
+                                weight=weight, index=index, seed=seed, timesteps=schedule.timesteps,
+                                options=exp["cads"] if spec.guidance == "cads" else {})
+        if guide is not None:
+            inputs.guide, inputs.y_guide = _eps_net(guide, schedule, prediction), guide.encode(labels)[0]
+        eps_fn = SCHEMES.get(spec.guidance)(inputs)
+        noise_fn = lambda k, index=index: counter_normal(seed, index, STREAM_DIFFUSION, k, (main.data_dim,))  # noqa: E731
+        xs.append(ddpm_sample(eps_fn, schedule, exp["sampler"]["steps"], noise_fn))
+    out = {"x": torch.cat(xs).numpy().astype(np.float32), "labels": (index_all % main.num_classes).numpy(),
+           "index": index_all.numpy()}
+    if toks:
+        out["tokens"] = torch.cat(toks).numpy()
+    return out
+
+
+def sample_seed(experiment: str, exp: dict[str, Any], method: str, latent: str, guidance: str) -> int:
+    return derive_seed(experiment, exp["seed"], "sample", method, latent, guidance)
+
+
+def _parse_models(items: list[str]) -> dict[str, Path]:
+    out = {}
+    for item in items:
+        role, sep, path = item.partition("=")
+        if not sep:
+            raise InputError(f"--model {item!r}: expected ROLE=PATH, e.g. mdm=results/toy2d/train/mdm/none/model.pt")
+        out[role] = Path(path)
+    return out
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    parser = stage_parser(__doc__.split("\n\n")[0])
+    parser.add_argument("--method", required=True, help=f"one of {METHODS.names()}")
+    parser.add_argument("--latent", default=NO_LATENT)
+    parser.add_argument("--guidance", required=True, help="guidance weight, as formatted in the config grid")
+    parser.add_argument("--shard", required=True, type=int)
+    parser.add_argument("--model", action="append", default=[], help="ROLE=PATH of a trained model (repeat)")
+    parser.add_argument("--batch-size", type=int, default=25_000, help="does not change the results")
+    parser.add_argument("--quiet", action="store_true")
+    args = parser.parse_args(argv)
+    cfg, exp = load_stage_config(args)
+    method = METHODS.get(args.method)
+    if args.method not in exp["methods"]:
+        raise InputError(f"--method {args.method}: experiment {args.experiment} runs {exp['methods']}")
+    if args.latent not in config.latents_of(exp, args.method):
+        raise InputError(f"--latent {args.latent!r}: method {args.method} accepts {config.latents_of(exp, args.method)}")
+    weight = config.parse_guidance(exp, args.guidance, "--guidance")
+    indices = config.shard_range(exp, args.shard)
+    paths = _parse_models(args.model)
+    missing = [role for role in method.roles if role not in paths]
+    if missing:
+        raise InputError(f"method {args.method} needs --model for roles {missing}")
+    models = {role: checkpoint.load_denoiser(paths[role])[0] for role in method.roles}
+    spec = config.stage_spec(cfg, args.experiment, "sample", method=args.method, latent=args.latent,
+                             guidance=args.guidance, shard=str(args.shard))
+    seed = sample_seed(args.experiment, exp, args.method, args.latent, args.guidance)
+    arrays = generate(exp, seed, args.method, weight, indices, models, args.batch_size, progress=not args.quiet)
+    meta = provenance("kaleido.sample", spec)
+    meta["models"] = {role: str(path) for role, path in sorted(paths.items())}
+    save_npz_atomic(args.out, meta=meta, **arrays)
+
+
+if __name__ == "__main__":
+    run_cli(main)

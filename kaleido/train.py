@@ -1,0 +1,152 @@
+"""Stage II training: a diffusion denoiser (MDM, the autoguidance guide, or Kaleido with its AR prior).
+
+Kaleido's objective is L = L_diff + η L_AR (paper §3.2), the AR prior teacher-forced on the extracted latents.
+Rerunning the same command resumes from ``checkpoint.pt`` in the output's directory; with the same config
+the resumed run ends with exactly the weights of an uninterrupted one (all randomness comes from one
+generator whose state is checkpointed).
+
+    python -m kaleido.train --config C.yaml --experiment toy2d --role kaleido --latent kmeans \
+        --data results/toy2d/data/train.npz --latents results/toy2d/latents/kmeans.npz \
+        --out results/toy2d/train/kaleido/kmeans/model.pt
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from tqdm import tqdm
+
+from kaleido import checkpoint, config
+from kaleido.cli import load_stage_config, run_cli, stage_parser
+from kaleido.data import DATASETS
+from kaleido.diffusion.losses import diffusion_target, noised
+from kaleido.diffusion.schedule import Schedule
+from kaleido.errors import InputError
+from kaleido.io import load_npz, write_text_atomic
+from kaleido.methods import NO_LATENT, ROLES
+from kaleido.provenance import provenance
+from kaleido.seeding import derive_seed
+
+
+class NonFiniteLossError(RuntimeError):
+    """Training produced a NaN/inf loss; the message names the step and the batch's generator state hash."""
+
+
+def _lr(step: int, base: float, warmup: int) -> float:
+    return base * min(1.0, (step + 1) / warmup) if warmup else base
+
+
+def train(spec: dict[str, Any], x: np.ndarray, labels: np.ndarray, tokens: np.ndarray | None, run_dir: Path,
+          meta: dict[str, Any], progress: bool = True) -> dict[str, Any]:
+    """Train (resuming from ``run_dir/checkpoint.pt``) the denoiser ``meta`` describes; return its final state.
+
+    x (n, D) float32 data; labels (n,) int64 classes; tokens (n, L) int64 latents or None.
+    """
+    tr, steps = spec["train"], spec["train_steps"]
+    schedule = Schedule.from_spec(spec["diffusion"]["schedule"], spec["diffusion"]["timesteps"])
+    prediction = spec["diffusion"]["prediction"]
+    seed = derive_seed(spec["experiment"], spec["seed"], "train", spec["role"], spec["latent"])
+    torch.manual_seed(seed)  # parameter init
+    model = checkpoint.build_denoiser(meta)
+    ema = copy.deepcopy(model).requires_grad_(False)
+    opt = torch.optim.Adam(model.parameters(), lr=tr["lr"], betas=(0.9, 0.99), eps=1e-8)  # paper's Adam settings
+    gen = torch.Generator().manual_seed(seed)
+    step, log = 0, []
+    ckpt_path = run_dir / "checkpoint.pt"
+    if ckpt_path.exists():
+        state = checkpoint.load(ckpt_path)
+        if state["meta"]["config_hash"] != meta["config_hash"]:
+            raise InputError(f"{ckpt_path}: checkpoint was made with another config (hash "
+                             f"{state['meta']['config_hash']} != {meta['config_hash']}); delete it to start over")
+        model.load_state_dict(state["model"])
+        ema.load_state_dict(state["ema"])
+        opt.load_state_dict(state["optimizer"])
+        gen.set_state(state["generator"])
+        step, log = state["step"], state["log"]
+
+    data_x, data_y = torch.from_numpy(x), torch.from_numpy(labels)
+    data_z = torch.from_numpy(tokens) if tokens is not None else None
+    bar = tqdm(total=steps, initial=step, desc=f"train {spec['role']}/{spec['latent']}", disable=not progress)
+    while step < steps:
+        idx = torch.randint(len(data_x), (tr["batch_size"],), generator=gen)
+        t = torch.randint(schedule.timesteps, (tr["batch_size"],), generator=gen)
+        noise = torch.randn(data_x[idx].shape, generator=gen)
+        drop = torch.rand(tr["batch_size"], generator=gen) < tr["cond_drop_prob"]
+        x0, y_cls = data_x[idx], data_y[idx]
+        z = data_z[idx] if data_z is not None else None
+        x_t, sqrt_ab, sqrt_1mab = noised(schedule, x0, t, noise)
+        y, logits = model.encode(y_cls, z, drop)
+        loss_diff = torch.mean((model(x_t, t, y) - diffusion_target(prediction, x0, noise, sqrt_ab, sqrt_1mab)) ** 2)
+        loss_ar = (torch.nn.functional.cross_entropy(logits.reshape(-1, logits.shape[-1]), z.reshape(-1))
+                   if logits is not None else torch.zeros(()))
+        loss = loss_diff + tr["ar_loss_weight"] * loss_ar
+        if not torch.isfinite(loss):
+            raise NonFiniteLossError(f"non-finite loss {loss.item()} at step {step} (batch drawn from generator "
+                                     f"seed {seed} after {step} steps); lower train.lr or check the data")
+        for group in opt.param_groups:
+            group["lr"] = _lr(step, tr["lr"], tr["warmup_steps"])
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), tr["grad_clip"])
+        opt.step()
+        with torch.no_grad():
+            for p_ema, p in zip(ema.parameters(), model.parameters(), strict=True):
+                p_ema.lerp_(p, 1.0 - tr["ema_decay"])
+        step += 1
+        bar.update(1)
+        if step % 50 == 0 or step == steps:
+            log.append({"step": step, "loss": loss.item(), "loss_diff": loss_diff.item(), "loss_ar": loss_ar.item()})
+            bar.set_postfix(loss=f"{loss.item():.4f}")
+        if step % tr["checkpoint_every"] == 0 or step == steps:
+            checkpoint.save(ckpt_path, {"model": model.state_dict(), "ema": ema.state_dict(),
+                                        "optimizer": opt.state_dict(), "generator": gen.get_state(), "step": step,
+                                        "log": log, "meta": meta})
+    bar.close()
+    return {"ema": ema.state_dict(), "meta": meta, "log": log}
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    parser = stage_parser(__doc__.split("\n\n")[0])
+    parser.add_argument("--role", required=True, help=f"model role: {ROLES.names()}")
+    parser.add_argument("--latent", default=NO_LATENT, help="latent type (roles with latents) or 'none'")
+    parser.add_argument("--data", required=True, type=Path, help="training data npz (data stage output)")
+    parser.add_argument("--latents", type=Path, help="latent tokens npz (latents stage output)")
+    parser.add_argument("--quiet", action="store_true", help="no progress bar")
+    args = parser.parse_args(argv)
+    cfg, exp = load_stage_config(args)
+    role = ROLES.get(args.role)
+    if args.role not in exp["models"]:
+        raise InputError(f"--role {args.role}: experiment {args.experiment} defines models {sorted(exp['models'])}")
+    if role.uses_latent != (args.latent != NO_LATENT) or (role.uses_latent and args.latent not in exp["latents"]):
+        raise InputError(f"--latent {args.latent!r}: role {args.role} needs "
+                         + (f"one of {sorted(exp['latents'])}" if role.uses_latent else f"'{NO_LATENT}'"))
+    spec = config.stage_spec(cfg, args.experiment, "train", role=args.role, latent=args.latent)
+    data = load_npz(args.data, required=("x", "labels"))
+    tokens, vocab_size, seq_len = None, 0, 0
+    if role.uses_latent:
+        if args.latents is None:
+            raise InputError(f"role {args.role} needs --latents (the latents stage output)")
+        lat = load_npz(args.latents, required=("tokens", "vocab_size"))
+        tokens, vocab_size = lat["tokens"].astype(np.int64), int(lat["vocab_size"])
+        seq_len = tokens.shape[1]
+        if len(tokens) != len(data["x"]):
+            raise InputError(f"{args.latents}: {len(tokens)} latents for {len(data['x'])} items in {args.data}")
+    prov = provenance("kaleido.train", spec)
+    meta = {"role": args.role, "latent": args.latent, "arch": exp["models"][args.role],
+            "data_dim": int(data["x"].shape[1]), "num_classes": DATASETS.get(exp["data"]["name"]).num_classes(
+                exp["data"]), "vocab_size": vocab_size, "seq_len": seq_len, "diffusion": exp["diffusion"],
+            "config_hash": prov["config_hash"], "provenance_json": json.dumps(prov, sort_keys=True)}
+    result = train(spec, data["x"].reshape(len(data["x"]), -1), data["labels"], tokens, args.out.parent, meta,
+                   progress=not args.quiet)
+    write_text_atomic(args.out.parent / "train_log.jsonl", "".join(json.dumps(r) + "\n" for r in result["log"]))
+    checkpoint.save(args.out, {"ema": result["ema"], "meta": meta})
+
+
+if __name__ == "__main__":
+    run_cli(main)

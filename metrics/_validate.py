@@ -1,0 +1,64 @@
+"""Input checks shared by the metric modules; every failure is a ValueError naming the value and what is accepted."""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+
+def as_features(features: object, name: str, *, min_rows: int = 1) -> np.ndarray:
+    """Return ``features`` as a float64 array of shape (n, d), or raise ValueError.
+
+    Accepts any array-like of real numbers with exactly two dimensions, at least ``min_rows`` rows and at least
+    one column, and only finite values.
+    """
+    array = np.asarray(features)
+    if array.dtype == object or not (np.issubdtype(array.dtype, np.number) or array.dtype == np.bool_):
+        raise ValueError(f"{name}: dtype {array.dtype} is not numeric; expected a real (n, d) feature array")
+    if np.iscomplexobj(array):
+        raise ValueError(f"{name}: complex dtype {array.dtype}; expected a real (n, d) feature array")
+    if array.ndim != 2:
+        raise ValueError(f"{name}: shape {array.shape} has {array.ndim} dimension(s); expected a 2-D (n, d) array")
+    if array.shape[1] == 0:
+        raise ValueError(f"{name}: shape {array.shape} has no feature columns; expected d >= 1")
+    if array.shape[0] < min_rows:
+        raise ValueError(f"{name}: shape {array.shape} has {array.shape[0]} row(s); at least {min_rows} required")
+    array = np.asarray(array, dtype=np.float64)
+    finite = np.isfinite(array)
+    if not finite.all():
+        bad_rows = np.flatnonzero(~finite.all(axis=1))
+        kind = "NaN" if np.isnan(array).any() else "inf"
+        raise ValueError(
+            f"{name}: {bad_rows.size} row(s) contain {kind} values (first bad row {bad_rows[0]}); "
+            "all features must be finite"
+        )
+    return array
+
+
+def check_same_dim(real: np.ndarray, fake: np.ndarray, real_name: str = "real", fake_name: str = "fake") -> None:
+    """Raise ValueError unless the two (n, d) arrays have the same feature dimension d."""
+    if real.shape[1] != fake.shape[1]:
+        raise ValueError(
+            f"feature dimensions differ: {real_name} has d={real.shape[1]}, {fake_name} has d={fake.shape[1]}; "
+            "both must have the same feature dimension (same feature network)"
+        )
+
+
+def check_positive_int(value: object, name: str, *, minimum: int = 1) -> int:
+    """Return ``value`` as int if it is an integer >= ``minimum`` (bool rejected), else raise ValueError."""
+    if isinstance(value, bool) or not isinstance(value, int | np.integer) or value < minimum:
+        raise ValueError(f"{name}={value!r}; expected an integer >= {minimum}")
+    return int(value)
+
+
+def check_device(device: object) -> torch.device:
+    """Return ``device`` as a torch.device if it names one that exists here, else raise ValueError."""
+    try:
+        resolved = torch.device(device)
+    except (RuntimeError, TypeError):
+        raise ValueError(f"device={device!r} is not a torch device; expected e.g. 'cpu', 'cuda', 'cuda:1'") from None
+    if resolved.type == "cuda":
+        count = torch.cuda.device_count() if torch.cuda.is_available() else 0
+        if count == 0 or (resolved.index is not None and resolved.index >= count):
+            raise ValueError(f"device={device!r}: {count} CUDA device(s) available here; use 'cpu' or a valid index")
+    return resolved

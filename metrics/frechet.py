@@ -1,0 +1,110 @@
+"""Fréchet distance between Gaussian fits of two feature sets (FID when the features are Inception-v3 pool3).
+
+FD = ||mu1 - mu2||^2 + Tr(S1 + S2 - 2 (S1 S2)^(1/2))   (Heusel et al. 2017, eq. 6; Dowson & Landau 1982)
+
+Everything is computed in float64. ``Tr((S1 S2)^(1/2))`` is the sum of the square roots of the eigenvalues of
+S1 S2. S1 S2 is not symmetric, so instead of ``scipy.linalg.sqrtm`` (which can return spurious imaginary
+parts) we use the similar matrix S1^(1/2) S2 S1^(1/2): it has the same eigenvalues, is symmetric positive
+semi-definite for valid covariances, and its eigenvalues come from ``eigvalsh`` as real numbers. A clearly
+negative eigenvalue (the analogue of a non-negligible imaginary part from ``sqrtm``) means an input is not a
+covariance matrix and raises ValueError; rounding-level negatives are clipped to zero.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from metrics._validate import as_features, check_same_dim
+
+# Eigenvalues below -_NEG_EIG_RTOL * max|eigenvalue| are treated as a real error, not rounding.
+_NEG_EIG_RTOL = 1e-9
+# Relative asymmetry ||S - S^T||_max / ||S||_max tolerated in a covariance matrix before it is rejected.
+_ASYM_RTOL = 1e-6
+
+
+def gaussian_stats(features: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Mean and unbiased covariance of ``features``, accumulated in float64.
+
+    Args:
+        features: (n, d) array, n >= 2 samples of d-dimensional features (any real dtype).
+    Returns:
+        ``(mu, sigma)``: mu of shape (d,), sigma of shape (d, d) (``np.cov(rowvar=False)``, divisor n - 1,
+        as torch-fidelity's ``fid_features_to_statistics``).
+    """
+    x = as_features(features, "features", min_rows=2)
+    mu = x.mean(axis=0)
+    sigma = np.atleast_2d(np.cov(x, rowvar=False))
+    return mu, sigma
+
+
+def _check_stats(mu: np.ndarray, sigma: np.ndarray, name: str) -> tuple[np.ndarray, np.ndarray]:
+    """Validate one (mu (d,), sigma (d, d)) pair and return float64, symmetrised copies."""
+    mu = np.asarray(mu, dtype=np.float64)
+    sigma = np.asarray(sigma, dtype=np.float64)
+    if mu.ndim != 1:
+        raise ValueError(f"mu{name}: shape {mu.shape}; expected a 1-D mean vector of shape (d,)")
+    d = mu.shape[0]
+    if sigma.shape != (d, d):
+        raise ValueError(f"sigma{name}: shape {sigma.shape}; expected ({d}, {d}) to match mu{name} of shape ({d},)")
+    if not (np.isfinite(mu).all() and np.isfinite(sigma).all()):
+        raise ValueError(f"mu{name}/sigma{name} contain NaN or inf; statistics must be finite")
+    scale = np.abs(sigma).max()
+    if scale > 0 and np.abs(sigma - sigma.T).max() > _ASYM_RTOL * scale:
+        raise ValueError(f"sigma{name} is not symmetric; expected a covariance matrix")
+    return mu, 0.5 * (sigma + sigma.T)
+
+
+def _psd_eigvalsh(matrix: np.ndarray, what: str) -> np.ndarray:
+    """Eigenvalues of a symmetric PSD matrix, rounding-level negatives clipped to 0; ValueError if clearly negative."""
+    return _clip_psd(np.linalg.eigvalsh(matrix), what)
+
+
+def _clip_psd(eigvals: np.ndarray, what: str) -> np.ndarray:
+    """Clip rounding-level negative eigenvalues to 0; raise ValueError if one is clearly negative."""
+    scale = np.abs(eigvals).max(initial=0.0)
+    if eigvals.min(initial=0.0) < -_NEG_EIG_RTOL * scale:
+        raise ValueError(
+            f"{what} has a negative eigenvalue {eigvals.min():.3e} (largest magnitude {scale:.3e}); "
+            "expected positive semi-definite covariance matrices"
+        )
+    return np.clip(eigvals, 0.0, None)
+
+
+def frechet_distance(mu1: np.ndarray, sigma1: np.ndarray, mu2: np.ndarray, sigma2: np.ndarray) -> float:
+    """Fréchet distance between N(mu1, sigma1) and N(mu2, sigma2), in squared feature units.
+
+    Args:
+        mu1, mu2: (d,) means.
+        sigma1, sigma2: (d, d) covariance matrices (symmetric positive semi-definite).
+    Returns:
+        ``||mu1 - mu2||^2 + Tr(sigma1) + Tr(sigma2) - 2 Tr((sigma1 sigma2)^(1/2))`` as a Python float, clipped
+        at 0 (it is non-negative in exact arithmetic; rounding can make equal inputs give -1e-13).
+    Raises:
+        ValueError: on mismatched shapes, non-finite values, or matrices that are not (near-)PSD.
+    """
+    mu1, sigma1 = _check_stats(mu1, sigma1, "1")
+    mu2, sigma2 = _check_stats(mu2, sigma2, "2")
+    if mu1.shape != mu2.shape:
+        raise ValueError(f"mu1 has shape {mu1.shape} but mu2 has shape {mu2.shape}; both must be (d,) for one d")
+
+    # sigma1^(1/2) from its eigendecomposition (PSD square root).
+    w1, v1 = np.linalg.eigh(sigma1)
+    w1 = _clip_psd(w1, "sigma1")
+    sqrt_sigma1 = (v1 * np.sqrt(w1)) @ v1.T
+    _psd_eigvalsh(sigma2, "sigma2")  # only to reject a non-covariance sigma2 with a clear message
+    # sigma1^(1/2) sigma2 sigma1^(1/2) is similar to sigma1 sigma2: same eigenvalues, but symmetric PSD.
+    middle = sqrt_sigma1 @ sigma2 @ sqrt_sigma1
+    eig_product = _psd_eigvalsh(0.5 * (middle + middle.T), "sigma1^(1/2) sigma2 sigma1^(1/2)")
+    trace_covmean = float(np.sqrt(eig_product).sum())
+
+    diff = mu1 - mu2
+    fd = float(diff @ diff + np.trace(sigma1) + np.trace(sigma2) - 2.0 * trace_covmean)
+    return max(fd, 0.0)
+
+
+def fd_from_features(real: np.ndarray, fake: np.ndarray) -> float:
+    """Fréchet distance between Gaussian fits of ``real`` (n_real, d) and ``fake`` (n_fake, d); n_* >= 2."""
+    real = as_features(real, "real", min_rows=2)
+    fake = as_features(fake, "fake", min_rows=2)
+    check_same_dim(real, fake)
+    return frechet_distance(*gaussian_stats(real), *gaussian_stats(fake))

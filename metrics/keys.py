@@ -1,0 +1,33 @@
+"""Result-key constants: every metric number the package returns is stored under one of these names.
+
+Downstream code (CLI JSON, MLflow logging, report tables) must use these constants, never string literals,
+so that a renamed key fails loudly at import time instead of silently producing an empty column.
+"""
+
+from __future__ import annotations
+
+# Set-to-set metrics (real vs. generated features).
+FD = "fd"  # Fréchet distance between Gaussian fits (FID when the features are Inception-v3 pool3).
+PRECISION = "precision"  # Kynkäänniemi et al. 2019, fraction of fake points inside the real k-NN manifold.
+RECALL = "recall"  # Kynkäänniemi et al. 2019, fraction of real points inside the fake k-NN manifold.
+DENSITY = "density"  # Naeem et al. 2020, mean number of real k-NN balls holding a fake point, divided by k.
+COVERAGE = "coverage"  # Naeem et al. 2020, fraction of real k-NN balls holding at least one fake point.
+
+# Diversity of the generated set alone.
+VENDI = "vendi"  # Friedman & Dieng 2022, over the whole generated set.
+VENDI_PER_CONDITION = "vendi_per_condition"  # mean over conditions of the per-condition Vendi score.
+
+# Toy (2-D mixture) metrics.
+MODES_COVERED = "modes_covered"  # number of true modes receiving >= min_share of their own class's samples.
+MODE_ENTROPY = "mode_entropy"  # mean over classes of the entropy (nats) of a class's samples over its own modes.
+
+# Settings recorded next to the numbers (CLI output).
+K_PR = "k_pr"
+K_DC = "k_dc"
+VENDI_Q = "vendi_q"
+NUM_REAL = "num_real"
+NUM_FAKE = "num_fake"
+FEATURE_DIM = "feature_dim"
+
+SET_METRIC_KEYS: tuple[str, ...] = (FD, PRECISION, RECALL, DENSITY, COVERAGE, VENDI)
+"""Keys :func:`metrics.suite.compute_all` always returns (plus :data:`VENDI_PER_CONDITION` given labels)."""

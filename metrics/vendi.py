@@ -1,0 +1,104 @@
+"""Vendi score (Friedman & Dieng 2022) with the cosine-similarity kernel on L2-normalised features.
+
+For X (n, d) with unit rows, K = X X^T has K_ii = 1. With lambda_i the eigenvalues of K / n (non-negative,
+summing to 1), the Vendi score of order q is the exponential of their Rényi entropy (paper, eq. 1 and sec. 3):
+
+    VS_q = exp( log(sum_i lambda_i^q) / (1 - q) )     q != 1
+    VS_1 = exp( -sum_i lambda_i log lambda_i )        (0 log 0 = 0)
+    VS_inf = 1 / max_i lambda_i
+
+K / n and X^T X / n (d x d) share their non-zero eigenvalues, so the smaller of the two is decomposed
+(``vendi_score.score_dual`` does the same). Unlike ``vendi_score.score_X``, the order q is honoured.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from metrics._validate import as_features
+
+
+def check_order(q: float) -> float:
+    """Return q as float if it is >= 0 or +inf (strings like "inf" accepted), else raise ValueError."""
+    try:
+        order = float(q)
+    except (TypeError, ValueError):
+        raise ValueError(f"q={q!r}; expected a number >= 0 or inf") from None
+    if math.isnan(order) or order < 0:
+        raise ValueError(f"q={q!r}; expected a number >= 0 or inf")
+    return order
+
+
+def _similarity_eigenvalues(features: np.ndarray, name: str) -> np.ndarray:
+    """Eigenvalues of K / n for the cosine kernel of (n, d) features; rounding-level values set to 0."""
+    x = as_features(features, name)
+    norms = np.linalg.norm(x, axis=1)
+    zero_rows = np.flatnonzero(norms == 0)
+    if zero_rows.size:
+        raise ValueError(
+            f"{name}: {zero_rows.size} row(s) are all zeros (first: row {zero_rows[0]}); cosine similarity needs "
+            "non-zero feature vectors"
+        )
+    x = x / norms[:, None]
+    n, d = x.shape
+    gram = (x.T @ x if n > d else x @ x.T) / n  # (min(n, d), min(n, d)), same non-zero spectrum as K / n
+    eigvals = np.linalg.eigvalsh(gram)
+    # Eigenvalues at rounding level are zero (as in numpy.linalg.matrix_rank); matters only for small q.
+    tolerance = eigvals.max() * gram.shape[0] * np.finfo(np.float64).eps
+    return np.where(eigvals > tolerance, eigvals, 0.0)
+
+
+def _hill_number(probabilities: np.ndarray, q: float) -> float:
+    """exp(Rényi entropy of order q) of a probability vector (zeros allowed: 0 log 0 = 0)."""
+    p = probabilities[probabilities > 0]
+    if q == 1.0:
+        return float(np.exp(-np.sum(p * np.log(p))))
+    if math.isinf(q):
+        return float(1.0 / p.max())
+    return float(np.exp(np.log(np.sum(p**q)) / (1.0 - q)))
+
+
+def vendi_score(features: np.ndarray, q: float = 1.0) -> float:
+    """Vendi score of order ``q`` of one feature set, cosine kernel.
+
+    Args:
+        features: (n, d) features, no all-zero rows; rows are L2-normalised here.
+        q: order >= 0; 1 = Shannon (the paper's default), ``math.inf`` = 1 / largest eigenvalue.
+    Returns:
+        Effective number of distinct samples, in [1, min(n, d)].
+    """
+    return _hill_number(_similarity_eigenvalues(features, "features"), check_order(q))
+
+
+def vendi_by_condition(features: np.ndarray, labels: np.ndarray, q: float = 1.0) -> dict[object, float]:
+    """Vendi score of each condition's samples.
+
+    Args:
+        features: (n, d) features. labels: (n,) condition id of each row (any sortable values).
+    Returns:
+        {condition id (Python scalar): Vendi score of the rows with that id}, in sorted id order.
+    """
+    q = check_order(q)
+    x = as_features(features, "features")
+    labels = np.asarray(labels)
+    if labels.shape != (x.shape[0],):
+        raise ValueError(f"labels: shape {labels.shape}; expected ({x.shape[0]},), one condition id per feature row")
+    scores = {}
+    for condition in np.unique(labels):
+        rows = x[labels == condition]
+        key = condition.item() if hasattr(condition, "item") else condition
+        scores[key] = _hill_number(_similarity_eigenvalues(rows, f"features[labels == {key!r}]"), q)
+    return scores
+
+
+def vendi_per_condition(features: np.ndarray, labels: np.ndarray, q: float = 1.0) -> float:
+    """Mean over conditions of the per-condition Vendi score (CADS / Kaleido protocol).
+
+    Args:
+        features: (n, d) features. labels: (n,) condition id of each row. q: order, as :func:`vendi_score`.
+    Returns:
+        Unweighted mean over the distinct conditions of :func:`vendi_by_condition`.
+    """
+    return float(np.mean(list(vendi_by_condition(features, labels, q).values())))
