@@ -9,7 +9,7 @@ import torch
 
 from kaleido.errors import InputError
 from kaleido.io import atomic_path
-from kaleido.models import ConditionalDenoiser
+from kaleido.models.denoiser import ConditionalDenoiser
 
 
 def save(path: str | Path, payload: dict[str, Any]) -> None:

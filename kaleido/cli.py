@@ -8,8 +8,6 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-import torch
-
 from kaleido import config as config_mod
 from kaleido.errors import ConfigError, InputError
 
@@ -27,6 +25,8 @@ def stage_parser(description: str) -> argparse.ArgumentParser:
 def load_stage_config(args: argparse.Namespace) -> tuple[dict[str, Any], dict[str, Any]]:
     """(validated config, the experiment's block); also applies ``--threads``."""
     if args.threads:
+        import torch  # only stages that compute with torch pass --threads
+
         torch.set_num_threads(args.threads)
     cfg = config_mod.load(args.config)
     config_mod.check_name("experiment", args.experiment)

@@ -21,13 +21,12 @@ import yaml
 
 from kaleido.data import DATASETS
 from kaleido.errors import ConfigError
-from kaleido.guidance import CADS_DEFAULTS
 from kaleido.latents import EXTRACTORS
 from kaleido.methods import METHODS, NO_LATENT, ROLES
-from kaleido.models import ARCHS
+from kaleido.models.archs import ARCHS
+from metrics.features import FEATURE_NETS
 
 SAMPLERS = ("ddpm",)
-FEATURE_NETS = ("identity",)
 #: Snakemake rules that accept per-rule resources (plus ``default``)
 RULES = ("default", "data", "latents", "train", "sample", "features", "evaluate", "report")
 
@@ -58,7 +57,7 @@ def schema() -> dict[str, Any]:
     exp["models"]["propertyNames"]["enum"] = ROLES.names()
     exp["sampler"]["properties"]["name"]["enum"] = list(SAMPLERS)
     exp["methods"]["items"]["enum"] = METHODS.names()
-    exp["metrics"]["properties"]["feature_net"]["enum"] = list(FEATURE_NETS)
+    exp["metrics"]["properties"]["feature_net"]["enum"] = FEATURE_NETS.names()
     sch["properties"]["resources"]["propertyNames"] = {"enum": list(RULES)}
     return sch
 
@@ -119,6 +118,8 @@ def validate(cfg: dict[str, Any]) -> dict[str, Any]:
     return cfg
 
 
+#: CADS defaults seen in every public implementation (the paper's Stable Diffusion setting; methods.md)
+CADS_DEFAULTS: dict[str, Any] = {"tau1": 0.6, "tau2": 0.9, "noise_scale": 0.25, "psi": 1.0, "rescale": True}
 TRAIN_DEFAULTS: dict[str, Any] = {"warmup_steps": 0, "grad_clip": 1.0, "ema_decay": 0.999, "cond_drop_prob": 0.1,
                                   "ar_loss_weight": 1.0, "checkpoint_every": 1000, "bad_model_steps_fraction": 0.25}
 METRIC_DEFAULTS: dict[str, Any] = {"k_pr": 3, "k_dc": 5, "vendi_q": 1.0, "modes_min_share": 0.05}

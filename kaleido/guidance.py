@@ -15,13 +15,13 @@ from typing import Any
 
 import torch
 
+from kaleido.config import CADS_DEFAULTS
 from kaleido.registry import Registry
-from kaleido.seeding import counter_normal
+from kaleido.rng import counter_normal
 
 #: stream ids of the counter RNG, so draws for different purposes never coincide
 STREAM_DIFFUSION, STREAM_PRIOR, STREAM_CADS = 0, 1, 2
 
-CADS_DEFAULTS: dict[str, Any] = {"tau1": 0.6, "tau2": 0.9, "noise_scale": 0.25, "psi": 1.0, "rescale": True}
 
 
 @dataclass

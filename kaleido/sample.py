@@ -27,9 +27,10 @@ from kaleido.errors import InputError
 from kaleido.guidance import SCHEMES, STREAM_DIFFUSION, STREAM_PRIOR, GuidanceInputs
 from kaleido.io import save_npz_atomic
 from kaleido.methods import METHODS, NO_LATENT
-from kaleido.models import ConditionalDenoiser
+from kaleido.models.denoiser import ConditionalDenoiser
 from kaleido.provenance import provenance
-from kaleido.seeding import counter_normal, derive_seed
+from kaleido.rng import counter_normal
+from kaleido.seeding import derive_seed
 
 
 def _eps_net(model: ConditionalDenoiser, schedule: Schedule, prediction: str):

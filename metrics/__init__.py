@@ -4,24 +4,35 @@ Usable without Snakemake, from Python (:func:`compute_all` and the per-metric fu
 line (``python -m metrics from-features --real R.npy --fake F.npy --json``). Result keys live in
 :mod:`metrics.keys`. The P/R/D/C function is ``metrics.prdc.prdc``; it is not re-exported here, so that
 ``metrics.prdc`` stays the module.
+
+The re-exports are resolved lazily (PEP 562): importing one submodule (e.g. ``metrics.features`` for the config
+schema) does not import every metric, so the DAG's code hashes tie each stage only to the metric code it runs.
 """
 
-from metrics.frechet import fd_from_features, frechet_distance, gaussian_stats
-from metrics.modes import mode_assignment, mode_entropy, mode_entropy_per_class, mode_shares, modes_covered
-from metrics.suite import compute_all
-from metrics.vendi import vendi_by_condition, vendi_per_condition, vendi_score
+from __future__ import annotations
 
-__all__ = [
-    "compute_all",
-    "fd_from_features",
-    "frechet_distance",
-    "gaussian_stats",
-    "mode_assignment",
-    "mode_entropy",
-    "mode_entropy_per_class",
-    "mode_shares",
-    "modes_covered",
-    "vendi_by_condition",
-    "vendi_per_condition",
-    "vendi_score",
-]
+import importlib
+from typing import Any
+
+_EXPORTS = {
+    "compute_all": "metrics.suite",
+    "fd_from_features": "metrics.frechet",
+    "frechet_distance": "metrics.frechet",
+    "gaussian_stats": "metrics.frechet",
+    "mode_assignment": "metrics.modes",
+    "mode_entropy": "metrics.modes",
+    "mode_entropy_per_class": "metrics.modes",
+    "mode_shares": "metrics.modes",
+    "modes_covered": "metrics.modes",
+    "vendi_by_condition": "metrics.vendi",
+    "vendi_per_condition": "metrics.vendi",
+    "vendi_score": "metrics.vendi",
+}
+
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str) -> Any:
+    if name in _EXPORTS:
+        return getattr(importlib.import_module(_EXPORTS[name]), name)
+    raise AttributeError(f"module 'metrics' has no attribute {name!r}")

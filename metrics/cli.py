@@ -111,7 +111,25 @@ def run_from_features(args: argparse.Namespace) -> int:
     return 0
 
 
-SUBCOMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {"from-features": run_from_features}
+def run_extract(args: argparse.Namespace) -> int:
+    """Handler of ``extract``: features (and labels) of the items in every input ``.npz``, concatenated in order."""
+    from kaleido.io import load_npz, save_npz_atomic
+    from kaleido.provenance import provenance
+    from metrics.features import FEATURE_NETS
+
+    net = FEATURE_NETS.get(args.net)
+    features, labels = [], []
+    for path in args.inputs:
+        data = load_npz(path, required=(net.input_key, "labels"))
+        features.append(net(data[net.input_key]))
+        labels.append(data["labels"])
+    meta = provenance("metrics.cli", {"net": args.net, "inputs": [str(p) for p in args.inputs]})
+    save_npz_atomic(args.out, meta=meta, features=np.concatenate(features), labels=np.concatenate(labels))
+    return 0
+
+
+SUBCOMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {"from-features": run_from_features,
+                                                                "extract": run_extract}
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -133,6 +151,11 @@ def build_parser() -> argparse.ArgumentParser:
     ff.add_argument("--chunk-size", type=int, default=1024, help="rows per distance block (default 1024)")
     ff.add_argument("--out", help="also write the JSON object to this file (atomically)")
     ff.add_argument("--json", action="store_true", help="print one JSON object instead of a table")
+    ex = sub.add_parser("extract", help="features of sample/data .npz files with a registered feature network",
+                        description="Run one feature network over .npz files; writes features + labels to --out.")
+    ex.add_argument("--net", required=True, help="feature network name (see metrics.features.FEATURE_NETS)")
+    ex.add_argument("--out", required=True, type=Path, help="output .npz (keys 'features', 'labels', 'meta')")
+    ex.add_argument("inputs", nargs="+", type=Path, help="input .npz files, concatenated in the given order")
     return parser
 
 
@@ -141,6 +164,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return SUBCOMMANDS[args.command](args)
-    except ValueError as error:
-        print(f"error: {error}", file=sys.stderr)
+    except (ValueError, KeyError, FileNotFoundError) as error:
+        print(f"error: {error.args[0] if isinstance(error, KeyError) else error}", file=sys.stderr)
         return EXIT_USAGE

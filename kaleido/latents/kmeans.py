@@ -5,7 +5,6 @@ from __future__ import annotations
 from typing import Any
 
 import numpy as np
-from sklearn.cluster import KMeans
 
 from kaleido.errors import ConfigError
 from kaleido.latents import EXTRACTORS, LatentCodes
@@ -30,6 +29,8 @@ class KMeansPerClass:
 
         Clusters are ranked by centroid (lexicographic), so token ids do not depend on k-means' init order.
         """
+        from sklearn.cluster import KMeans  # heavy import, only where used
+
         k = int(spec["clusters_per_class"])
         tokens = np.empty((len(x), 1), dtype=np.int64)
         flat = x.reshape(len(x), -1).astype(np.float64)

@@ -1,5 +1,5 @@
-"""Networks. Noise-agnostic: schedules, losses and samplers live in :mod:`kaleido.diffusion`."""
+"""Networks. Noise-agnostic: schedules, losses and samplers live in :mod:`kaleido.diffusion`.
 
-from kaleido.models.denoiser import ARCHS, ConditionalDenoiser
-
-__all__ = ["ARCHS", "ConditionalDenoiser"]
+``archs`` is the registry of trunk architectures, ``denoiser`` the conditional denoiser (condition encoders +
+trunk), ``conditioning`` the class context and Kaleido's AR latent prior, ``exact_gmm`` the toy's exact oracle.
+"""

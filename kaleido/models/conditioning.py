@@ -9,7 +9,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from kaleido.seeding import counter_uniform
+from kaleido.rng import counter_uniform
 
 
 class ClassContext(nn.Module):

@@ -11,19 +11,8 @@ from typing import Any
 import torch
 from torch import nn
 
+from kaleido.models.archs import ARCHS
 from kaleido.models.conditioning import ClassContext, LatentPrior
-from kaleido.registry import Registry
-
-#: architecture name -> builder(data_dim, cond_dim, spec) -> trunk nn.Module
-ARCHS: Registry[Any] = Registry("model architecture")
-
-
-@ARCHS.register("mlp")
-def _mlp(data_dim: int, cond_dim: int, spec: dict[str, Any]) -> nn.Module:
-    from kaleido.models.mlp import MLPNet
-
-    return MLPNet(data_dim, cond_dim, hidden=spec.get("hidden", 128), depth=spec.get("depth", 3),
-                  emb_dim=spec.get("emb_dim", 32))
 
 
 class ConditionalDenoiser(nn.Module):

@@ -17,7 +17,7 @@ import torch
 from torch import nn
 
 from kaleido.diffusion.schedule import Schedule
-from kaleido.seeding import counter_uniform
+from kaleido.rng import counter_uniform
 
 
 class _UniformModePrior(nn.Module):

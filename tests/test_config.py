@@ -1,0 +1,102 @@
+"""Config validation: every error names the key, the bad value and what is accepted."""
+
+from __future__ import annotations
+
+import copy
+
+import pytest
+
+from kaleido import config
+from kaleido.errors import ConfigError
+
+
+def test_default_config_is_valid(default_config):
+    cfg = config.validate(default_config)
+    exp = cfg["experiments"]["toy2d"]
+    assert exp["cads"]["tau1"] == 0.6  # default filled in
+    assert len(config.runs(cfg)) == len(exp["methods"]) * len(exp["guidance"])
+
+
+def _error(cfg) -> str:
+    with pytest.raises(ConfigError) as info:
+        config.validate(cfg)
+    return str(info.value)
+
+
+def test_unknown_method_names_key_value_and_choices(default_config):
+    default_config["experiments"]["toy2d"]["methods"].append("mdn")
+    msg = _error(default_config)
+    assert "config.experiments.toy2d.methods[5]" in msg and "'mdn'" in msg and "'kaleido'" in msg
+
+
+def test_unknown_latent_type(default_config):
+    default_config["experiments"]["toy2d"]["latents"]["bboxx"] = {}
+    msg = _error(default_config)
+    assert "config.experiments.toy2d.latents" in msg and "'bboxx'" in msg and "'kmeans'" in msg
+
+
+def test_negative_sample_count(default_config):
+    default_config["experiments"]["toy2d"]["num_samples"] = -5
+    msg = _error(default_config)
+    assert "config.experiments.toy2d.num_samples" in msg and "-5" in msg and "minimum of 1" in msg
+
+
+def test_wrong_type(default_config):
+    default_config["experiments"]["toy2d"]["train"]["lr"] = "fast"
+    msg = _error(default_config)
+    assert "config.experiments.toy2d.train.lr" in msg and "'fast'" in msg and "number" in msg
+
+
+def test_missing_key(default_config):
+    del default_config["experiments"]["toy2d"]["guidance"]
+    msg = _error(default_config)
+    assert "config.experiments.toy2d" in msg and "'guidance' is a required property" in msg
+
+
+def test_unknown_key_rejected(default_config):
+    default_config["experiments"]["toy2d"]["sampler"]["stpes"] = 10
+    assert "'stpes' was unexpected" in _error(default_config)
+
+
+def test_dataset_specific_checks(default_config):
+    bad = copy.deepcopy(default_config)
+    bad["experiments"]["toy2d"]["data"]["mode_classes"] = [0, 0, 1]
+    assert "config.experiments.toy2d.data.mode_classes" in _error(bad)
+    bad = copy.deepcopy(default_config)
+    bad["experiments"]["toy2d"]["data"]["std"] = 0
+    assert "config.experiments.toy2d.data.std: 0" in _error(bad)
+
+
+def test_method_needing_a_latent_without_latents(default_config):
+    default_config["experiments"]["toy2d"]["latents"] = {}
+    msg = _error(default_config)
+    assert "method 'kaleido' needs at least one latent type" in msg
+
+
+def test_cads_window_order(default_config):
+    default_config["experiments"]["toy2d"]["cads"]["tau1"] = 0.95
+    assert "tau1=0.95 must be smaller than tau2=0.9" in _error(default_config)
+
+
+def test_unsafe_experiment_name(default_config):
+    default_config["experiments"]["../evil"] = default_config["experiments"]["toy2d"]
+    assert "'../evil'" in _error(default_config)
+
+
+def test_stage_spec_slices(default_config):
+    cfg = config.validate(default_config)
+    sample = config.stage_spec(cfg, "toy2d", "sample", method="mdm", latent="none", guidance="8", shard="0")
+    train = config.stage_spec(cfg, "toy2d", "train", role="mdm", latent="none")
+    assert "sampler" in sample and "sampler" not in train
+    assert "cads" not in sample  # plain CFG does not read the CADS options
+    assert config.stage_spec(cfg, "toy2d", "train", role="mdm_bad", latent="none")["train_steps"] == round(
+        cfg["experiments"]["toy2d"]["train"]["steps"] * cfg["experiments"]["toy2d"]["train"]["bad_model_steps_fraction"])
+
+
+def test_guidance_formatting_round_trip(default_config):
+    exp = config.validate(default_config)["experiments"]["toy2d"]
+    exp["guidance"] = [1, 2.5, 25]
+    assert [config.format_guidance(w) for w in exp["guidance"]] == ["1", "2.5", "25"]
+    assert config.parse_guidance(exp, "2.5") == 2.5
+    with pytest.raises(ConfigError, match="not in the configured guidance grid"):
+        config.parse_guidance(exp, "3")

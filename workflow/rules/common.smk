@@ -1,0 +1,124 @@
+# Config validation, resolved-config file, wildcard constraints, code hashes and every input function.
+import os
+import sys
+
+from snakemake.exceptions import WorkflowError
+
+from kaleido import config as kcfg
+from kaleido.errors import ConfigError
+from kaleido.io import write_text_atomic
+from kaleido.methods import METHODS, NO_LATENT, ROLES
+from kaleido.provenance import config_hash, source_hash
+
+try:
+    CFG = kcfg.validate(config)
+except ConfigError as err:
+    raise WorkflowError(f"{err}\n(fix the config file or the --config override; no job was run)") from None
+
+RESULTS = CFG["results_dir"]
+REPORTS = CFG["reports_dir"]
+PYTHON = sys.executable
+# MLFLOW_TRACKING_URI in the environment wins over the config (MLflow's own convention).
+TRACKING_URI = os.environ.get("MLFLOW_TRACKING_URI", CFG["mlflow"]["tracking_uri"])
+
+
+def _resolved_config_file() -> str:
+    """The validated, override-merged config, content-addressed, so every job reads exactly what Snakemake saw.
+
+    Its path is referenced from shell commands as a global (not a param): a config edit must rerun only the jobs
+    whose own slice (the `spec` param) changed, not every job.
+    """
+    import yaml
+
+    text = yaml.safe_dump(CFG, sort_keys=True)
+    path = f"{RESULTS}/.configs/{config_hash(CFG)}.yaml"
+    if not os.path.exists(path):
+        write_text_atomic(path, text)
+    return path
+
+
+CONFIG_FILE = _resolved_config_file()
+
+_NAME = r"[A-Za-z0-9][A-Za-z0-9_-]*"
+
+
+wildcard_constraints:
+    exp=_NAME,
+    method=_NAME,
+    role=_NAME,
+    latent=_NAME,
+    net=_NAME,
+    guidance=r"[0-9][0-9.e+-]*",
+    shard=r"[0-9][0-9][0-9]+",
+
+
+def spec(stage, **keys):
+    """Rerun trigger: hash of the config slice a job reads (see kaleido.config.stage_spec)."""
+    return lambda w: config_hash(kcfg.stage_spec(CFG, w.exp, stage, **{k: getattr(w, v) for k, v in keys.items()}))
+
+
+def code(entry_point):
+    """Rerun trigger: hash of the project modules the job's CLI imports (Snakemake does not see them itself)."""
+    return source_hash(entry_point)
+
+
+def res(rule_name, key):
+    table = CFG.get("resources", {})
+    merged = {"mem_mb": 2000, "runtime": 30, "gpu": 0, "cpus_per_task": 1}
+    merged.update(table.get("default", {}))
+    merged.update(table.get(rule_name, {}))
+    return merged[key]
+
+
+def exp_cfg(wildcards):
+    return kcfg.experiment(CFG, wildcards.exp)
+
+
+# --- paths ------------------------------------------------------------------------------------------------------
+
+
+def data_path(exp):
+    return f"{RESULTS}/{exp}/data/train.npz"
+
+
+def latents_path(exp, latent):
+    return f"{RESULTS}/{exp}/latents/{latent}.npz"
+
+
+def model_path(exp, role, latent):
+    return f"{RESULTS}/{exp}/train/{role}/{latent}/model.pt"
+
+
+def shard_paths(exp, method, latent, guidance):
+    n = kcfg.num_shards(kcfg.experiment(CFG, exp))
+    return [f"{RESULTS}/{exp}/samples/{method}/{latent}/w{guidance}/shard{k:03d}.npz" for k in range(n)]
+
+
+def metric_path(run):
+    return f"{RESULTS}/{run.experiment}/metrics/{run.method}/{run.latent}/w{run.guidance}.json"
+
+
+# --- input functions --------------------------------------------------------------------------------------------
+
+
+def train_inputs(w):
+    inputs = {"data": data_path(w.exp)}
+    if w.latent != NO_LATENT:
+        inputs["latents"] = latents_path(w.exp, w.latent)
+    return inputs
+
+
+def sample_inputs(w):
+    """The trained models a (method, latent) needs, keyed by role; the guide of autoguidance has no latent."""
+    method = METHODS.get(w.method)
+    return {role: model_path(w.exp, role, w.latent if ROLES.get(role).uses_latent else NO_LATENT)
+            for role in method.roles}
+
+
+def report_outputs():
+    outs = [f"{REPORTS}/table1.csv", f"{REPORTS}/table1.md", f"{REPORTS}/mlflow_runs.json"]
+    for name, exp in CFG["experiments"].items():
+        outs += [f"{REPORTS}/figures/fid_recall_vs_guidance_{name}.{ext}" for ext in ("png", "pdf")]
+    if any(exp["data"]["name"] == "toy2d" for exp in CFG["experiments"].values()):
+        outs += [f"{REPORTS}/figures/toy_modes.{ext}" for ext in ("png", "pdf")]
+    return outs
