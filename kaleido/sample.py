@@ -42,7 +42,7 @@ def _eps_net(model: ConditionalDenoiser, schedule: Schedule, prediction: str):
 
 @torch.no_grad()
 def generate(exp: dict[str, Any], seed: int, method: str, weight: float, indices: Sequence[int],
-             models: dict[str, ConditionalDenoiser], batch_size: int = 25_000, progress: bool = False
+             models: dict[str, ConditionalDenoiser], batch_size: int = 2048, progress: bool = False
              ) -> dict[str, np.ndarray]:
     """Samples for global ``indices``: ``x`` (n, D) float32, ``labels`` (n,), ``index`` (n,), ``tokens`` (n, L)."""
     spec = METHODS.get(method)
@@ -97,7 +97,8 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--guidance", required=True, help="guidance weight, as formatted in the config grid")
     parser.add_argument("--shard", required=True, type=int)
     parser.add_argument("--model", action="append", default=[], help="ROLE=PATH of a trained model (repeat)")
-    parser.add_argument("--batch-size", type=int, default=25_000, help="does not change the results")
+    parser.add_argument("--batch-size", type=int, default=2048,
+                        help="samples per forward pass; changes speed only, never the samples")
     parser.add_argument("--quiet", action="store_true")
     args = parser.parse_args(argv)
     cfg, exp = load_stage_config(args)

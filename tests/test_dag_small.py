@@ -1,0 +1,73 @@
+"""Small-config DAG runs: determinism, kill-and-resume, config errors, and the SLURM profile's dry run."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+import yaml
+
+from tests.dag_helpers import env_for, executed_rules, job_counts, make_workdir, snakemake
+
+pytestmark = pytest.mark.slow
+
+
+def _small_workdir(path, tiny_config):
+    workdir = make_workdir(path)
+    (workdir / "config" / "config.yaml").write_text(yaml.safe_dump(tiny_config))
+    return workdir
+
+
+def test_same_config_same_table_and_kill_resume(tmp_path, tiny_config):
+    first = _small_workdir(tmp_path / "first", tiny_config)
+    snakemake(first, "--cores", "2", "reports/table1.csv")
+
+    second = _small_workdir(tmp_path / "second", tiny_config)
+    proc = subprocess.Popen([sys.executable, "-m", "snakemake", "--cores", "2", "reports/table1.csv"], cwd=second,
+                            env=env_for(second), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                            start_new_session=True)
+    done = second / "results" / "toy2d" / "train" / "mdm" / "none" / "model.pt"
+    deadline = time.time() + 300
+    while not done.exists() and time.time() < deadline and proc.poll() is None:
+        time.sleep(0.2)
+    assert done.exists(), "the first model never finished"
+    os.killpg(proc.pid, signal.SIGKILL)  # Snakemake and every running job
+    proc.wait()
+    finished_mtime = done.stat().st_mtime_ns
+    rerun = snakemake(second, "--cores", "2", "reports/table1.csv")
+    assert "train" in executed_rules(rerun) or executed_rules(rerun)  # the rest of the work was done
+    assert done.stat().st_mtime_ns == finished_mtime, "a finished model was recomputed"
+    assert (second / "reports" / "table1.csv").read_bytes() == (first / "reports" / "table1.csv").read_bytes()
+
+
+@pytest.mark.parametrize(
+    ("edit", "expected"),
+    [
+        (lambda e: e["methods"].append("mdn"), "'mdn' is not one of"),
+        (lambda e: e["latents"].update(bboxx={}), "'bboxx' is not one of"),
+        (lambda e: e.update(num_samples=-3), "num_samples: -3 is less than the minimum of 1"),
+        (lambda e: e["train"].update(steps="many"), "train.steps: 'many' is not of type 'integer'"),
+        (lambda e: e.pop("seed"), "'seed' is a required property"),
+    ],
+)
+def test_config_errors_stop_before_any_job(tmp_path, tiny_config, edit, expected):
+    edit(tiny_config["experiments"]["toy2d"])
+    workdir = _small_workdir(tmp_path, tiny_config)
+    proc = snakemake(workdir, "--cores", "1", "reports/table1.csv", check=False)
+    assert proc.returncode != 0
+    assert expected in proc.stderr + proc.stdout
+    assert "config.experiments.toy2d" in proc.stderr + proc.stdout
+    assert not (workdir / "results").exists(), "a job ran despite the config error"
+
+
+def test_slurm_profile_dry_run_lists_every_stage(tmp_path, default_config):
+    workdir = make_workdir(tmp_path)
+    proc = snakemake(workdir, "-n", "--profile", "slurm", "reports/table1.csv")
+    counts = job_counts(proc)
+    assert set(counts) == {"data", "latents", "train", "sample", "features_reference", "features_samples", "evaluate",
+                           "report"}
+    assert counts["train"] == 3
