@@ -106,7 +106,8 @@ def main(argv: Sequence[str] | None = None) -> None:
     if args.method not in exp["methods"]:
         raise InputError(f"--method {args.method}: experiment {args.experiment} runs {exp['methods']}")
     if args.latent not in config.latents_of(exp, args.method):
-        raise InputError(f"--latent {args.latent!r}: method {args.method} accepts {config.latents_of(exp, args.method)}")
+        accepted = config.latents_of(exp, args.method)
+        raise InputError(f"--latent {args.latent!r}: method {args.method} accepts {accepted}")
     weight = config.parse_guidance(exp, args.guidance, "--guidance")
     indices = config.shard_range(exp, args.shard)
     paths = _parse_models(args.model)

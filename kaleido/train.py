@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import copy
 import json
+import math
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -38,8 +39,14 @@ class NonFiniteLossError(RuntimeError):
     """Training produced a NaN/inf loss; the message names the step and the batch's generator state hash."""
 
 
-def _lr(step: int, base: float, warmup: int) -> float:
-    return base * min(1.0, (step + 1) / warmup) if warmup else base
+def learning_rate(step: int, total: int, base: float, warmup: int, schedule: str) -> float:
+    """Linear warmup over ``warmup`` steps, then constant or cosine decay to 0 at ``total``."""
+    if warmup and step < warmup:
+        return base * (step + 1) / warmup
+    if schedule == "cosine":
+        progress = (step - warmup) / max(1, total - warmup)
+        return base * 0.5 * (1.0 + math.cos(math.pi * progress))
+    return base
 
 
 def train(spec: dict[str, Any], x: np.ndarray, labels: np.ndarray, tokens: np.ndarray | None, run_dir: Path,
@@ -90,7 +97,7 @@ def train(spec: dict[str, Any], x: np.ndarray, labels: np.ndarray, tokens: np.nd
             raise NonFiniteLossError(f"non-finite loss {loss.item()} at step {step} (batch drawn from generator "
                                      f"seed {seed} after {step} steps); lower train.lr or check the data")
         for group in opt.param_groups:
-            group["lr"] = _lr(step, tr["lr"], tr["warmup_steps"])
+            group["lr"] = learning_rate(step, steps, tr["lr"], tr["warmup_steps"], tr["lr_schedule"])
         opt.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), tr["grad_clip"])

@@ -12,12 +12,12 @@ import json
 import math
 import os
 import sys
-import tempfile
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import numpy as np
 
+from kaleido.io import write_json_atomic
 from metrics import keys
 from metrics.suite import compute_all
 
@@ -44,20 +44,6 @@ def load_array(path: str | os.PathLike[str], npz_key: str) -> np.ndarray:
         if npz_key not in loaded.files:
             raise ValueError(f"{path}: the .npz has keys {sorted(loaded.files)}; expected an array named {npz_key!r}")
         return loaded[npz_key]
-
-
-def _write_json_atomic(path: Path, obj: dict[str, object]) -> None:
-    """Write ``obj`` as JSON to a temporary file beside ``path`` and rename it over ``path``."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    handle, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(handle, "w", encoding="utf-8") as stream:
-            json.dump(obj, stream, indent=2, sort_keys=True)
-            stream.write("\n")
-        os.replace(tmp_name, path)
-    finally:
-        if os.path.exists(tmp_name):
-            os.unlink(tmp_name)
 
 
 def _parse_order(text: str) -> float:
@@ -100,7 +86,7 @@ def run_from_features(args: argparse.Namespace) -> int:
         }
     )
     if args.out is not None:
-        _write_json_atomic(Path(args.out), record)
+        write_json_atomic(args.out, record)
     if args.json:
         print(json.dumps(record, sort_keys=True))
     else:

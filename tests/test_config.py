@@ -89,8 +89,9 @@ def test_stage_spec_slices(default_config):
     train = config.stage_spec(cfg, "toy2d", "train", role="mdm", latent="none")
     assert "sampler" in sample and "sampler" not in train
     assert "cads" not in sample  # plain CFG does not read the CADS options
-    assert config.stage_spec(cfg, "toy2d", "train", role="mdm_bad", latent="none")["train_steps"] == round(
-        cfg["experiments"]["toy2d"]["train"]["steps"] * cfg["experiments"]["toy2d"]["train"]["bad_model_steps_fraction"])
+    train_cfg = cfg["experiments"]["toy2d"]["train"]
+    bad = config.stage_spec(cfg, "toy2d", "train", role="mdm_bad", latent="none")
+    assert bad["train_steps"] == round(train_cfg["steps"] * train_cfg["bad_model_steps_fraction"])
 
 
 def test_guidance_formatting_round_trip(default_config):

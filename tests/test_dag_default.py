@@ -11,8 +11,7 @@ from pathlib import Path
 
 import pytest
 import yaml
-
-from tests.dag_helpers import executed_rules, job_counts, make_workdir, snakemake
+from dag_helpers import executed_rules, job_counts, make_workdir, snakemake
 
 pytestmark = pytest.mark.slow
 

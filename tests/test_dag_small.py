@@ -10,8 +10,7 @@ import time
 
 import pytest
 import yaml
-
-from tests.dag_helpers import env_for, executed_rules, job_counts, make_workdir, snakemake
+from dag_helpers import env_for, executed_rules, job_counts, make_workdir, snakemake
 
 pytestmark = pytest.mark.slow
 

@@ -245,49 +245,37 @@ def _raise_if(problems: Sequence[str]) -> None:
         raise ReportInputError(f"{head} with the report inputs:\n  " + "\n  ".join(problems))
 
 
-def load_metric_records(paths: Iterable[str | os.PathLike[str]]) -> list[MetricRecord]:
-    """Read, validate and sort (:meth:`MetricRecord.sort_key`) metric JSON files.
+def _load_records(paths: Iterable[str | os.PathLike[str]], parse: Any, key: Any, kind: str) -> list[Any]:
+    """Read and validate JSON files with ``parse(path, doc) -> (record | None, problems)``.
 
-    Raises :class:`ReportInputError` listing every missing/malformed file and every duplicate
-    (experiment, method, latent, guidance) with both files that claim it.
+    Raises :class:`ReportInputError` listing every missing/malformed file and every duplicate ``key(record)``
+    with both files that claim it.
     """
     problems: list[str] = []
-    records: list[MetricRecord] = []
-    seen: dict[tuple[str, str, str, float], Path] = {}
+    by_key: dict[Any, tuple[Path, Any]] = {}
     for raw_path in paths:
         path = Path(raw_path)
         doc = _read(path, problems)
         if doc is None:
             continue
-        record, found = parse_metric_record(path, doc)
+        record, found = parse(path, doc)
         problems.extend(found)
         if record is None:
             continue
-        if record.key in seen:
-            problems.append(f"duplicate run {record.run_key}: both {seen[record.key]} and {path}")
+        if key(record) in by_key:
+            problems.append(f"duplicate {kind} {record.run_key}: both {by_key[key(record)][0]} and {path}")
             continue
-        seen[record.key] = path
-        records.append(record)
+        by_key[key(record)] = (path, record)
     _raise_if(problems)
+    return [record for _, record in by_key.values()]
+
+
+def load_metric_records(paths: Iterable[str | os.PathLike[str]]) -> list[MetricRecord]:
+    """Metric JSON files, validated and sorted (:meth:`MetricRecord.sort_key`); see :func:`_load_records`."""
+    records = _load_records(paths, parse_metric_record, lambda r: r.key, "run")
     return sorted(records, key=MetricRecord.sort_key)
 
 
 def load_extra_records(paths: Iterable[str | os.PathLike[str]]) -> list[ExtraRecord]:
-    """Read and validate extra JSON files, sorted by run key; duplicates name both files."""
-    problems: list[str] = []
-    records: dict[str, ExtraRecord] = {}
-    for raw_path in paths:
-        path = Path(raw_path)
-        doc = _read(path, problems)
-        if doc is None:
-            continue
-        record, found = parse_extra_record(path, doc)
-        problems.extend(found)
-        if record is None:
-            continue
-        if record.run_key in records:
-            problems.append(f"duplicate extra run {record.run_key}: both {records[record.run_key].path} and {path}")
-            continue
-        records[record.run_key] = record
-    _raise_if(problems)
-    return [records[key] for key in sorted(records)]
+    """Extra JSON files, validated and sorted by run key; see :func:`_load_records`."""
+    return sorted(_load_records(paths, parse_extra_record, lambda r: r.run_key, "extra run"), key=lambda r: r.run_key)
