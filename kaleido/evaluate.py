@@ -21,6 +21,7 @@ from kaleido import config
 from kaleido.cli import load_stage_config, run_cli, stage_parser
 from kaleido.errors import InputError
 from kaleido.io import load_npz, write_json_atomic
+from kaleido.methods import METHODS, NO_LATENT, ROLES
 from kaleido.provenance import provenance
 from metrics import keys
 from metrics.modes import mode_entropy, mode_entropy_per_class, modes_covered
@@ -65,8 +66,18 @@ def main(argv: Sequence[str] | None = None) -> None:
                              vendi_q=opts["vendi_q"], labels_fake=fake["labels"])
     except ValueError as err:
         raise InputError(f"metrics of {args.fake} vs {args.real}: {err}") from None
+    shards = [load_npz(p, required=("x", "labels")) for p in args.samples]
+    # The whole lineage of these numbers, for MLflow: every stage's config slice (each upstream slice is what its
+    # stage recorded or, for training, what the DAG hashed; a change there reruns it and so this step too).
+    method = METHODS.get(args.method)
+    lineage = {
+        "evaluate": spec,
+        "sample": shards[0].get("meta", {}).get("config", {}),
+        "train": {role: config.stage_spec(cfg, args.experiment, "train", role=role,
+                                          latent=args.latent if ROLES.get(role).uses_latent else NO_LATENT)
+                  for role in method.roles},
+    }
     if exp["data"]["name"] == "toy2d":
-        shards = [load_npz(p, required=("x", "labels")) for p in args.samples]
         values.update(toy_mode_metrics(np.concatenate([s["x"] for s in shards]),
                                        np.concatenate([s["labels"] for s in shards]), exp["data"],
                                        opts["modes_min_share"]))
@@ -76,7 +87,7 @@ def main(argv: Sequence[str] | None = None) -> None:
         "metrics": {k: (float(v) if isinstance(v, float | np.floating) else int(v)) for k, v in values.items()},
         "metric_options": {k: opts[k] for k in ("k_pr", "k_dc", "vendi_q", "modes_min_share")},
         "samples": [str(p) for p in args.samples],
-        "provenance": provenance("kaleido.evaluate", spec),
+        "provenance": provenance("kaleido.evaluate", lineage),
     })
 
 

@@ -62,7 +62,10 @@ def test_mlflow_holds_one_run_per_row(default_run):
     keys = [r.data.tags["kaleido.run_key"] for r in runs]
     assert len(keys) == len(set(keys)) == len(_rows(default_run)) + 1  # + the latent-extraction run
     mdm8 = next(r for r in runs if r.data.tags["kaleido.run_key"] == "toy2d/mdm/none/w8")
-    assert mdm8.data.metrics["modes_covered"] <= 2 and "tag" not in mdm8.data.params
+    assert mdm8.data.metrics["modes_covered"] <= 2
+    params = mdm8.data.params  # the run's whole lineage: evaluation, sampling and training config
+    assert params["sample.guidance"] == "8" and params["sample.sampler.steps"] == "100"
+    assert params["train.mdm.model.hidden"] == "64" and params["evaluate.metrics.k_pr"] == "3"
 
 
 def test_complete_run_has_nothing_to_do(default_run):

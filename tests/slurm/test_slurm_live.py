@@ -13,7 +13,6 @@ from pathlib import Path
 
 import pytest
 import yaml
-
 from dag_helpers import executed_rules, make_workdir, snakemake
 
 pytestmark = pytest.mark.slow
