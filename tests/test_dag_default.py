@@ -78,7 +78,7 @@ def test_guidance_edit_reruns_only_that_value(default_run):
     exp = cfg["experiments"]["toy2d"]
     exp["guidance"] = [20 if w == 25 else w for w in exp["guidance"]]
     (default_run / "config" / "edited.yaml").write_text(yaml.safe_dump(cfg))
-    proc = snakemake(default_run, "-n", "--configfile", "config/edited.yaml", "reports/table1.csv")
+    proc = snakemake(default_run, "-n", "reports/table1.csv", "--configfile", "config/edited.yaml")
     shards = -(-exp["num_samples"] // exp["shard_size"])
     runs = len(exp["methods"])
     assert job_counts(proc) == {"sample": runs * shards, "features_samples": runs, "evaluate": runs, "report": 1}

@@ -1,0 +1,49 @@
+"""Atomic outputs and the code hashes that drive Snakemake reruns."""
+
+from __future__ import annotations
+
+import os
+import stat
+
+import numpy as np
+import pytest
+
+from kaleido.io import atomic_path, load_npz, save_npz_atomic, write_json_atomic
+from kaleido.provenance import project_modules, source_hash
+
+
+def test_failed_write_keeps_the_previous_output(tmp_path):
+    target = tmp_path / "out.json"
+    write_json_atomic(target, {"ok": 1})
+    with pytest.raises(RuntimeError), atomic_path(target) as tmp:
+        tmp.write_text("half")
+        raise RuntimeError("killed")
+    assert target.read_text() == '{\n  "ok": 1\n}\n'
+    assert [p.name for p in tmp_path.iterdir()] == ["out.json"]  # no temp file left behind
+    assert stat.S_IMODE(target.stat().st_mode) == 0o666 & ~_umask()
+
+
+def _umask() -> int:
+    current = os.umask(0)
+    os.umask(current)
+    return current
+
+
+def test_truncated_npz_is_named(tmp_path):
+    path = tmp_path / "shard000.npz"
+    save_npz_atomic(path, meta={"a": 1}, x=np.zeros((10, 2)))
+    assert load_npz(path, required=("x",))["meta"] == {"a": 1}
+    path.write_bytes(path.read_bytes()[:50])
+    with pytest.raises(ValueError, match="shard000.npz: unreadable or corrupted npz"):
+        load_npz(path)
+
+
+def test_stage_code_hashes_cover_exactly_the_code_each_stage_runs():
+    modules = {entry: {name for name, _ in project_modules(entry)}
+               for entry in ("kaleido.train", "kaleido.sample", "kaleido.evaluate", "kaleido.report")}
+    assert "kaleido.report.figures" in modules["kaleido.report"]
+    assert not any(name.startswith("kaleido.report") for name in modules["kaleido.sample"])
+    assert "metrics.prdc" in modules["kaleido.evaluate"] and "metrics.prdc" not in modules["kaleido.sample"]
+    assert "kaleido.guidance" in modules["kaleido.sample"] and "kaleido.guidance" not in modules["kaleido.train"]
+    assert "kaleido.models.mlp" in modules["kaleido.train"]
+    assert len(source_hash("kaleido.train")) == 16
