@@ -68,6 +68,7 @@ def test_autoguidance_equals_cfg_when_guide_is_the_unconditional_model():
 def _oracle_shares(default_config, method, weight, n=4000, steps=100):
     exp = config.validate(default_config)["experiments"]["toy2d"]
     exp["sampler"]["steps"] = steps
+    exp["diffusion"]["prediction"] = "eps"  # the oracle outputs ε, whatever the trained models use
     sched = Schedule.from_spec(exp["diffusion"]["schedule"], exp["diffusion"]["timesteps"])
     model = ExactGMMDenoiser(exp["data"], sched, latent=(method == "kaleido"))
     out = generate(exp, seed=11, method=method, weight=weight, indices=range(n), models={method: model})
