@@ -8,7 +8,7 @@ from typing import Any
 import torch
 
 from kaleido.errors import InputError
-from kaleido.io import atomic_path
+from kaleido.io import atomic_path, verify_zip
 from kaleido.models.denoiser import ConditionalDenoiser
 
 
@@ -19,10 +19,14 @@ def save(path: str | Path, payload: dict[str, Any]) -> None:
 
 
 def load(path: str | Path, map_location: str | torch.device = "cpu") -> dict[str, Any]:
-    """Load a checkpoint dict with ``weights_only=True``; a truncated or corrupt file is named in the error."""
+    """Load a checkpoint dict with ``weights_only=True``; a truncated or corrupt file is named in the error.
+
+    Every member's CRC-32 is verified first (``torch.load`` itself would load a flipped byte silently).
+    """
     path = Path(path)
     if not path.exists():
         raise FileNotFoundError(f"{path}: checkpoint not found")
+    verify_zip(path)
     try:
         return torch.load(path, map_location=map_location, weights_only=True)
     except Exception as err:  # RuntimeError / EOFError / UnpicklingError all mean unusable

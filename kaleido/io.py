@@ -11,11 +11,14 @@ import contextlib
 import json
 import os
 import tempfile
+import zipfile
 from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+
+from kaleido.errors import InputError
 
 
 @contextlib.contextmanager
@@ -68,7 +71,27 @@ def read_json(path: str | os.PathLike[str]) -> Any:
     except FileNotFoundError:
         raise FileNotFoundError(f"{path}: file not found") from None
     except json.JSONDecodeError as err:
-        raise ValueError(f"{path}: not valid JSON ({err}); delete it and rerun the step that makes it") from None
+        raise InputError(f"{path}: not valid JSON ({err}); delete it and rerun the step that makes it") from None
+
+
+def verify_zip(path: str | os.PathLike[str]) -> None:
+    """Check every member's CRC-32 of a zip-based file (``.npz``, ``torch.save`` output).
+
+    ``torch.load`` does not check CRCs, so a flipped byte in a checkpoint would otherwise load as a silently
+    wrong weight. Raises :class:`InputError` naming the file and the damaged member.
+    """
+    path = Path(path)
+    try:
+        with zipfile.ZipFile(path) as archive:
+            bad = archive.testzip()
+    except FileNotFoundError:
+        raise FileNotFoundError(f"{path}: file not found") from None
+    except (zipfile.BadZipFile, OSError, EOFError) as err:
+        raise InputError(f"{path}: truncated or corrupted ({type(err).__name__}: {err}); "
+                         "delete it and rerun the step that makes it") from None
+    if bad is not None:
+        raise InputError(f"{path}: checksum mismatch in member {bad!r} (corrupted file); "
+                         "delete it and rerun the step that makes it")
 
 
 def save_npz_atomic(path: str | os.PathLike[str], meta: Mapping[str, Any] | None = None, **arrays: np.ndarray) -> None:
@@ -83,7 +106,8 @@ def save_npz_atomic(path: str | os.PathLike[str], meta: Mapping[str, Any] | None
 def load_npz(path: str | os.PathLike[str], required: tuple[str, ...] = ()) -> dict[str, Any]:
     """Load an ``.npz`` written by :func:`save_npz_atomic` into a dict (``meta`` decoded from JSON).
 
-    Raises a ``ValueError`` naming the file when it is truncated/corrupt or lacks a ``required`` key.
+    Raises :class:`InputError` (a ``ValueError``) naming the file when it is truncated/corrupt or lacks a
+    ``required`` key.
     """
     path = Path(path)
     try:
@@ -92,11 +116,11 @@ def load_npz(path: str | os.PathLike[str], required: tuple[str, ...] = ()) -> di
     except FileNotFoundError:
         raise FileNotFoundError(f"{path}: file not found") from None
     except Exception as err:  # zipfile.BadZipFile, ValueError, EOFError, OSError: all mean "unreadable"
-        raise ValueError(f"{path}: unreadable or corrupted npz ({type(err).__name__}: {err}); "
+        raise InputError(f"{path}: unreadable or corrupted npz ({type(err).__name__}: {err}); "
                          "delete it and rerun the step that makes it") from None
     missing = [key for key in required if key not in out]
     if missing:
-        raise ValueError(f"{path}: missing arrays {missing}; found {sorted(out)}")
+        raise InputError(f"{path}: missing arrays {missing}; found {sorted(out)}")
     if "meta" in out:
         out["meta"] = json.loads(str(out["meta"]))
     return out

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import os
 import re
 import shutil
@@ -58,3 +59,18 @@ def job_counts(proc: subprocess.CompletedProcess) -> dict[str, int]:
         if len(parts) == 2 and parts[0] != "total":
             counts[parts[0]] = int(parts[1])
     return counts
+
+
+def tiny_experiment(cfg: dict, **overrides) -> dict:
+    """A copy of ``cfg`` whose toy experiment trains and samples in seconds (same algorithm, smaller sizes)."""
+    cfg = copy.deepcopy(cfg)
+    exp = cfg["experiments"]["toy2d"]
+    exp["data"]["num_train"] = 2000
+    exp["train"].update(steps=300, batch_size=256, checkpoint_every=100)
+    exp["sampler"]["steps"] = 20
+    exp["num_samples"] = 600
+    exp["shard_size"] = 300
+    exp["guidance"] = [1, 8]
+    for key, value in overrides.items():
+        exp[key] = value
+    return cfg
