@@ -8,12 +8,13 @@ from typing import Any
 import torch
 
 from kaleido.errors import InputError
-from kaleido.io import atomic_path, verify_zip
+from kaleido.io import atomic_path, remove_stale_temps, verify_zip
 from kaleido.models.denoiser import ConditionalDenoiser
 
 
 def save(path: str | Path, payload: dict[str, Any]) -> None:
-    """``torch.save`` ``payload`` atomically."""
+    """``torch.save`` ``payload`` atomically (removing temporary files an earlier, killed save left behind)."""
+    remove_stale_temps(path)
     with atomic_path(path, suffix=".pt") as tmp:
         torch.save(payload, tmp)
 

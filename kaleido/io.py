@@ -8,6 +8,7 @@ job never leaves a half-written file that a rerun would trust.
 from __future__ import annotations
 
 import contextlib
+import glob
 import json
 import os
 import tempfile
@@ -44,6 +45,19 @@ def atomic_path(path: str | os.PathLike[str], suffix: str | None = None) -> Iter
     finally:
         if tmp.exists():
             tmp.unlink()
+
+
+def remove_stale_temps(path: str | os.PathLike[str]) -> list[Path]:
+    """Delete temporary files :func:`atomic_path` left beside ``path`` when a writer was killed mid-write.
+
+    Only for outputs with a single writer (a training run's checkpoint): a multi-GB checkpoint interrupted by
+    every preemption would otherwise fill the disk. Returns the removed paths.
+    """
+    path = Path(path)
+    stale = sorted(path.parent.glob(f".{glob.escape(path.name)}.*")) if path.parent.exists() else []
+    for tmp in stale:
+        tmp.unlink(missing_ok=True)
+    return stale
 
 
 def _umask() -> int:

@@ -7,6 +7,9 @@ from pathlib import Path
 import pytest
 import yaml
 from dag_helpers import tiny_experiment
+from stage_helpers import run_module
+
+from kaleido import config
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -25,3 +28,17 @@ def default_config() -> dict:
 def tiny_config(default_config) -> dict:
     """The default config shrunk by :func:`tiny_experiment`."""
     return tiny_experiment(default_config)
+
+
+@pytest.fixture()
+def tiny(tmp_path, tiny_config):
+    """(directory holding data.npz + kmeans.npz of the tiny config, its config file, the validated config)."""
+    path = tmp_path / "config.yaml"
+    path.write_text(yaml.safe_dump(tiny_config))
+    out = run_module(["-m", "kaleido.data", "--config", str(path), "--experiment", "toy2d", "--out", "data.npz"],
+                     tmp_path)
+    assert out.returncode == 0, out.stderr
+    out = run_module(["-m", "kaleido.latents", "--config", str(path), "--experiment", "toy2d", "--latent", "kmeans",
+                      "--data", "data.npz", "--out", "kmeans.npz"], tmp_path)
+    assert out.returncode == 0, out.stderr
+    return tmp_path, path, config.validate(tiny_config)

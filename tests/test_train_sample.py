@@ -12,33 +12,12 @@ import numpy as np
 import pytest
 import torch
 import yaml
+from stage_helpers import run_module as _run
+from stage_helpers import train_cmd as _train_cmd
 
 from kaleido import checkpoint, config
 from kaleido.sample import generate
 from kaleido.train import NonFiniteLossError, train
-
-
-def _run(args, cwd, **kw):
-    return subprocess.run([sys.executable, *args], cwd=cwd, capture_output=True, text=True, **kw)
-
-
-@pytest.fixture()
-def tiny(tmp_path, tiny_config):
-    cfg = tiny_config
-    path = tmp_path / "config.yaml"
-    path.write_text(yaml.safe_dump(cfg))
-    out = _run(["-m", "kaleido.data", "--config", str(path), "--experiment", "toy2d", "--out", "data.npz"], tmp_path)
-    assert out.returncode == 0, out.stderr
-    out = _run(["-m", "kaleido.latents", "--config", str(path), "--experiment", "toy2d", "--latent", "kmeans",
-                "--data", "data.npz", "--out", "kmeans.npz"], tmp_path)
-    assert out.returncode == 0, out.stderr
-    return tmp_path, path, config.validate(cfg)
-
-
-def _train_cmd(path, out, role="kaleido", latent="kmeans"):
-    cmd = ["-m", "kaleido.train", "--config", str(path), "--experiment", "toy2d", "--role", role, "--latent", latent,
-           "--data", "data.npz", "--out", out, "--threads", "1", "--quiet"]
-    return cmd + (["--latents", "kmeans.npz"] if latent != "none" else [])
 
 
 def test_loss_decreases_and_model_loads(tiny):
@@ -103,4 +82,4 @@ def test_sample_cli_rejects_wrong_inputs(tiny):
     assert out.returncode == 2 and "unknown method 'mdn'" in out.stderr
     (tmp / "broken.pt").write_bytes(b"not a checkpoint")
     out = _run(base + ["--method", "mdm", "--latent", "none", "--guidance", "8", "--model", "mdm=broken.pt"], tmp)
-    assert out.returncode == 2 and "broken.pt: unreadable checkpoint" in out.stderr
+    assert out.returncode == 2 and "broken.pt: truncated or corrupted" in out.stderr

@@ -97,7 +97,8 @@ def test_rerun_after_deleting_a_corrupt_model_retrains_only_that_model(run_copy)
     model.unlink()
     rerun = snakemake(run_copy, "--cores", "2", TARGET, str(model.relative_to(run_copy)))
     counts = {rule: executed_rules(rerun).count(rule) for rule in set(executed_rules(rerun))}
-    # mdm's model (resumed from its final checkpoint), its two shards, their features and metrics, the report; kaleido's branch is untouched
+    # mdm's model (resumed from its final checkpoint), its two shards, their features and metrics, the report;
+    # kaleido's branch is untouched
     assert counts == {"train": 1, "sample": 2, "features_samples": 1, "evaluate": 1, "report": 1}, counts
     assert other.stat().st_mtime_ns == other_mtime
 

@@ -1,0 +1,149 @@
+"""Kill loop: interrupt the real DAG 20+ times at seeded random moments; the end state equals an uninterrupted run.
+
+Three kinds of kill, drawn at random each time: SIGKILL of Snakemake and every job (node loss; the rerun first
+unlocks), SIGTERM of Snakemake alone (a scheduler cancel), SIGKILL of one running job (the OOM killer). After each
+kill the outputs on disk are recorded; the next run may rewrite only those Snakemake marked incomplete. At the
+end the table, the metric values and the MLflow runs must equal the uninterrupted run's, with no duplicate run.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import os
+import random
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import mlflow
+import pytest
+from dag_helpers import env_for, snakemake
+from faults_helpers import TARGET, fault_workdir
+
+pytestmark = pytest.mark.slow
+
+KILLS = 20
+#: Snakemake outputs (not logs, checkpoints or the MLflow store, which jobs legitimately rewrite)
+OUTPUT_GLOBS = ("results/toy2d/data/*.npz", "results/toy2d/latents/*", "results/toy2d/train/*/*/model.pt",
+                "results/toy2d/samples/**/*.npz", "results/toy2d/features/**/*.npz", "results/toy2d/metrics/**/*.json",
+                "reports/*.csv", "reports/*.md", "reports/*.json")
+JOB_MODULES = ("kaleido.", "metrics")
+
+
+def _outputs(work: Path) -> dict[str, tuple[int, int]]:
+    """Relative path -> (inode, mtime_ns) of every output file present (a rewrite changes both)."""
+    found = {}
+    for pattern in OUTPUT_GLOBS:
+        for path in work.glob(pattern):
+            if path.is_file() and not path.name.startswith("."):
+                stat = path.stat()
+                found[str(path.relative_to(work))] = (stat.st_ino, stat.st_mtime_ns)
+    return found
+
+
+def _incomplete(work: Path) -> set[str]:
+    """Outputs Snakemake marked incomplete (its marker file names are the base64 of the output path)."""
+    marks = work / ".snakemake" / "incomplete"
+    names = set()
+    for mark in marks.glob("*") if marks.exists() else []:
+        try:
+            names.add(base64.b64decode(mark.name.encode(), altchars=b"+_").decode())
+        except ValueError:
+            continue
+    return names
+
+
+def _job_pids(root: int) -> list[int]:
+    """PIDs of running stage processes (``python -m kaleido.* / metrics``) descending from ``root``."""
+    parent, argv = {}, {}
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = (entry / "stat").read_text()
+            parent[int(entry.name)] = int(stat.rsplit(")", 1)[1].split()[1])
+            argv[int(entry.name)] = (entry / "cmdline").read_bytes().split(b"\0")
+        except (OSError, IndexError, ValueError):
+            continue
+    found, frontier = [], [root]
+    while frontier:
+        children = [pid for pid, ppid in parent.items() if ppid in frontier]
+        found += children
+        frontier = children
+    return [pid for pid in found if b"-m" in argv[pid]
+            and any(arg.decode(errors="replace").startswith(JOB_MODULES) for arg in argv[pid])]
+
+
+def _mlflow_runs(work: Path) -> dict[str, dict[str, float]]:
+    """Run key tag -> metrics of the active runs in the experiment's MLflow store; fails on a duplicate key."""
+    client = mlflow.MlflowClient(f"sqlite:///{work / 'results' / 'mlflow.db'}")
+    experiment = client.get_experiment_by_name("kaleido/toy2d")
+    runs = client.search_runs([experiment.experiment_id], max_results=1000)
+    keys = [run.data.tags.get("kaleido.run_key", run.info.run_id) for run in runs]
+    assert len(keys) == len(set(keys)), f"duplicate MLflow runs: {sorted(keys)}"
+    return {key: run.data.metrics for key, run in zip(keys, runs, strict=True)}
+
+
+def _metric_values(work: Path) -> dict[str, dict]:
+    return {str(p.relative_to(work)): json.loads(p.read_text())["metrics"]
+            for p in sorted(work.glob("results/toy2d/metrics/**/*.json"))}
+
+
+def test_dag_survives_twenty_random_kills(finished_run, tmp_path):
+    rng = random.Random(20261123)
+    work = fault_workdir(tmp_path / "killed")
+    counts = {"kills": 0, "reruns": 0, "unlocks": 0, "incomplete_rewritten": 0}
+    kinds: dict[str, int] = {}
+    frozen: dict[str, tuple[int, int]] = {}  # outputs that were complete at the last kill
+    deadline = time.time() + 900
+    while True:
+        proc = subprocess.Popen([sys.executable, "-m", "snakemake", "--cores", "2", TARGET], cwd=work,
+                                env=env_for(work), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                                start_new_session=True)
+        counts["reruns"] += 1
+        killed = None
+        if counts["kills"] < KILLS:
+            # kill while work is under way: a random moment after the first job of this run started
+            while proc.poll() is None and not _job_pids(proc.pid):
+                time.sleep(0.05)
+            try:
+                proc.wait(timeout=rng.uniform(0.1, 4.0))
+            except subprocess.TimeoutExpired:
+                killed = rng.choice(["dag_sigkill", "snakemake_sigterm", "job_sigkill"])
+                jobs = _job_pids(proc.pid)
+                if killed == "job_sigkill" and not jobs:
+                    killed = "dag_sigkill"
+                if killed == "dag_sigkill":
+                    os.killpg(proc.pid, signal.SIGKILL)
+                elif killed == "snakemake_sigterm":
+                    proc.send_signal(signal.SIGTERM)
+                else:
+                    os.kill(rng.choice(jobs), signal.SIGKILL)
+                kinds[killed] = kinds.get(killed, 0) + 1
+                counts["kills"] += 1
+        rc = proc.wait(timeout=max(1.0, deadline - time.time()))
+        try:
+            os.killpg(proc.pid, signal.SIGKILL)  # no job may outlive its Snakemake into the next run
+        except ProcessLookupError:
+            pass
+        now = _outputs(work)
+        rewritten = sorted(p for p, stamp in frozen.items() if p in now and now[p] != stamp)
+        assert not rewritten, f"complete outputs recomputed after a kill: {rewritten}"
+        if killed is None:
+            assert rc == 0, "the final, uninterrupted run failed"
+            break
+        incomplete = _incomplete(work)
+        counts["incomplete_rewritten"] += len(incomplete & set(now))
+        frozen = {p: stamp for p, stamp in now.items() if p not in incomplete}
+        if killed == "dag_sigkill":
+            snakemake(work, "--unlock", TARGET)
+            counts["unlocks"] += 1
+        assert time.time() < deadline, f"kill loop exceeded its time bound: {counts}"
+    print(f"\nkill loop: {counts}, kinds {kinds}")
+    assert counts["kills"] >= KILLS
+    assert (work / TARGET).read_bytes() == (finished_run / TARGET).read_bytes()
+    assert _metric_values(work) == _metric_values(finished_run)
+    assert _mlflow_runs(work) == _mlflow_runs(finished_run)
