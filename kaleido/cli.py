@@ -43,3 +43,6 @@ def run_cli(main: Callable[[Sequence[str] | None], None], argv: Sequence[str] | 
     except KeyError as err:  # registry lookups: "unknown method 'x'; accepted: [...]"
         print(f"error: {err.args[0] if err.args else err}", file=sys.stderr)
         sys.exit(2)
+    except OSError as err:  # disk full, read-only or unreachable file system: one line, not a traceback
+        print(f"error: {err.strerror or err}", file=sys.stderr)
+        sys.exit(1)

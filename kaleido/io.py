@@ -32,8 +32,11 @@ def atomic_path(path: str | os.PathLike[str], suffix: str | None = None) -> Iter
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=suffix or "".join(path.suffixes) or ".tmp",
-                                    dir=path.parent)
+    try:
+        fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=suffix or "".join(path.suffixes) or ".tmp",
+                                        dir=path.parent)
+    except OSError as err:
+        raise OSError(err.errno, f"cannot write {path}: {err.strerror or err}", str(path)) from err
     os.close(fd)
     tmp = Path(tmp_name)
     try:
@@ -42,9 +45,14 @@ def atomic_path(path: str | os.PathLike[str], suffix: str | None = None) -> Iter
             os.fsync(handle.fileno())
         os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600; outputs on a shared cluster follow the umask
         os.replace(tmp, path)
+    except OSError as err:  # disk full, read-only file system, quota: name the output, not the temporary file
+        if isinstance(err, FileNotFoundError) and err.filename not in (str(tmp), None):
+            raise
+        raise OSError(err.errno, f"cannot write {path}: {err.strerror or err}; its previous version (if any) is "
+                      "unchanged", str(path)) from err
     finally:
-        if tmp.exists():
-            tmp.unlink()
+        with contextlib.suppress(OSError):
+            tmp.unlink(missing_ok=True)
 
 
 def remove_stale_temps(path: str | os.PathLike[str]) -> list[Path]:

@@ -9,6 +9,7 @@ end the table, the metric values and the MLflow runs must equal the uninterrupte
 from __future__ import annotations
 
 import base64
+import contextlib
 import json
 import os
 import random
@@ -92,25 +93,22 @@ def _metric_values(work: Path) -> dict[str, dict]:
             for p in sorted(work.glob("results/toy2d/metrics/**/*.json"))}
 
 
-def test_dag_survives_twenty_random_kills(finished_run, tmp_path):
-    rng = random.Random(20261123)
-    work = fault_workdir(tmp_path / "killed")
-    counts = {"kills": 0, "reruns": 0, "unlocks": 0, "incomplete_rewritten": 0}
-    kinds: dict[str, int] = {}
+def _run_until_done(work: Path, rng: random.Random, counts: dict[str, int], kinds: dict[str, int],
+                    deadline: float) -> None:
+    """Rerun the DAG, killing it (while fewer than KILLS kills so far) until one run completes."""
     frozen: dict[str, tuple[int, int]] = {}  # outputs that were complete at the last kill
-    deadline = time.time() + 900
     while True:
         proc = subprocess.Popen([sys.executable, "-m", "snakemake", "--cores", "2", TARGET], cwd=work,
                                 env=env_for(work), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
                                 start_new_session=True)
-        counts["reruns"] += 1
+        counts["runs"] += 1
         killed = None
         if counts["kills"] < KILLS:
             # kill while work is under way: a random moment after the first job of this run started
             while proc.poll() is None and not _job_pids(proc.pid):
                 time.sleep(0.05)
             try:
-                proc.wait(timeout=rng.uniform(0.1, 4.0))
+                proc.wait(timeout=rng.uniform(0.1, 3.0))
             except subprocess.TimeoutExpired:
                 killed = rng.choice(["dag_sigkill", "snakemake_sigterm", "job_sigkill"])
                 jobs = _job_pids(proc.pid)
@@ -125,16 +123,14 @@ def test_dag_survives_twenty_random_kills(finished_run, tmp_path):
                 kinds[killed] = kinds.get(killed, 0) + 1
                 counts["kills"] += 1
         rc = proc.wait(timeout=max(1.0, deadline - time.time()))
-        try:
+        with contextlib.suppress(ProcessLookupError):
             os.killpg(proc.pid, signal.SIGKILL)  # no job may outlive its Snakemake into the next run
-        except ProcessLookupError:
-            pass
         now = _outputs(work)
         rewritten = sorted(p for p, stamp in frozen.items() if p in now and now[p] != stamp)
         assert not rewritten, f"complete outputs recomputed after a kill: {rewritten}"
         if killed is None:
-            assert rc == 0, "the final, uninterrupted run failed"
-            break
+            assert rc == 0, "the uninterrupted run that ends a round failed"
+            return
         incomplete = _incomplete(work)
         counts["incomplete_rewritten"] += len(incomplete & set(now))
         frozen = {p: stamp for p, stamp in now.items() if p not in incomplete}
@@ -142,8 +138,18 @@ def test_dag_survives_twenty_random_kills(finished_run, tmp_path):
             snakemake(work, "--unlock", TARGET)
             counts["unlocks"] += 1
         assert time.time() < deadline, f"kill loop exceeded its time bound: {counts}"
+
+
+def test_dag_survives_twenty_random_kills(finished_run, tmp_path):
+    rng = random.Random(20261123)
+    counts = {"rounds": 0, "kills": 0, "runs": 0, "unlocks": 0, "incomplete_rewritten": 0}
+    kinds: dict[str, int] = {}
+    deadline = time.time() + 1200
+    while counts["kills"] < KILLS:  # a round starts from nothing; rounds repeat until KILLS kills happened
+        work = fault_workdir(tmp_path / f"round{counts['rounds']}")
+        counts["rounds"] += 1
+        _run_until_done(work, rng, counts, kinds, deadline)
+        assert (work / TARGET).read_bytes() == (finished_run / TARGET).read_bytes()
+        assert _metric_values(work) == _metric_values(finished_run)
+        assert _mlflow_runs(work) == _mlflow_runs(finished_run)
     print(f"\nkill loop: {counts}, kinds {kinds}")
-    assert counts["kills"] >= KILLS
-    assert (work / TARGET).read_bytes() == (finished_run / TARGET).read_bytes()
-    assert _metric_values(work) == _metric_values(finished_run)
-    assert _mlflow_runs(work) == _mlflow_runs(finished_run)
