@@ -10,11 +10,15 @@ import os
 import re
 import shutil
 import subprocess
+import sys
+import time
 from pathlib import Path
 
 import pytest
 import yaml
-from dag_helpers import executed_rules, make_workdir, snakemake
+from dag_helpers import env_for, executed_rules, make_workdir, snakemake
+
+from kaleido.dryrun import submitted_jobs
 
 pytestmark = pytest.mark.slow
 HERE = Path(__file__).resolve().parent
@@ -43,21 +47,61 @@ def _config(tiny_config: dict) -> dict:
     return tiny_config
 
 
-def test_profile_runs_jobs_through_sbatch(slurm_cluster, tmp_path, tiny_config):
+SLURM_FLAGS = ("--slurm-init-seconds-before-status-checks", "1", "--seconds-between-status-checks", "2",
+               "--slurm-keep-successful-logs")
+
+
+def _cancel_when_running(comment: str, timeout: float = 600) -> str:
+    """scancel the first RUNNING job whose comment (the plugin writes ``rule_<name>_wildcards_...``) starts with
+    ``comment``; return its job id."""
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        out = subprocess.run(["squeue", "-h", "-t", "RUNNING", "-o", "%i %k"], capture_output=True, text=True).stdout
+        for line in out.splitlines():
+            jobid, _, job_comment = line.partition(" ")
+            if job_comment.startswith(comment):
+                time.sleep(2)  # let it get under way (a checkpoint or two) before the cancel
+                subprocess.run(["scancel", jobid], check=True)
+                return jobid
+        time.sleep(0.5)
+    raise AssertionError(f"no running SLURM job with comment {comment!r} appeared")
+
+
+def test_user_command_through_sbatch_with_a_cancelled_and_a_failing_job(slurm_cluster, tmp_path, tiny_config):
+    """`snakemake --profile slurm reports/table1.csv`: grouped submissions; a scancel'ed training job is retried and
+    resumes from its checkpoint; a job that fails (the report, MLflow unreachable) names its SLURM log, is retried,
+    and a rerun after the fix runs only it. The outputs equal a local run's."""
     cfg = _config(tiny_config)
+    cfg["experiments"]["toy2d"]["train"].update(steps=3000, checkpoint_every=200)  # long enough to cancel mid-way
     local = make_workdir(tmp_path / "local")
     (local / "config" / "config.yaml").write_text(yaml.safe_dump(cfg))
     snakemake(local, "--cores", "2", "reports/table1.csv")
 
     cluster = make_workdir(tmp_path / "cluster")
     (cluster / "config" / "config.yaml").write_text(yaml.safe_dump(cfg))
-    proc = snakemake(cluster, "--profile", "slurm", "reports/table1.csv", "--slurm-init-seconds-before-status-checks",
-                     "1", "--seconds-between-status-checks", "2", "--slurm-keep-successful-logs", timeout=1800)
-    text = proc.stdout + proc.stderr
-    jobs = executed_rules(proc)
-    assert "report" in jobs and "train" in jobs
+    dry = snakemake(cluster, "-n", "--profile", "slurm", "reports/table1.csv")
+    planned = submitted_jobs(dry.stdout + dry.stderr)
+    assert planned.get("group:sample_shards") == 1 and "sample" not in planned, planned  # 4 shards, one job
+
+    env = env_for(cluster)
+    env.update(MLFLOW_TRACKING_URI="http://127.0.0.1:9", MLFLOW_HTTP_REQUEST_MAX_RETRIES="0")
+    proc = subprocess.Popen([sys.executable, "-m", "snakemake", "--profile", "slurm", "reports/table1.csv",
+                             *SLURM_FLAGS], cwd=cluster, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                            text=True)
+    model = cluster / "results" / "toy2d" / "train" / "kaleido" / "kmeans" / "model.pt"
+    cancelled = _cancel_when_running("rule_train_wildcards_exp=toy2d,role=kaleido")
+    text, _ = proc.communicate(timeout=1800)
+    assert proc.returncode != 0, "the report job should have failed (MLflow unreachable)"
+    assert not (cluster / "reports" / "table1.csv").exists()
     submitted = re.findall(r"has been submitted with SLURM jobid (\d+)", text)
-    assert len(submitted) == len([j for j in jobs if j != "all"]), "every job went through sbatch"
-    logs = list((cluster / "results" / "slurm_logs").rglob("*.log"))
-    assert len(logs) == len(submitted), logs
+    # every planned job once, plus one retry of the cancelled training and one of the failing report
+    assert len(submitted) == sum(planned.values()) + 2, (planned, text[-4000:])
+    assert f"SLURM-job '{cancelled}' failed" in text, text[-4000:]
+    report_logs = sorted((cluster / "results" / "slurm_logs" / "rule_report").rglob("*.log"))
+    assert len(report_logs) == 2 and all(str(p.relative_to(cluster)) in text for p in report_logs), text[-4000:]
+    assert model.exists(), "the retried training job did not finish"
+
+    rerun = snakemake(cluster, "--profile", "slurm", "reports/table1.csv", *SLURM_FLAGS, timeout=1800)
+    assert executed_rules(rerun) == ["report"]
     assert (cluster / "reports" / "table1.csv").read_bytes() == (local / "reports" / "table1.csv").read_bytes()
+    print(f"\nSLURM submissions: {len(submitted)} + 1 ({planned}, job {cancelled} cancelled)")
