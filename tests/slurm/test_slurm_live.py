@@ -6,6 +6,7 @@ runs a small config through sbatch and checks the outputs equal a local run's.
 
 from __future__ import annotations
 
+import copy
 import os
 import re
 import shutil
@@ -69,8 +70,9 @@ def _cancel_when_running(comment: str, timeout: float = 600) -> str:
 
 def test_user_command_through_sbatch_with_a_cancelled_and_a_failing_job(slurm_cluster, tmp_path, tiny_config):
     """`snakemake --profile slurm reports/table1.csv`: grouped submissions; a scancel'ed training job is retried and
-    resumes from its checkpoint; a job that fails (the report, MLflow unreachable) names its SLURM log, is retried,
-    and a rerun after the fix runs only it. The outputs equal a local run's."""
+    resumes from its checkpoint; a job that fails (the metric evaluations: k for precision/recall larger than the
+    sample count) names its SLURM log and is retried; after the fix a rerun runs only what is missing. The outputs
+    equal a local run's."""
     cfg = _config(tiny_config)
     cfg["experiments"]["toy2d"]["train"].update(steps=3000, checkpoint_every=200)  # long enough to cancel mid-way
     local = make_workdir(tmp_path / "local")
@@ -83,25 +85,36 @@ def test_user_command_through_sbatch_with_a_cancelled_and_a_failing_job(slurm_cl
     planned = submitted_jobs(dry.stdout + dry.stderr)
     assert planned.get("group:sample_shards") == 1 and "sample" not in planned, planned  # 4 shards, one job
 
+    broken = copy.deepcopy(cfg)
+    broken["experiments"]["toy2d"]["metrics"]["k_pr"] = 5000  # > 600 samples: a runtime error of `evaluate`
+    (cluster / "config" / "config.yaml").write_text(yaml.safe_dump(broken))
     env = env_for(cluster)
-    env.update(MLFLOW_TRACKING_URI="http://127.0.0.1:9", MLFLOW_HTTP_REQUEST_MAX_RETRIES="0")
-    proc = subprocess.Popen([sys.executable, "-m", "snakemake", "--profile", "slurm", "reports/table1.csv",
-                             *SLURM_FLAGS], cwd=cluster, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                            text=True)
+    output = tmp_path / "snakemake.out"  # a file, not a pipe: nobody reads a pipe while we wait to cancel
+    with output.open("w") as sink:
+        proc = subprocess.Popen([sys.executable, "-m", "snakemake", "--profile", "slurm", "reports/table1.csv",
+                                 *SLURM_FLAGS], cwd=cluster, env=env, stdout=sink, stderr=subprocess.STDOUT)
+        cancelled = _cancel_when_running("rule_train_wildcards_toy2d_kaleido_kmeans")
+        proc.wait(timeout=1800)
+    text = output.read_text()
     model = cluster / "results" / "toy2d" / "train" / "kaleido" / "kmeans" / "model.pt"
-    cancelled = _cancel_when_running("rule_train_wildcards_exp=toy2d,role=kaleido")
-    text, _ = proc.communicate(timeout=1800)
-    assert proc.returncode != 0, "the report job should have failed (MLflow unreachable)"
+    assert proc.returncode != 0, "the evaluations should have failed"
     assert not (cluster / "reports" / "table1.csv").exists()
     submitted = re.findall(r"has been submitted with SLURM jobid (\d+)", text)
-    # every planned job once, plus one retry of the cancelled training and one of the failing report
+    # every planned job once (the report is local), plus one retry of the cancelled training and one of the failed
+    # evaluation group
     assert len(submitted) == sum(planned.values()) + 2, (planned, text[-4000:])
     assert f"SLURM-job '{cancelled}' failed" in text, text[-4000:]
-    report_logs = sorted((cluster / "results" / "slurm_logs" / "rule_report").rglob("*.log"))
-    assert len(report_logs) == 2 and all(str(p.relative_to(cluster)) in text for p in report_logs), text[-4000:]
+    failed_logs = sorted((cluster / "results" / "slurm_logs" / "group_metrics_evaluate").rglob("*.log"))
+    assert len(failed_logs) == 2 and all(str(p) in text for p in failed_logs), text[-4000:]
+    assert "at least 5001 required" in _logs(cluster), "the rule log must say what went wrong"
     assert model.exists(), "the retried training job did not finish"
 
+    (cluster / "config" / "config.yaml").write_text(yaml.safe_dump(cfg))
     rerun = snakemake(cluster, "--profile", "slurm", "reports/table1.csv", *SLURM_FLAGS, timeout=1800)
-    assert executed_rules(rerun) == ["report"]
+    assert sorted(set(executed_rules(rerun))) == ["evaluate", "report"]
     assert (cluster / "reports" / "table1.csv").read_bytes() == (local / "reports" / "table1.csv").read_bytes()
     print(f"\nSLURM submissions: {len(submitted)} + 1 ({planned}, job {cancelled} cancelled)")
+
+
+def _logs(workdir: Path) -> str:
+    return "".join(p.read_text(errors="replace") for p in (workdir / "results" / "toy2d" / "logs").glob("*.log"))

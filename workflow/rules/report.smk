@@ -1,3 +1,9 @@
+# The report runs where Snakemake runs (also under --profile slurm): it is cheap, it is MLflow's only writer, and a
+# tracking server started by slurm/mlflow_server.sh on that host listens on loopback only.
+localrules:
+    report,
+
+
 rule report:
     input:
         metrics=[metric_path(run) for run in kcfg.runs(CFG)],

@@ -1,0 +1,56 @@
+"""How many SLURM jobs a config submits, and how long `snakemake -n --profile slurm` takes to plan them.
+
+    python benchmarks/dry_run_jobs.py [--config config/imagenet256.yaml] [--repeat 3]
+
+Runs the dry run of `reports/table1.csv` with the repository's SLURM profile (job groups included) in a scratch
+copy of the repository, and prints: rule instances in the DAG, cluster submissions (one per group job, one per
+ungrouped job) and their ratio, and the dry run's wall time against the 20-second goal.
+"""
+
+from __future__ import annotations
+
+import argparse
+import shutil
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
+from dag_helpers import job_counts, make_workdir, snakemake  # noqa: E402
+
+from kaleido.dryrun import submitted_jobs  # noqa: E402
+
+GOAL_SECONDS = 20.0
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--config", type=Path, default=Path("config/config.yaml"))
+    parser.add_argument("--repeat", type=int, default=3, help="dry runs to time (the best is reported)")
+    args = parser.parse_args()
+    workdir = make_workdir(Path(tempfile.mkdtemp(prefix="kaleido-dryrun-")) / "repo")
+    try:
+        shutil.copy2(args.config, workdir / "config" / "config.yaml")
+        times = []
+        for _ in range(args.repeat):
+            start = time.perf_counter()
+            proc = snakemake(workdir, "-n", "--profile", "slurm", "reports/table1.csv", timeout=600)
+            times.append(time.perf_counter() - start)
+        text = proc.stdout + proc.stderr
+        instances = sum(job_counts(proc).values())
+        submissions = submitted_jobs(text)
+        total = sum(submissions.values())
+        print(f"config {args.config}: {instances} rule instances -> {total} SLURM submissions "
+              f"({instances / max(total, 1):.1f} jobs per submission)")
+        for name, count in sorted(submissions.items()):
+            print(f"  {name:<24} {count:>6}")
+        best = min(times)
+        print(f"dry run: best {best:.1f} s of {len(times)} runs (goal {GOAL_SECONDS:.0f} s, "
+              f"ratio {best / GOAL_SECONDS:.2f})")
+    finally:
+        shutil.rmtree(workdir.parent, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()
