@@ -20,6 +20,16 @@ import numpy as np
 from kaleido.registry import Registry
 
 
+def check_images(images: object) -> np.ndarray:
+    """``images`` as a uint8 (n, H, W, 3) RGB array (n >= 1), else ValueError naming the shape/dtype."""
+    array = np.asarray(images)
+    if array.dtype != np.uint8:
+        raise ValueError(f"images: dtype {array.dtype}; expected uint8 (n, H, W, 3) RGB images")
+    if array.ndim != 4 or array.shape[-1] != 3 or array.shape[0] == 0:
+        raise ValueError(f"images: shape {array.shape}; expected (n, H, W, 3) with n >= 1 (NHWC, RGB)")
+    return array
+
+
 class FeatureNet(Protocol):
     #: name of the array the extractor reads from an input ``.npz`` (``x`` for vectors and images)
     input_key: str
@@ -62,6 +72,7 @@ class ImageFeatureNet:
 
     def outputs(self, images: np.ndarray) -> dict[str, np.ndarray]:
         """uint8 (n, H, W, 3) images -> {"features": float32 (n, d), ...} (e.g. "logits" for Inception)."""
+        images = check_images(images)
         module = importlib.import_module(f"metrics.features.{self.module}")
         return module.extract_outputs(images, batch_size=self.batch_size, device=self.device, weights=self.weights,
                                       variant=self.variant, precision=self.precision)

@@ -10,18 +10,9 @@ import numpy as np
 import torch
 
 from metrics._validate import check_device, check_positive_int
+from metrics.features import check_images
 
 PRECISIONS = ("fp32", "bf16")
-
-
-def check_images(images: object) -> np.ndarray:
-    """``images`` as a uint8 (n, H, W, 3) RGB array (n >= 1), else ValueError naming the shape/dtype."""
-    array = np.asarray(images)
-    if array.dtype != np.uint8:
-        raise ValueError(f"images: dtype {array.dtype}; expected uint8 (n, H, W, 3) RGB images")
-    if array.ndim != 4 or array.shape[-1] != 3 or array.shape[0] == 0:
-        raise ValueError(f"images: shape {array.shape}; expected (n, H, W, 3) with n >= 1 (NHWC, RGB)")
-    return array
 
 
 def missing_weights(what: str, path: Path, how: str) -> FileNotFoundError:

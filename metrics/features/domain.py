@@ -23,7 +23,8 @@ import torch
 from torch import nn
 
 from metrics._validate import check_positive_int
-from metrics.features._batching import check_images, missing_weights, run_batched
+from metrics.features import check_images
+from metrics.features._batching import missing_weights, run_batched
 
 FORMAT = "kaleido-domain-cnn-v1"
 PREPROCESSING = "domain CNN: uint8 -> x/127.5 - 1, native resolution"
