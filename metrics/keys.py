@@ -47,4 +47,5 @@ CI95 = "ci95"
 SPREAD_KEYS: tuple[str, ...] = (KID_STD, INCEPTION_SCORE_STD)
 
 SET_METRIC_KEYS: tuple[str, ...] = (FD, PRECISION, RECALL, DENSITY, COVERAGE, VENDI)
-"""Keys :func:`metrics.suite.compute_all` always returns (plus :data:`VENDI_PER_CONDITION` given labels)."""
+"""Keys :func:`metrics.suite.compute_all` always returns (plus VENDI_PER_CONDITION and MSS given labels, KID and
+KID_STD with kid_subsets > 0, INCEPTION_SCORE and INCEPTION_SCORE_STD given logits)."""
