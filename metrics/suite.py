@@ -28,7 +28,8 @@ def _check_rows(array: np.ndarray | None, n: int, name: str, ndim: int) -> np.nd
         return None
     array = np.asarray(array)
     if array.ndim != ndim or array.shape[0] != n:
-        raise ValueError(f"{name}: shape {array.shape}; expected {ndim}-D with {n} rows, one per fake row")
+        wanted = f"({n},)" if ndim == 1 else f"({n}, classes)"
+        raise ValueError(f"{name}: shape {array.shape}; expected {wanted}, one row per fake row")
     return array
 
 
