@@ -6,6 +6,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from typing import Any
 
 import numpy as np
@@ -20,6 +21,19 @@ from metrics.kid import kid
 from metrics.mss import mss
 from metrics.prdc import prdc
 from metrics.vendi import check_order, vendi_per_condition, vendi_score
+
+#: metric groups :func:`compute_all` can be restricted to (``metrics=``); None computes every applicable one
+METRIC_GROUPS = ("fid", "prdc", "vendi", "mss", "kid", "is")
+
+
+def check_metric_groups(metrics: Collection[str] | None) -> frozenset[str]:
+    """The requested groups as a set (None = all), else ValueError naming the unknown ones."""
+    if metrics is None:
+        return frozenset(METRIC_GROUPS)
+    unknown = sorted(set(metrics) - set(METRIC_GROUPS))
+    if unknown or not metrics:
+        raise ValueError(f"metrics={sorted(metrics)!r}; expected a non-empty subset of {list(METRIC_GROUPS)}")
+    return frozenset(metrics)
 
 
 def _check_rows(array: np.ndarray | None, n: int, name: str, ndim: int) -> np.ndarray | None:
@@ -49,6 +63,7 @@ def compute_all(
     kid_subset_size: int = 1000,
     kid_seed: int = 2020,
     mss_include_diagonal: bool = True,
+    metrics: Collection[str] | None = None,
 ) -> dict[str, float]:
     """FD, precision, recall, density, coverage and Vendi of ``fake`` against ``real`` (+ optional metrics).
 
@@ -62,6 +77,8 @@ def compute_all(
         logits_fake: optional (n_fake, classes) classifier logits; adds the Inception Score (``is_splits`` splits).
         kid_subsets: number of KID subsets (0 = no KID); kid_subset_size rows each; kid_seed as torch-fidelity.
         mss_include_diagonal: MSS averages the full similarity matrix (True, CADS code) or its off-diagonal.
+        metrics: restrict to these groups of :data:`METRIC_GROUPS` (None = all that apply); "mss" needs labels,
+            "is" needs logits, "kid" needs kid_subsets > 0 (ValueError otherwise).
     Returns:
         ``{keys.FD, keys.PRECISION, keys.RECALL, keys.DENSITY, keys.COVERAGE, keys.VENDI}`` -> float, plus
         ``keys.VENDI_PER_CONDITION`` and ``keys.MSS`` given labels, ``keys.INCEPTION_SCORE(_STD)`` given logits,
@@ -81,15 +98,27 @@ def compute_all(
     labels_fake = _check_rows(labels_fake, fake.shape[0], "labels_fake", 1)
     logits_fake = _check_rows(logits_fake, fake.shape[0], "logits_fake", 2)
 
-    results = {keys.FD: fd_from_features(real, fake)}
-    results.update(prdc(real, fake, k_pr=k_pr, k_dc=k_dc, chunk_size=chunk_size, device=device))
-    results[keys.VENDI] = vendi_score(fake, q=vendi_q)
-    if labels_fake is not None:
-        results[keys.VENDI_PER_CONDITION] = vendi_per_condition(fake, labels_fake, q=vendi_q)
+    groups = check_metric_groups(metrics)
+    if metrics is not None:
+        needs = {"mss": (labels_fake, "labels_fake"), "is": (logits_fake, "logits_fake"), "kid": (kid_subsets or None,
+                                                                                               "kid_subsets > 0")}
+        for group, (given, what) in needs.items():
+            if group in groups and given is None:
+                raise ValueError(f"metric {group!r} needs {what}")
+    results: dict[str, float] = {}
+    if "fid" in groups:
+        results[keys.FD] = fd_from_features(real, fake)
+    if "prdc" in groups:
+        results.update(prdc(real, fake, k_pr=k_pr, k_dc=k_dc, chunk_size=chunk_size, device=device))
+    if "vendi" in groups:
+        results[keys.VENDI] = vendi_score(fake, q=vendi_q)
+        if labels_fake is not None:
+            results[keys.VENDI_PER_CONDITION] = vendi_per_condition(fake, labels_fake, q=vendi_q)
+    if "mss" in groups and labels_fake is not None:
         results[keys.MSS] = mss(fake, labels_fake, include_diagonal=mss_include_diagonal)
-    if logits_fake is not None:
+    if "is" in groups and logits_fake is not None:
         results.update(inception_score(logits_fake, splits=is_splits))
-    if kid_subsets:
+    if "kid" in groups and kid_subsets:
         results.update(kid(real, fake, subsets=kid_subsets, subset_size=kid_subset_size, seed=kid_seed,
                            device=device))
     return results
