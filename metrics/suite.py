@@ -107,7 +107,7 @@ def compute_all(
                 raise ValueError(f"metric {group!r} needs {what}")
     results: dict[str, float] = {}
     if "fid" in groups:
-        results[keys.FD] = fd_from_features(real, fake)
+        results[keys.FD] = fd_from_features(real, fake, device=device)
     if "prdc" in groups:
         results.update(prdc(real, fake, k_pr=k_pr, k_dc=k_dc, chunk_size=chunk_size, device=device))
     if "vendi" in groups:

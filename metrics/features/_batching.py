@@ -42,7 +42,7 @@ def run_batched(images: np.ndarray, forward: Callable[[torch.Tensor], dict[str, 
     autocast = (torch.autocast("cuda", dtype=torch.bfloat16) if precision == "bf16" else contextlib.nullcontext())
     chunks: dict[str, list[np.ndarray]] = {}
     with torch.inference_mode(), autocast:
-        for start in tqdm(range(0, len(images), batch_size), desc=desc, unit="batch", leave=False):
+        for start in tqdm(range(0, len(images), batch_size), desc=desc, unit="batch", leave=False, disable=None):
             batch = torch.from_numpy(images[start:start + batch_size]).permute(0, 3, 1, 2)
             if device.type == "cuda":
                 batch = batch.pin_memory().to(device, non_blocking=True)

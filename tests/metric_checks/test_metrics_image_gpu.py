@@ -36,3 +36,9 @@ def test_bf16_channels_last_fid_within_tolerance_of_fp32(tmp_path) -> None:
           f"max feature rel err bf16 {feature_rel:.3e}; CUDA fp32 vs CPU {cuda_vs_cpu:.3e}")
     assert cuda_vs_cpu < FEATURE_RTOL_CUDA_FP32
     assert abs(fid16 - fid32) <= FID_RTOL_BF16 * fid32
+
+
+def test_fd_with_cuda_covariances_equals_cpu() -> None:
+    rng = np.random.default_rng(0)
+    real, fake = rng.normal(size=(3000, 64)), rng.normal(size=(2500, 64)) * 1.1 + 0.05
+    assert fd_from_features(real, fake, device="cuda") == pytest.approx(fd_from_features(real, fake), rel=1e-9)
