@@ -40,12 +40,14 @@ def run_batched(images: np.ndarray, forward: Callable[[torch.Tensor], dict[str, 
     if precision == "bf16" and device.type != "cuda":
         raise ValueError(f"precision='bf16' needs a CUDA device, got device={str(device)!r}; use precision='fp32'")
     autocast = (torch.autocast("cuda", dtype=torch.bfloat16) if precision == "bf16" else contextlib.nullcontext())
-    chunks: dict[str, list[np.ndarray]] = {}
+    chunks: dict[str, list[torch.Tensor]] = {}
+    # Outputs stay on the device until the end: no per-batch synchronisation, so the host slices and copies the
+    # next batch while the GPU still runs the previous one.
     with torch.inference_mode(), autocast:
         for start in tqdm(range(0, len(images), batch_size), desc=desc, unit="batch", leave=False, disable=None):
-            batch = torch.from_numpy(images[start:start + batch_size]).permute(0, 3, 1, 2)
+            batch = torch.from_numpy(images[start:start + batch_size])
             if device.type == "cuda":
                 batch = batch.pin_memory().to(device, non_blocking=True)
-            for name, value in forward(batch.contiguous()).items():
-                chunks.setdefault(name, []).append(value.float().cpu().numpy())
-    return {name: np.concatenate(parts).astype(np.float32, copy=False) for name, parts in chunks.items()}
+            for name, value in forward(batch.permute(0, 3, 1, 2).contiguous()).items():
+                chunks.setdefault(name, []).append(value.float())
+    return {name: torch.cat(parts).cpu().numpy() for name, parts in chunks.items()}

@@ -1,7 +1,9 @@
 """bf16 + channels-last Inception extraction on CUDA stays within tolerance of fp32 (skipped without a GPU).
 
-Measured numbers are printed (``pytest -s``); the tolerances below are what the features stage may rely on when
-``metrics.feature_precision: bf16`` is chosen.
+Measured numbers are printed (``pytest -s``). Measured on an H100 (random-weight Inception, 512 vs 512 images):
+CUDA fp32 features within 6e-4 of CPU; bf16 features within 1.7e-2 and FID 2.8% off fp32. bf16 is therefore NOT
+within the 1e-2 FID tolerance: ``metrics.feature_precision`` defaults to fp32 and bf16 is for quick looks only;
+this test guards the measured envelope (5%) so a regression to worse bf16 numbers is caught.
 """
 
 from __future__ import annotations
@@ -16,7 +18,7 @@ from metrics.frechet import fd_from_features
 
 pytestmark = [pytest.mark.gpu, pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")]
 
-FID_RTOL_BF16 = 1e-2
+FID_RTOL_BF16 = 5e-2  # measured 2.8e-2: bf16 is outside the 1e-2 reporting tolerance
 FEATURE_RTOL_CUDA_FP32 = 1e-3
 
 
