@@ -124,6 +124,17 @@ def _net_outputs(net: object, items: np.ndarray) -> dict[str, np.ndarray]:
     return net.outputs(items) if hasattr(net, "outputs") else {"features": net(items)}
 
 
+def _sha256(path: Path) -> str:
+    """Hex SHA-256 of a file, read in 1 MiB blocks (weight files are ~100 MB)."""
+    import hashlib
+
+    digest = hashlib.sha256()
+    with path.open("rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
 def _net_settings(args: argparse.Namespace, net: object) -> dict[str, object]:
     """What to record next to features: the network, its weights and its preprocessing."""
     import importlib
@@ -133,6 +144,8 @@ def _net_settings(args: argparse.Namespace, net: object) -> dict[str, object]:
         module = importlib.import_module(f"metrics.features.{net.module}")
         settings.update(feature_variant=net.variant, feature_weights=net.weights, feature_precision=net.precision,
                         preprocessing=module.PREPROCESSING)
+        if net.weights is not None and Path(net.weights).is_file():
+            settings["feature_weights_sha256"] = _sha256(Path(net.weights))
     return settings
 
 

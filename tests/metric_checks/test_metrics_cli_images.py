@@ -73,3 +73,4 @@ def test_extract_image_net_writes_features_logits_and_preprocessing(image_inputs
     np.testing.assert_allclose(out["features"], net(image_inputs["fake"]), rtol=1e-5, atol=1e-6)
     assert out["logits"].shape == (24, 3) and list(out["labels"]) == list(image_inputs["labels"])
     assert out["meta"]["config"]["preprocessing"].startswith("domain CNN")
+    assert len(out["meta"]["config"]["feature_weights_sha256"]) == 64
