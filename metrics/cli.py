@@ -149,6 +149,19 @@ def _net_settings(args: argparse.Namespace, net: object) -> dict[str, object]:
     return settings
 
 
+def _options_from_config(args: argparse.Namespace) -> None:
+    """Fill the network options not given on the command line from ``experiments.<exp>.metrics`` of --config."""
+    from kaleido import config
+
+    if args.experiment is None:
+        raise ValueError("--config needs --experiment NAME (the experiment whose metrics block to read)")
+    opts = config.experiment(config.load(args.config), args.experiment)["metrics"]
+    for arg, key in (("weights", "feature_weights"), ("batch_size", "feature_batch_size"),
+                     ("precision", "feature_precision"), ("device", "feature_device")):
+        if getattr(args, arg) is None:
+            setattr(args, arg, opts[key])
+
+
 def run_extract(args: argparse.Namespace) -> int:
     """Handler of ``extract``: features (and labels) of the items in every input ``.npz``, concatenated in order.
 
@@ -157,6 +170,9 @@ def run_extract(args: argparse.Namespace) -> int:
     from kaleido.io import load_npz, save_npz_atomic
     from kaleido.provenance import provenance
 
+    if args.config is not None:
+        _options_from_config(args)
+    args.device = args.device or "cpu"
     net = _configured_net(args)
     outputs: dict[str, list[np.ndarray]] = {}
     labels = []
@@ -210,11 +226,11 @@ SUBCOMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {"from-features": 
                                                                 "from-images": run_from_images}
 
 
-def _add_net_options(parser: argparse.ArgumentParser) -> None:
+def _add_net_options(parser: argparse.ArgumentParser, device_default: str | None = "cpu") -> None:
     parser.add_argument("--net", required=True, help="feature network name (see metrics.features.FEATURE_NETS)")
     parser.add_argument("--weights", help="weight file/dir of an image network (default: its standard location)")
     parser.add_argument("--batch-size", type=int, help="images per forward pass (default 64)")
-    parser.add_argument("--device", default="cpu", help="torch device (default cpu)")
+    parser.add_argument("--device", default=device_default, help="torch device (default cpu)")
     parser.add_argument("--precision", choices=("fp32", "bf16"), help="bf16 = autocast + channels-last, CUDA only")
 
 
@@ -239,7 +255,10 @@ def build_parser() -> argparse.ArgumentParser:
     ff.add_argument("--json", action="store_true", help="print one JSON object instead of a table")
     ex = sub.add_parser("extract", help="features of sample/data .npz files with a registered feature network",
                         description="Run one feature network over .npz files; writes features + labels to --out.")
-    _add_net_options(ex)
+    _add_net_options(ex, device_default=None)
+    ex.add_argument("--config", type=Path, help="config YAML: options not given here come from its metrics block "
+                    "(feature_weights, feature_batch_size, feature_precision, feature_device)")
+    ex.add_argument("--experiment", help="experiment name under `experiments:` (with --config)")
     ex.add_argument("--out", required=True, type=Path,
                     help="output .npz (keys 'features', 'labels', 'meta', and 'logits' for inception/domain)")
     ex.add_argument("inputs", nargs="+", type=Path, help="input .npz files, concatenated in the given order")

@@ -74,3 +74,16 @@ def test_extract_image_net_writes_features_logits_and_preprocessing(image_inputs
     assert out["logits"].shape == (24, 3) and list(out["labels"]) == list(image_inputs["labels"])
     assert out["meta"]["config"]["preprocessing"].startswith("domain CNN")
     assert len(out["meta"]["config"]["feature_weights_sha256"]) == 64
+
+
+def test_extract_takes_network_options_from_config(image_inputs, default_config) -> None:
+    import yaml
+
+    d = image_inputs["dir"]
+    default_config["experiments"]["toy2d"]["metrics"].update(feature_weights=str(d / "domain.pt"),
+                                                             feature_batch_size=5)
+    (d / "config.yaml").write_text(yaml.safe_dump(default_config))
+    assert main(["extract", "--net", "domain", "--config", str(d / "config.yaml"), "--experiment", "toy2d",
+                 "--out", str(d / "f.npz"), str(d / "fake0.npz")]) == 0
+    meta = load_npz(d / "f.npz")["meta"]["config"]
+    assert meta["feature_weights"] == str(d / "domain.pt") and meta["feature_precision"] == "fp32"
