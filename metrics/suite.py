@@ -137,7 +137,8 @@ def compute_with_ci(
     """:func:`compute_all` plus 95% percentile-bootstrap intervals of every metric except the spreads.
 
     Each resample draws n_fake generated rows with replacement (:func:`metrics.bootstrap.bootstrap_indices`
-    with ``bootstrap_seed``), keeping the reference set fixed, and recomputes all metrics with ``options``.
+    with ``bootstrap_seed``; stratified by ``labels_fake`` when given, so every condition keeps its count),
+    keeping the reference set fixed, and recomputes all metrics with ``options``.
     Returns:
         ``(values, intervals)``: values as :func:`compute_all`; intervals {metric key: (low, high)}, empty
         when ``bootstrap_resamples`` is 0.
@@ -155,4 +156,5 @@ def compute_with_ci(
                            logits_fake=None if logits is None else logits[rows], **options)
 
     names = tuple(name for name in values if name not in keys.SPREAD_KEYS)
-    return values, bootstrap_ci(metrics_of_rows, fake.shape[0], resamples, bootstrap_seed, names=names)
+    return values, bootstrap_ci(metrics_of_rows, fake.shape[0], resamples, bootstrap_seed, names=names,
+                                strata=labels)

@@ -75,8 +75,9 @@ def test_bootstrap_ci_equals_plain_numpy_bootstrap() -> None:
     assert values == compute_all(real, fake, labels_fake=labels, k_pr=3, k_dc=4)
     rng = np.random.default_rng(11)
     draws = []
-    for _ in range(7):
-        rows = rng.integers(0, 40, size=40)
+    for _ in range(7):  # stratified by label: each condition's rows resampled among themselves, in id order
+        rows = np.concatenate([rng.integers(0, 20, size=20), 20 + rng.integers(0, 20, size=20)])
+        assert (labels[rows] == labels).all()
         draws.append(compute_all(real, fake[rows], labels_fake=labels[rows], k_pr=3, k_dc=4))
     assert set(ci) == set(values)
     for name in values:
@@ -93,3 +94,22 @@ def test_bootstrap_skips_spreads_and_zero_means_none() -> None:
     assert keys.KID in ci and keys.INCEPTION_SCORE in ci
     assert keys.KID_STD not in ci and keys.INCEPTION_SCORE_STD not in ci and keys.KID_STD in values
     assert compute_with_ci(real, fake, bootstrap_resamples=0)[1] == {}
+
+
+def test_unlabelled_bootstrap_is_plain_numpy_resampling() -> None:
+    real, fake = _features(5, 50, 4), _features(6, 40, 4, shift=0.2)
+    _, ci = compute_with_ci(real, fake, bootstrap_resamples=5, bootstrap_seed=3)
+    rng = np.random.default_rng(3)
+    draws = [compute_all(real, fake[rng.integers(0, 40, size=40)]) for _ in range(5)]
+    for name, bounds in ci.items():
+        assert bounds == tuple(pytest.approx(v, rel=1e-12) for v in np.percentile([d[name] for d in draws],
+                                                                                 [2.5, 97.5]))
+
+
+def test_stratified_bootstrap_keeps_off_diagonal_mss_defined() -> None:
+    # 30 conditions x 2 samples: a plain bootstrap would often leave a condition with 1 sample.
+    real, fake = _features(5, 80, 4), _features(6, 60, 4)
+    labels = np.repeat(np.arange(30), 2)
+    _, ci = compute_with_ci(real, fake, labels_fake=labels, mss_include_diagonal=False, bootstrap_resamples=10,
+                            bootstrap_seed=0)
+    assert ci[keys.MSS][0] <= ci[keys.MSS][1]
