@@ -52,15 +52,16 @@ def test_dinov2_hf_backend_loads_save_pretrained_dir(tmp_path) -> None:
     np.testing.assert_allclose(ours, expected.pooler_output.numpy(), rtol=1e-5, atol=1e-6)
 
 
-def test_sscd_torchscript_matches_readme_pipeline(tmp_path) -> None:
-    """Our tensor pipeline vs the SSCD README's PIL one (Resize(288), ToTensor, Normalize), then L2 norm."""
+@pytest.mark.parametrize(("net", "resize"), [("sscd", 288), ("sscd-320", [320, 320])])
+def test_sscd_torchscript_matches_readme_pipeline(tmp_path, net, resize) -> None:
+    """Our tensor pipeline vs the SSCD README's PIL one (Resize, ToTensor, Normalize), then L2 norm."""
     from PIL import Image
     from torchvision import transforms
 
     path = save_tiny_sscd(tmp_path / "sscd.torchscript.pt")
-    images = random_images(4, seed=2, size=64)
-    ours = FEATURE_NETS.get("sscd").with_options(weights=str(path))(images)
-    readme = transforms.Compose([transforms.Resize(288), transforms.ToTensor(),
+    images = random_images(4, seed=2, size=64)[:, :, :48]  # not square: the short side matters
+    ours = FEATURE_NETS.get(net).with_options(weights=str(path))(images)
+    readme = transforms.Compose([transforms.Resize(resize), transforms.ToTensor(),
                                  transforms.Normalize([0.485, 0.456, 0.406], [0.229, 0.224, 0.225])])
     model = torch.jit.load(str(path))
     with torch.no_grad():
