@@ -17,7 +17,7 @@ from metrics.prdc import prdc
 from metrics.suite import compute_all
 
 RTOL = 1e-4
-N = 24
+N = 20
 KID_SUBSETS, KID_SUBSET_SIZE, IS_SPLITS = 10, 16, 4
 
 
@@ -67,11 +67,12 @@ def test_fid_kid_is_match_torch_fidelity(tmp_path_factory, image_sets) -> None:
 
 def test_precision_recall_match_torch_fidelity_prc(tmp_path_factory, image_sets) -> None:
     weights = save_random_vgg16(tmp_path_factory.mktemp("vgg") / "vgg16.pth")
-    real, fake = image_sets[0][:12], image_sets[1][:12]
+    real, fake = image_sets[0][:10], image_sets[1][:10]
     net = FEATURE_NETS.get("vgg16").with_options(weights=str(weights), batch_size=6)
     real_f, fake_f = net(real), net(fake)
-    assert real_f.shape == (12, 4096)
+    assert real_f.shape == (10, 4096)
     ours = prdc(real_f, fake_f, k_pr=3, k_dc=3)
+    assert 0 < ours[keys.PRECISION] < 1  # not a trivial all-in or all-out comparison
     ref = _fidelity(fake, real, prc=True, feature_extractor="vgg16", feature_extractor_weights_path=str(weights),
                     prc_neighborhood=3)
     assert ours[keys.PRECISION] == pytest.approx(ref["precision"], rel=RTOL)
