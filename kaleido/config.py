@@ -124,7 +124,12 @@ TRAIN_DEFAULTS: dict[str, Any] = {
     "warmup_steps": 0, "lr_schedule": "constant", "grad_clip": 1.0, "ema_decay": 0.999, "cond_drop_prob": 0.1,
     "ar_loss_weight": 1.0, "checkpoint_every": 1000, "bad_model_steps_fraction": 0.25,
 }
-METRIC_DEFAULTS: dict[str, Any] = {"k_pr": 3, "k_dc": 5, "vendi_q": 1.0, "modes_min_share": 0.05}
+METRIC_DEFAULTS: dict[str, Any] = {
+    "k_pr": 3, "k_dc": 5, "vendi_q": 1.0, "modes_min_share": 0.05, "kid_subsets": 100, "kid_subset_size": 1000,
+    "is_splits": 10, "mss_include_diagonal": True, "bootstrap_resamples": 0, "knn_device": "cpu",
+    "knn_chunk_size": 1024, "feature_weights": None, "feature_batch_size": 64, "feature_precision": "fp32",
+    "feature_device": "cpu",
+}
 
 
 def load(path: str | Path) -> dict[str, Any]:

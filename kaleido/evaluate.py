@@ -4,7 +4,9 @@
         --real results/toy2d/features/identity/reference.npz --fake results/toy2d/features/identity/mdm/none/w8.npz \
         --out results/toy2d/metrics/mdm/none/w8.json [shard.npz ...]
 
-Set metrics (FD, precision/recall, density/coverage, Vendi) come from the feature files; for the toy data set
+Set metrics (FD, precision/recall, density/coverage, Vendi, KID, per-condition Vendi and MSS, and the Inception
+Score when the generated features file holds ``logits``) come from the feature files, with percentile-bootstrap
+95% intervals under the top-level key ``ci95`` when ``metrics.bootstrap_resamples`` > 0; for the toy data set
 the mode metrics (modes covered, per-class mode entropy) come from the raw samples in the shard files and the
 generator's true mode centres.
 """
@@ -23,9 +25,10 @@ from kaleido.errors import InputError
 from kaleido.io import load_npz, write_json_atomic
 from kaleido.methods import METHODS, NO_LATENT, ROLES
 from kaleido.provenance import provenance
+from kaleido.seeding import derive_seed
 from metrics import keys
 from metrics.modes import mode_entropy, mode_entropy_per_class, modes_covered
-from metrics.suite import compute_all
+from metrics.suite import compute_with_ci
 
 
 def toy_mode_metrics(samples: np.ndarray, labels: np.ndarray, data_spec: dict[str, Any], min_share: float
@@ -61,9 +64,15 @@ def main(argv: Sequence[str] | None = None) -> None:
     if len(fake["features"]) != exp["num_samples"]:
         raise InputError(f"{args.fake}: {len(fake['features'])} generated items, config asks for "
                          f"num_samples={exp['num_samples']}; rerun the sample and features steps")
+    kid_subset_size = min(opts["kid_subset_size"], len(real["features"]), len(fake["features"]))
+    bootstrap_seed = derive_seed(args.experiment, exp["seed"], "evaluate", "bootstrap")
     try:
-        values = compute_all(real["features"], fake["features"], k_pr=opts["k_pr"], k_dc=opts["k_dc"],
-                             vendi_q=opts["vendi_q"], labels_fake=fake["labels"])
+        values, ci95 = compute_with_ci(
+            real["features"], fake["features"], labels_fake=fake["labels"], logits_fake=fake.get("logits"),
+            bootstrap_resamples=opts["bootstrap_resamples"], bootstrap_seed=bootstrap_seed, k_pr=opts["k_pr"],
+            k_dc=opts["k_dc"], vendi_q=opts["vendi_q"], is_splits=opts["is_splits"], kid_subsets=opts["kid_subsets"],
+            kid_subset_size=kid_subset_size, mss_include_diagonal=opts["mss_include_diagonal"],
+            device=opts["knn_device"], chunk_size=opts["knn_chunk_size"])
     except ValueError as err:
         raise InputError(f"metrics of {args.fake} vs {args.real}: {err}") from None
     shards = [load_npz(p, required=("x", "labels")) for p in args.samples]
@@ -81,14 +90,19 @@ def main(argv: Sequence[str] | None = None) -> None:
         values.update(toy_mode_metrics(np.concatenate([s["x"] for s in shards]),
                                        np.concatenate([s["labels"] for s in shards]), exp["data"],
                                        opts["modes_min_share"]))
-    write_json_atomic(args.out, {
+    record: dict[str, Any] = {
         "experiment": args.experiment, "dataset": exp["data"]["name"], "method": args.method, "latent": args.latent,
         "guidance": weight, "num_samples": int(len(fake["features"])), "feature_net": opts["feature_net"],
         "metrics": {k: (float(v) if isinstance(v, float | np.floating) else int(v)) for k, v in values.items()},
-        "metric_options": {k: opts[k] for k in ("k_pr", "k_dc", "vendi_q", "modes_min_share")},
+        "metric_options": {**{k: opts[k] for k in ("k_pr", "k_dc", "vendi_q", "modes_min_share", "kid_subsets",
+                                                   "is_splits", "mss_include_diagonal", "bootstrap_resamples")},
+                           "kid_subset_size": kid_subset_size, "bootstrap_seed": bootstrap_seed},
         "samples": [str(p) for p in args.samples],
         "provenance": provenance("kaleido.evaluate", lineage),
-    })
+    }
+    if opts["bootstrap_resamples"]:
+        record[keys.CI95] = {k: [low, high] for k, (low, high) in ci95.items()}
+    write_json_atomic(args.out, record)
 
 
 if __name__ == "__main__":

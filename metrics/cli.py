@@ -1,4 +1,10 @@
-"""Command line: ``python -m metrics from-features --real R.npy --fake F.npy [--json]``.
+"""Command line: ``python -m metrics {from-features,from-images,extract} ...``.
+
+    python -m metrics from-features --real R.npy --fake F.npy [--json]
+    python -m metrics from-images --real DIR_OR_SHARDS... --fake DIR_OR_SHARDS... --net inception \
+        --metrics fid,prdc,vendi,mss --json
+    python -m metrics extract --net inception [--weights W] [--device cuda] --out feats.npz shard.npz...
+
 
 Feature files are ``.npy`` arrays of shape (n, d) or ``.npz`` archives holding one under the key ``features``;
 label files are ``.npy`` arrays of shape (n,) or ``.npz`` archives with the key ``labels``. User errors (missing
@@ -85,6 +91,11 @@ def run_from_features(args: argparse.Namespace) -> int:
             keys.FEATURE_DIM: int(real.shape[1]),
         }
     )
+    return _emit(record, args)
+
+
+def _emit(record: dict[str, object], args: argparse.Namespace) -> int:
+    """Write ``record`` to ``--out`` (atomically) if given; print it as JSON (``--json``) or as a table."""
     if args.out is not None:
         write_json_atomic(args.out, record)
     if args.json:
@@ -97,25 +108,130 @@ def run_from_features(args: argparse.Namespace) -> int:
     return 0
 
 
-def run_extract(args: argparse.Namespace) -> int:
-    """Handler of ``extract``: features (and labels) of the items in every input ``.npz``, concatenated in order."""
-    from kaleido.io import load_npz, save_npz_atomic
-    from kaleido.provenance import provenance
+def _configured_net(args: argparse.Namespace) -> object:
+    """The registered feature network ``args.net`` with the image options of ``args`` applied."""
     from metrics.features import FEATURE_NETS
 
     net = FEATURE_NETS.get(args.net)
-    features, labels = [], []
+    if hasattr(net, "with_options"):
+        net = net.with_options(weights=args.weights, batch_size=args.batch_size, device=args.device,
+                               precision=args.precision)
+    return net
+
+
+def _net_outputs(net: object, items: np.ndarray) -> dict[str, np.ndarray]:
+    """{"features": (n, d), ...extra outputs such as "logits"} of one network on one item array."""
+    return net.outputs(items) if hasattr(net, "outputs") else {"features": net(items)}
+
+
+def _sha256(path: Path) -> str:
+    """Hex SHA-256 of a file, read in 1 MiB blocks (weight files are ~100 MB)."""
+    import hashlib
+
+    digest = hashlib.sha256()
+    with path.open("rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def _net_settings(args: argparse.Namespace, net: object) -> dict[str, object]:
+    """What to record next to features: the network, its weights and its preprocessing."""
+    import importlib
+
+    settings: dict[str, object] = {"feature_net": args.net}
+    if hasattr(net, "module"):
+        module = importlib.import_module(f"metrics.features.{net.module}")
+        settings.update(feature_variant=net.variant, feature_weights=net.weights, feature_precision=net.precision,
+                        preprocessing=module.PREPROCESSING)
+        if net.weights is not None and Path(net.weights).is_file():
+            settings["feature_weights_sha256"] = _sha256(Path(net.weights))
+    return settings
+
+
+def _options_from_config(args: argparse.Namespace) -> None:
+    """Fill the network options not given on the command line from ``experiments.<exp>.metrics`` of --config."""
+    from kaleido import config
+
+    if args.experiment is None:
+        raise ValueError("--config needs --experiment NAME (the experiment whose metrics block to read)")
+    opts = config.experiment(config.load(args.config), args.experiment)["metrics"]
+    for arg, key in (("weights", "feature_weights"), ("batch_size", "feature_batch_size"),
+                     ("precision", "feature_precision"), ("device", "feature_device")):
+        if getattr(args, arg) is None:
+            setattr(args, arg, opts[key])
+
+
+def run_extract(args: argparse.Namespace) -> int:
+    """Handler of ``extract``: features (and labels) of the items in every input ``.npz``, concatenated in order.
+
+    Extra network outputs (Inception and domain-CNN ``logits``) are stored beside ``features``.
+    """
+    from kaleido.io import load_npz, save_npz_atomic
+    from kaleido.provenance import provenance
+
+    if args.config is not None:
+        _options_from_config(args)
+    args.device = args.device or "cpu"
+    net = _configured_net(args)
+    outputs: dict[str, list[np.ndarray]] = {}
+    labels = []
     for path in args.inputs:
         data = load_npz(path, required=(net.input_key, "labels"))
-        features.append(net(data[net.input_key]))
+        for name, value in _net_outputs(net, data[net.input_key]).items():
+            outputs.setdefault(name, []).append(value)
         labels.append(data["labels"])
-    meta = provenance("metrics.cli", {"net": args.net, "inputs": [str(p) for p in args.inputs]})
-    save_npz_atomic(args.out, meta=meta, features=np.concatenate(features), labels=np.concatenate(labels))
+    meta = provenance("metrics.cli", {**_net_settings(args, net), "inputs": [str(p) for p in args.inputs]})
+    save_npz_atomic(args.out, meta=meta, labels=np.concatenate(labels),
+                    **{name: np.concatenate(parts) for name, parts in outputs.items()})
     return 0
 
 
+def run_from_images(args: argparse.Namespace) -> int:
+    """Handler of ``from-images``: features of both image sets with one network, then the chosen set metrics."""
+    from metrics.images import load_image_set
+    from metrics.suite import compute_with_ci
+
+    groups = [g for g in args.metrics.split(",") if g]
+    real_images, _ = load_image_set(args.real)
+    fake_images, fake_labels = load_image_set(args.fake)
+    if "mss" in groups and fake_labels is None:
+        raise ValueError("metric 'mss' needs per-image condition labels: give the fake set as .npz shards with "
+                         "'labels'")
+    net = _configured_net(args)
+    real = _net_outputs(net, real_images)
+    fake = _net_outputs(net, fake_images)
+    if "is" in groups and "logits" not in fake:
+        raise ValueError(f"metric 'is' needs classifier logits; net {args.net!r} gives {sorted(fake)}")
+    kid_size = min(args.kid_subset_size, len(real_images), len(fake_images))
+    values, ci95 = compute_with_ci(
+        real["features"], fake["features"], labels_fake=fake_labels, logits_fake=fake.get("logits"),
+        bootstrap_resamples=args.bootstrap_resamples, bootstrap_seed=args.seed, metrics=groups, k_pr=args.k,
+        k_dc=args.k_dc, vendi_q=args.vendi_q, kid_subsets=args.kid_subsets if "kid" in groups else 0,
+        kid_subset_size=kid_size, mss_include_diagonal=not args.mss_off_diagonal, device=args.device,
+        chunk_size=args.chunk_size, is_splits=args.is_splits)
+    record: dict[str, object] = dict(values)
+    record.update({keys.K_PR: args.k, keys.K_DC: args.k_dc, keys.VENDI_Q: _json_number(args.vendi_q),
+                   keys.NUM_REAL: len(real_images), keys.NUM_FAKE: len(fake_images),
+                   keys.FEATURE_DIM: int(real["features"].shape[1]), keys.KID_SUBSET_SIZE: kid_size,
+                   keys.MSS_INCLUDE_DIAGONAL: not args.mss_off_diagonal,
+                   keys.BOOTSTRAP_RESAMPLES: args.bootstrap_resamples, **_net_settings(args, net)})
+    if ci95:
+        record[keys.CI95] = {name: list(bounds) for name, bounds in ci95.items()}
+    return _emit(record, args)
+
+
 SUBCOMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {"from-features": run_from_features,
-                                                                "extract": run_extract}
+                                                                "extract": run_extract,
+                                                                "from-images": run_from_images}
+
+
+def _add_net_options(parser: argparse.ArgumentParser, device_default: str | None = "cpu") -> None:
+    parser.add_argument("--net", required=True, help="feature network name (see metrics.features.FEATURE_NETS)")
+    parser.add_argument("--weights", help="weight file/dir of an image network (default: its standard location)")
+    parser.add_argument("--batch-size", type=int, help="images per forward pass (default 64)")
+    parser.add_argument("--device", default=device_default, help="torch device (default cpu)")
+    parser.add_argument("--precision", choices=("fp32", "bf16"), help="bf16 = autocast + channels-last, CUDA only")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -139,9 +255,32 @@ def build_parser() -> argparse.ArgumentParser:
     ff.add_argument("--json", action="store_true", help="print one JSON object instead of a table")
     ex = sub.add_parser("extract", help="features of sample/data .npz files with a registered feature network",
                         description="Run one feature network over .npz files; writes features + labels to --out.")
-    ex.add_argument("--net", required=True, help="feature network name (see metrics.features.FEATURE_NETS)")
-    ex.add_argument("--out", required=True, type=Path, help="output .npz (keys 'features', 'labels', 'meta')")
+    _add_net_options(ex, device_default=None)
+    ex.add_argument("--config", type=Path, help="config YAML: options not given here come from its metrics block "
+                    "(feature_weights, feature_batch_size, feature_precision, feature_device)")
+    ex.add_argument("--experiment", help="experiment name under `experiments:` (with --config)")
+    ex.add_argument("--out", required=True, type=Path,
+                    help="output .npz (keys 'features', 'labels', 'meta', and 'logits' for inception/domain)")
     ex.add_argument("inputs", nargs="+", type=Path, help="input .npz files, concatenated in the given order")
+    fi = sub.add_parser("from-images", help="extract features of two image sets and compare them",
+                        description="Image folders (PNG/JPEG) or .npz shards (uint8 'x', 'labels') -> set metrics.")
+    fi.add_argument("--real", required=True, nargs="+", help="reference image folder(s) or .npz shard(s)")
+    fi.add_argument("--fake", required=True, nargs="+", help="generated image folder(s) or .npz shard(s)")
+    _add_net_options(fi)
+    fi.add_argument("--metrics", default="fid,prdc,vendi",
+                    help="comma-separated subset of fid,prdc,vendi,mss,kid,is (default fid,prdc,vendi)")
+    fi.add_argument("--k", type=int, default=3, help="k for precision/recall (default 3)")
+    fi.add_argument("--k-dc", type=int, default=5, help="k for density/coverage (default 5)")
+    fi.add_argument("--vendi-q", type=_parse_order, default=1.0, help="order of the Vendi score (default 1)")
+    fi.add_argument("--kid-subsets", type=int, default=100, help="KID subsets (default 100)")
+    fi.add_argument("--kid-subset-size", type=int, default=1000, help="KID subset size, capped at the set sizes")
+    fi.add_argument("--is-splits", type=int, default=10, help="Inception Score splits (default 10)")
+    fi.add_argument("--mss-off-diagonal", action="store_true", help="MSS without the similarity diagonal")
+    fi.add_argument("--bootstrap-resamples", type=int, default=0, help="bootstrap resamples for ci95 (default 0)")
+    fi.add_argument("--seed", type=int, default=0, help="bootstrap seed (default 0)")
+    fi.add_argument("--chunk-size", type=int, default=1024, help="rows per distance block (default 1024)")
+    fi.add_argument("--out", help="also write the JSON object to this file (atomically)")
+    fi.add_argument("--json", action="store_true", help="print one JSON object instead of a table")
     return parser
 
 

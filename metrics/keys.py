@@ -12,10 +12,17 @@ PRECISION = "precision"  # Kynkäänniemi et al. 2019, fraction of fake points i
 RECALL = "recall"  # Kynkäänniemi et al. 2019, fraction of real points inside the fake k-NN manifold.
 DENSITY = "density"  # Naeem et al. 2020, mean number of real k-NN balls holding a fake point, divided by k.
 COVERAGE = "coverage"  # Naeem et al. 2020, fraction of real k-NN balls holding at least one fake point.
+KID = "kid"  # Bińkowski et al. 2018 as torch-fidelity: mean over subsets of the unbiased poly-kernel MMD^2.
+KID_STD = "kid_std"  # population std of the per-subset KID values (not a confidence interval).
+
+# Generated set alone, from classifier logits (Inception-v3 ``logits_unbiased``).
+INCEPTION_SCORE = "inception_score"  # Salimans et al. 2016 as torch-fidelity: mean over splits.
+INCEPTION_SCORE_STD = "inception_score_std"  # population std over the splits.
 
 # Diversity of the generated set alone.
 VENDI = "vendi"  # Friedman & Dieng 2022, over the whole generated set.
 VENDI_PER_CONDITION = "vendi_per_condition"  # mean over conditions of the per-condition Vendi score.
+MSS = "mss"  # CADS/Kaleido mean similarity score: mean over conditions of the mean cosine similarity (lower = diverse).
 
 # Toy (2-D mixture) metrics.
 MODES_COVERED = "modes_covered"  # number of true modes receiving >= min_share of their own class's samples.
@@ -28,6 +35,17 @@ VENDI_Q = "vendi_q"
 NUM_REAL = "num_real"
 NUM_FAKE = "num_fake"
 FEATURE_DIM = "feature_dim"
+KID_SUBSETS = "kid_subsets"
+KID_SUBSET_SIZE = "kid_subset_size"
+MSS_INCLUDE_DIAGONAL = "mss_include_diagonal"
+BOOTSTRAP_RESAMPLES = "bootstrap_resamples"
+
+#: top-level key of the metric JSON holding {metric key: [low, high]} percentile-bootstrap 95% intervals
+CI95 = "ci95"
+
+#: spreads over subsets/splits: descriptive, never bootstrapped
+SPREAD_KEYS: tuple[str, ...] = (KID_STD, INCEPTION_SCORE_STD)
 
 SET_METRIC_KEYS: tuple[str, ...] = (FD, PRECISION, RECALL, DENSITY, COVERAGE, VENDI)
-"""Keys :func:`metrics.suite.compute_all` always returns (plus :data:`VENDI_PER_CONDITION` given labels)."""
+"""Keys :func:`metrics.suite.compute_all` always returns (plus VENDI_PER_CONDITION and MSS given labels, KID and
+KID_STD with kid_subsets > 0, INCEPTION_SCORE and INCEPTION_SCORE_STD given logits)."""

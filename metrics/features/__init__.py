@@ -1,21 +1,38 @@
 """Feature networks (registry): map a set of items to an (n, d) float array the metrics compare.
 
 An extractor declares the input array it reads from a sample/data file (``input_key``) and turns a batch of
-those arrays into features. ``identity`` serves vector data (the 2-D toy experiment).
+those arrays into features. ``identity`` serves vector data (the 2-D toy experiment). The image networks
+(``inception``, ``dinov2``, ``dinov2-b``, ``dinov2-hf``, ``sscd``, ``sscd-320``, ``vgg16``,
+``domain``) read uint8 (n, H, W, 3)
+RGB images under ``x``; their code (torch, torch-fidelity, transformers) is imported only when they run, so this
+registry imports with numpy alone. Options (weights path, batch size, device, precision) are set with
+:meth:`ImageFeatureNet.with_options`.
 """
 
 from __future__ import annotations
 
+import dataclasses
+import importlib
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Any, Protocol
 
 import numpy as np
 
 from kaleido.registry import Registry
 
 
+def check_images(images: object) -> np.ndarray:
+    """``images`` as a uint8 (n, H, W, 3) RGB array (n >= 1), else ValueError naming the shape/dtype."""
+    array = np.asarray(images)
+    if array.dtype != np.uint8:
+        raise ValueError(f"images: dtype {array.dtype}; expected uint8 (n, H, W, 3) RGB images")
+    if array.ndim != 4 or array.shape[-1] != 3 or array.shape[0] == 0:
+        raise ValueError(f"images: shape {array.shape}; expected (n, H, W, 3) with n >= 1 (NHWC, RGB)")
+    return array
+
+
 class FeatureNet(Protocol):
-    #: name of the array the extractor reads from an input ``.npz`` (``x`` for vectors, ``images`` for images)
+    #: name of the array the extractor reads from an input ``.npz`` (``x`` for vectors and images)
     input_key: str
 
     def __call__(self, items: np.ndarray) -> np.ndarray:
@@ -32,5 +49,46 @@ class Identity:
         return np.asarray(items, dtype=np.float32).reshape(len(items), -1)
 
 
+@dataclass(frozen=True)
+class ImageFeatureNet:
+    """An image network implemented by module ``metrics.features.<module>`` (imported on first use).
+
+    The module provides ``extract_outputs(images, *, batch_size, device, weights, variant, precision)`` returning
+    {"features": float32 (n, d), ...extra outputs such as "logits"}. ``weights`` is the network's weight file
+    or directory (None = the module's default location; never downloaded). ``precision`` is "fp32" or "bf16"
+    (bf16 autocast + channels-last on CUDA only).
+    """
+
+    module: str
+    variant: str = ""
+    weights: str | None = None
+    batch_size: int = 64
+    device: str = "cpu"
+    precision: str = "fp32"
+    input_key: str = "x"
+
+    def with_options(self, **options: Any) -> ImageFeatureNet:
+        """A copy with some of ``weights``, ``batch_size``, ``device``, ``precision`` replaced (None = keep)."""
+        return dataclasses.replace(self, **{k: v for k, v in options.items() if v is not None})
+
+    def outputs(self, images: np.ndarray) -> dict[str, np.ndarray]:
+        """uint8 (n, H, W, 3) images -> {"features": float32 (n, d), ...} (e.g. "logits" for Inception)."""
+        images = check_images(images)
+        module = importlib.import_module(f"metrics.features.{self.module}")
+        return module.extract_outputs(images, batch_size=self.batch_size, device=self.device, weights=self.weights,
+                                      variant=self.variant, precision=self.precision)
+
+    def __call__(self, images: np.ndarray) -> np.ndarray:
+        return self.outputs(images)["features"]
+
+
 FEATURE_NETS: Registry[FeatureNet] = Registry("feature network")
 FEATURE_NETS.register("identity")(Identity())
+FEATURE_NETS.register("inception")(ImageFeatureNet("inception"))
+FEATURE_NETS.register("dinov2")(ImageFeatureNet("dinov2", variant="dinov2_vitl14"))
+FEATURE_NETS.register("dinov2-b")(ImageFeatureNet("dinov2", variant="dinov2_vitb14"))
+FEATURE_NETS.register("dinov2-hf")(ImageFeatureNet("dinov2", variant="hf"))
+FEATURE_NETS.register("sscd")(ImageFeatureNet("sscd"))
+FEATURE_NETS.register("sscd-320")(ImageFeatureNet("sscd", variant="square320"))
+FEATURE_NETS.register("vgg16")(ImageFeatureNet("vgg16"))
+FEATURE_NETS.register("domain")(ImageFeatureNet("domain"))

@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 
 from metrics import compute_all, fd_from_features, keys, vendi_per_condition, vendi_score
+from metrics.mss import mss
 from metrics.prdc import prdc
 
 
@@ -20,13 +21,14 @@ def _sets(seed: int = 0, dim: int = 8) -> tuple[np.ndarray, np.ndarray, np.ndarr
 def test_compute_all_equals_individual_metrics() -> None:
     real, fake, labels = _sets()
     result = compute_all(real, fake, k_pr=3, k_dc=5, vendi_q=2.0, labels_fake=labels)
-    assert set(result) == set(keys.SET_METRIC_KEYS) | {keys.VENDI_PER_CONDITION}
+    assert set(result) == set(keys.SET_METRIC_KEYS) | {keys.VENDI_PER_CONDITION, keys.MSS}
     assert all(isinstance(value, float) for value in result.values())
     assert result[keys.FD] == fd_from_features(real, fake)
     for name, value in prdc(real, fake, k_pr=3, k_dc=5).items():
         assert result[name] == value
     assert result[keys.VENDI] == vendi_score(fake, q=2.0)
     assert result[keys.VENDI_PER_CONDITION] == vendi_per_condition(fake, labels, q=2.0)
+    assert result[keys.MSS] == mss(fake, labels)
 
 
 def test_without_labels_has_no_per_condition_key() -> None:

@@ -1,0 +1,74 @@
+"""SSCD copy-detection descriptors (Pizzi et al. 2022) from a TorchScript file, L2-normalised.
+
+Weights: the TorchScript release file (e.g. ``sscd_disc_mixup.torchscript.pt``), loaded with ``torch.jit.load``.
+Preprocessing as the SSCD README: resize the short side to 288 (net ``sscd``; bilinear, antialiased, aspect kept)
+or to 320 x 320 (net ``sscd-320``), ImageNet mean/std; the descriptor (512-d for the ResNet-50 models) is
+L2-normalised here.
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from metrics.features._batching import missing_weights, run_batched
+
+SHORT_SIDE = 288
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+DEFAULT_FILE = "sscd_disc_mixup.torchscript.pt"
+PREPROCESSING = "SSCD: resize short side 288 (sscd) or 320x320 (sscd-320), bilinear antialias, ImageNet mean/std, L2"
+
+
+def default_weights() -> Path:
+    """``$KALEIDO_SSCD_WEIGHTS`` if set, else ``$TORCH_HOME/hub/checkpoints/sscd_disc_mixup.torchscript.pt``."""
+    env = os.environ.get("KALEIDO_SSCD_WEIGHTS")
+    return Path(env) if env else Path(torch.hub.get_dir()) / "checkpoints" / DEFAULT_FILE
+
+
+#: resize of each variant, as the SSCD README's two transforms: "" = ``Resize(288)`` (short side, aspect kept),
+#: "square320" = ``Resize([320, 320])``
+RESIZE = {"": SHORT_SIDE, "square320": [320, 320]}
+
+
+def preprocess(batch: torch.Tensor, variant: str = "") -> torch.Tensor:
+    """uint8 (b, 3, H, W) -> float32 (b, 3, H', W') resized per ``variant`` (:data:`RESIZE`), ImageNet-normalised."""
+    import torchvision.transforms.functional as tvf
+
+    if variant not in RESIZE:
+        raise ValueError(f"SSCD variant {variant!r}; expected one of {sorted(RESIZE)}")
+    x = tvf.resize(batch.float() / 255.0, RESIZE[variant], interpolation=tvf.InterpolationMode.BILINEAR,
+                   antialias=True)
+    return tvf.normalize(x, IMAGENET_MEAN, IMAGENET_STD)
+
+
+@functools.lru_cache(maxsize=2)
+def load(weights: str | None, device: str) -> torch.jit.ScriptModule:
+    """The TorchScript SSCD model from ``weights`` (None = :func:`default_weights`), eval mode on ``device``."""
+    path = Path(weights) if weights is not None else default_weights()
+    if not path.is_file():
+        raise missing_weights("SSCD (TorchScript)", path,
+                              f"download {DEFAULT_FILE} from https://github.com/facebookresearch/sscd-copy-detection "
+                              "on a connected machine and put it there, set KALEIDO_SSCD_WEIGHTS, or set the "
+                              "weights path")
+    return torch.jit.load(str(path), map_location=device).eval()
+
+
+def extract_outputs(images: np.ndarray, *, batch_size: int = 64, device: str = "cpu", weights: str | None = None,
+                    variant: str = "", precision: str = "fp32") -> dict[str, np.ndarray]:
+    """uint8 (n, H, W, 3) -> {"features": float32 (n, d) unit-norm descriptors}."""
+    model = load(weights, str(device))
+
+    def forward(batch: torch.Tensor) -> dict[str, torch.Tensor]:
+        return {"features": torch.nn.functional.normalize(model(preprocess(batch, variant)).float(), dim=1)}
+
+    return run_batched(images, forward, batch_size=batch_size, device=device, precision=precision, desc="sscd")
+
+
+def extract(images: np.ndarray, batch_size: int = 64, device: str = "cpu", **options: object) -> np.ndarray:
+    """uint8 (n, H, W, 3) -> float32 (n, d) L2-normalised SSCD descriptors."""
+    return extract_outputs(images, batch_size=batch_size, device=device, **options)["features"]
