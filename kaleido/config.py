@@ -236,10 +236,11 @@ def stage_spec(cfg: dict[str, Any], name: str, stage: str, **keys: str) -> dict[
                     shard_size=exp["shard_size"], guidance_scheme=method.guidance)
         if method.guidance == "cads":
             spec["cads"] = exp["cads"]
-    elif stage in ("features", "evaluate"):
-        spec.update(metrics=exp["metrics"], num_samples=exp["num_samples"])
-        if stage == "evaluate":
-            spec["data"] = exp["data"]
+    elif stage == "features":  # only what changes the features: the network and how it runs, and the data set
+        spec.update(data=exp["data"], num_samples=exp["num_samples"], feature_net=exp["metrics"]["feature_net"],
+                    feature_options={k: v for k, v in exp["metrics"].items() if k.startswith("feature_")})
+    elif stage == "evaluate":
+        spec.update(metrics=exp["metrics"], num_samples=exp["num_samples"], data=exp["data"])
     else:
         raise ValueError(f"unknown stage {stage!r}")
     return spec

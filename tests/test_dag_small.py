@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -11,6 +12,8 @@ import time
 import pytest
 import yaml
 from dag_helpers import env_for, executed_rules, job_counts, make_workdir, snakemake
+
+from kaleido.dryrun import LOCAL_RULES, submitted_jobs
 
 pytestmark = pytest.mark.slow
 
@@ -73,3 +76,15 @@ def test_slurm_profile_dry_run_lists_every_stage(tmp_path, default_config):
     assert set(counts) == {"data", "latents", "train", "sample", "features_reference", "features_samples", "evaluate",
                            "report"}
     assert counts["train"] == 3
+    # grouped: 50 shards -> 7 jobs of <= 8, 25 feature sets -> 4, 25 evaluations -> 1; the report runs locally
+    planned = submitted_jobs(proc.stdout + proc.stderr)
+    assert planned == {"data": 1, "latents": 1, "train": 3, "features_reference": 1, "group:sample_shards": 7,
+                       "group:features": 4, "group:metrics": 1}, planned
+
+
+def test_local_rules_match_the_workflow(repo):
+    declared = set()
+    for path in (repo / "workflow" / "rules").glob("*.smk"):
+        for block in re.findall(r"^localrules:\n((?:    \w+,?\n)+)", path.read_text(), flags=re.MULTILINE):
+            declared |= {name.strip(" ,") for name in block.splitlines()}
+    assert declared == set(LOCAL_RULES)

@@ -9,6 +9,7 @@ from kaleido.errors import ConfigError
 from kaleido.io import write_text_atomic
 from kaleido.methods import METHODS, NO_LATENT, ROLES
 from kaleido.provenance import config_hash, source_hash
+from kaleido.seeding import derive_seed
 
 try:
     CFG = kcfg.validate(config)

@@ -1,30 +1,68 @@
-rule features_reference:
+rule train_domain_net:
+    """The `domain` feature network: a small CNN trained on the experiment's own training images (no download)."""
     input:
         lambda w: data_path(w.exp),
+    output:
+        f"{RESULTS}/{{exp}}/features/domain.pt",
+    log:
+        f"{RESULTS}/{{exp}}/logs/train_domain_net.log",
+    params:
+        spec=spec("data"),
+        code=code("metrics.features.domain"),
+        seed=lambda w: derive_seed(w.exp, exp_cfg(w)["seed"], "domain_net"),
+    resources:
+        mem_mb=res("features", "mem_mb"),
+        runtime=res("features", "runtime"),
+    shell:
+        "{PYTHON} -m metrics.features.domain train --data {input} --out {output} --seed {params.seed} > {log} 2>&1"
+
+
+def feature_weights(w):
+    """The domain network's weights when it is the feature network (trained in the DAG), else nothing."""
+    return {"weights": f"{RESULTS}/{w.exp}/features/domain.pt"} if w.net == "domain" else {}
+
+
+def weights_flag(w, input):
+    return f"--weights {input.weights}" if "weights" in input.keys() else ""
+
+
+rule features_reference:
+    input:
+        unpack(feature_weights),
+        images=lambda w: data_path(w.exp),
     output:
         f"{RESULTS}/{{exp}}/features/{{net}}/reference.npz",
     log:
         f"{RESULTS}/{{exp}}/logs/features_{{net}}_reference.log",
     params:
+        spec=spec("features"),
         code=code("metrics"),
+        weights=weights_flag,
     resources:
         mem_mb=res("features", "mem_mb"),
         runtime=res("features", "runtime"),
+        gpu=res("features", "gpu"),
     shell:
-        "{PYTHON} -m metrics extract --net {wildcards.net} --out {output} {input} > {log} 2>&1"
+        "{PYTHON} -m metrics extract --net {wildcards.net} --config {CONFIG_FILE} --experiment {wildcards.exp}"
+        " {params.weights} --out {output} {input.images} > {log} 2>&1"
 
 
 rule features_samples:
     input:
-        lambda w: shard_paths(w.exp, w.method, w.latent, w.guidance),
+        unpack(feature_weights),
+        images=lambda w: shard_paths(w.exp, w.method, w.latent, w.guidance),
     output:
         f"{RESULTS}/{{exp}}/features/{{net}}/{{method}}/{{latent}}/w{{guidance}}.npz",
     log:
         f"{RESULTS}/{{exp}}/logs/features_{{net}}_{{method}}_{{latent}}_w{{guidance}}.log",
     params:
+        spec=spec("features"),
         code=code("metrics"),
+        weights=weights_flag,
     resources:
         mem_mb=res("features", "mem_mb"),
         runtime=res("features", "runtime"),
+        gpu=res("features", "gpu"),
     shell:
-        "{PYTHON} -m metrics extract --net {wildcards.net} --out {output} {input} > {log} 2>&1"
+        "{PYTHON} -m metrics extract --net {wildcards.net} --config {CONFIG_FILE} --experiment {wildcards.exp}"
+        " {params.weights} --out {output} {input.images} > {log} 2>&1"
