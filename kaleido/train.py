@@ -12,18 +12,24 @@ generator whose state is checkpointed).
 
 from __future__ import annotations
 
+import contextlib
 import copy
+import functools
 import json
 import math
+import signal
+import sys
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
+from torch import nn
+from torch.nn.parallel import DistributedDataParallel
 from tqdm import tqdm
 
-from kaleido import checkpoint, config
+from kaleido import checkpoint, config, distributed
 from kaleido.cli import load_stage_config, run_cli, stage_parser
 from kaleido.data import DATASETS
 from kaleido.diffusion.losses import diffusion_target, noised
@@ -31,6 +37,7 @@ from kaleido.diffusion.schedule import Schedule
 from kaleido.errors import InputError
 from kaleido.io import load_npz, write_text_atomic
 from kaleido.methods import NO_LATENT, ROLES
+from kaleido.preemption import EXIT_PREEMPTED, Preempted, PreemptionFlag
 from kaleido.provenance import provenance
 from kaleido.seeding import derive_seed
 
@@ -49,25 +56,53 @@ def learning_rate(step: int, total: int, base: float, warmup: int, schedule: str
     return base
 
 
+class _Objective(nn.Module):
+    """The training forward (condition encoding + denoising) as one module, so DDP / compile see one forward.
+
+    Returns the network output (B, ...) and the AR prior's teacher-forced logits (B, L, V) or None.
+    """
+
+    def __init__(self, model: nn.Module) -> None:
+        super().__init__()
+        self.model = model
+
+    def forward(self, x_t: torch.Tensor, t: torch.Tensor, labels: torch.Tensor, tokens: torch.Tensor | None,
+                drop: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
+        y, logits = self.model.encode(labels, tokens, drop)
+        return self.model(x_t, t, y), logits
+
+
 def train(spec: dict[str, Any], x: np.ndarray, labels: np.ndarray, tokens: np.ndarray | None, run_dir: Path,
-          meta: dict[str, Any], progress: bool = True) -> dict[str, Any]:
+          meta: dict[str, Any], progress: bool = True, group: distributed.ProcessGroup | None = None,
+          preemption: PreemptionFlag | None = None) -> dict[str, Any]:
     """Train (resuming from ``run_dir/checkpoint.pt``) the denoiser ``meta`` describes; return its final state.
 
-    x (n, D) float32 data; labels (n,) int64 classes; tokens (n, L) int64 latents or None.
+    x (n, ...) float32 data; labels (n,) int64 classes; tokens (n, L) int64 latents or None. Every step draws the
+    *global* batch (indices, t, noise, dropout) from one generator on every process and each of the ``group``'s
+    ranks trains on its equal slice, so N processes reproduce the one-process run with the same ``batch_size``
+    (up to the order of floating-point sums in the gradient all-reduce). ``train.grad_accum`` splits a rank's
+    slice into micro-batches. When ``preemption`` is raised, the current step finishes, the checkpoint is saved
+    and :class:`Preempted` is raised.
     """
+    group = group or distributed.ProcessGroup(rank=0, world_size=1, device=torch.device("cpu"))
     tr, steps = spec["train"], spec["train_steps"]
+    batch, accum = tr["batch_size"], tr["grad_accum"]
+    if batch % (group.world_size * accum):
+        raise InputError(f"train.batch_size={batch} must be divisible by the number of processes "
+                         f"({group.world_size}) x train.grad_accum ({accum})")
+    device = group.device
     schedule = Schedule.from_spec(spec["diffusion"]["schedule"], spec["diffusion"]["timesteps"])
     prediction = spec["diffusion"]["prediction"]
     seed = derive_seed(spec["experiment"], spec["seed"], "train", spec["role"], spec["latent"])
     torch.manual_seed(seed)  # parameter init
-    model = checkpoint.build_denoiser(meta)
+    model = checkpoint.build_denoiser(meta).to(device)
     ema = copy.deepcopy(model).requires_grad_(False)
     opt = torch.optim.Adam(model.parameters(), lr=tr["lr"], betas=(0.9, 0.99), eps=1e-8)  # paper's Adam settings
     gen = torch.Generator().manual_seed(seed)
     step, log = 0, []
     ckpt_path = run_dir / "checkpoint.pt"
     if ckpt_path.exists():
-        state = checkpoint.load(ckpt_path)
+        state = checkpoint.load(ckpt_path, map_location=device)
         if state["meta"]["config_hash"] != meta["config_hash"]:
             raise InputError(f"{ckpt_path}: checkpoint was made with another config (hash "
                              f"{state['meta']['config_hash']} != {meta['config_hash']}); delete it to start over")
@@ -77,29 +112,49 @@ def train(spec: dict[str, Any], x: np.ndarray, labels: np.ndarray, tokens: np.nd
         gen.set_state(state["generator"])
         step, log = state["step"], state["log"]
 
-    data_x, data_y = torch.from_numpy(x), torch.from_numpy(labels)
-    data_z = torch.from_numpy(tokens) if tokens is not None else None
-    bar = tqdm(total=steps, initial=step, desc=f"train {spec['role']}/{spec['latent']}", disable=not progress)
+    objective: nn.Module = _Objective(model)
+    if group.world_size > 1:
+        objective = DistributedDataParallel(objective, device_ids=[device] if device.type == "cuda" else None)
+    if tr["compile"]:
+        objective = torch.compile(objective)
+    autocast = functools.partial(torch.autocast, device.type, dtype=torch.bfloat16,
+                                 enabled=tr["precision"] == "bf16")
+    data_x, data_y = torch.from_numpy(x).to(device), torch.from_numpy(labels).to(device)
+    data_z = torch.from_numpy(tokens).to(device) if tokens is not None else None
+    rows, micro = group.shard(batch), batch // group.world_size // accum
+    bar = tqdm(total=steps, initial=step, desc=f"train {spec['role']}/{spec['latent']}",
+               disable=not (progress and group.is_main))
     while step < steps:
-        idx = torch.randint(len(data_x), (tr["batch_size"],), generator=gen)
-        t = torch.randint(schedule.timesteps, (tr["batch_size"],), generator=gen)
-        noise = torch.randn(data_x[idx].shape, generator=gen)
-        drop = torch.rand(tr["batch_size"], generator=gen) < tr["cond_drop_prob"]
-        x0, y_cls = data_x[idx], data_y[idx]
-        z = data_z[idx] if data_z is not None else None
-        x_t, sqrt_ab, sqrt_1mab = noised(schedule, x0, t, noise)
-        y, logits = model.encode(y_cls, z, drop)
-        loss_diff = torch.mean((model(x_t, t, y) - diffusion_target(prediction, x0, noise, sqrt_ab, sqrt_1mab)) ** 2)
-        loss_ar = (torch.nn.functional.cross_entropy(logits.reshape(-1, logits.shape[-1]), z.reshape(-1))
-                   if logits is not None else torch.zeros(()))
-        loss = loss_diff + tr["ar_loss_weight"] * loss_ar
-        if not torch.isfinite(loss):
-            raise NonFiniteLossError(f"non-finite loss {loss.item()} at step {step} (batch drawn from generator "
-                                     f"seed {seed} after {step} steps); lower train.lr or check the data")
-        for group in opt.param_groups:
-            group["lr"] = learning_rate(step, steps, tr["lr"], tr["warmup_steps"], tr["lr_schedule"])
+        idx = torch.randint(len(data_x), (batch,), generator=gen)[rows].to(device)
+        t = torch.randint(schedule.timesteps, (batch,), generator=gen)[rows].to(device)
+        noise = torch.randn((batch, *data_x.shape[1:]), generator=gen)[rows].to(device)
+        drop = (torch.rand(batch, generator=gen) < tr["cond_drop_prob"])[rows].to(device)
+        for param_group in opt.param_groups:
+            param_group["lr"] = learning_rate(step, steps, tr["lr"], tr["warmup_steps"], tr["lr_schedule"])
         opt.zero_grad(set_to_none=True)
-        loss.backward()
+        parts = torch.zeros(3, device=device)  # loss, loss_diff, loss_ar (means over this rank's rows)
+        for k in range(accum):
+            part = slice(k * micro, (k + 1) * micro)
+            x0, y_cls = data_x[idx[part]], data_y[idx[part]]
+            z = data_z[idx[part]] if data_z is not None else None
+            x_t, sqrt_ab, sqrt_1mab = noised(schedule, x0, t[part], noise[part])
+            last = k == accum - 1
+            sync = objective.no_sync() if group.world_size > 1 and not last else contextlib.nullcontext()
+            with sync:
+                with autocast():
+                    output, logits = objective(x_t, t[part], y_cls, z, drop[part])
+                target = diffusion_target(prediction, x0, noise[part], sqrt_ab, sqrt_1mab)
+                loss_diff = torch.mean((output.float() - target) ** 2)
+                loss_ar = (torch.nn.functional.cross_entropy(logits.float().reshape(-1, logits.shape[-1]),
+                                                             z.reshape(-1))
+                           if logits is not None else torch.zeros((), device=device))
+                loss = loss_diff + tr["ar_loss_weight"] * loss_ar
+                (loss / accum).backward()
+            parts += torch.stack([loss, loss_diff, loss_ar]).detach() / accum
+        parts = group.mean(parts)
+        if not torch.isfinite(parts[0]):
+            raise NonFiniteLossError(f"non-finite loss {parts[0].item()} at step {step} (batch drawn from generator "
+                                     f"seed {seed} after {step} steps); lower train.lr or check the data")
         torch.nn.utils.clip_grad_norm_(model.parameters(), tr["grad_clip"])
         opt.step()
         with torch.no_grad():
@@ -108,12 +163,17 @@ def train(spec: dict[str, Any], x: np.ndarray, labels: np.ndarray, tokens: np.nd
         step += 1
         bar.update(1)
         if step % 50 == 0 or step == steps:
-            log.append({"step": step, "loss": loss.item(), "loss_diff": loss_diff.item(), "loss_ar": loss_ar.item()})
-            bar.set_postfix(loss=f"{loss.item():.4f}")
-        if step % tr["checkpoint_every"] == 0 or step == steps:
+            loss_v, diff_v, ar_v = parts.tolist()
+            log.append({"step": step, "loss": loss_v, "loss_diff": diff_v, "loss_ar": ar_v})
+            bar.set_postfix(loss=f"{loss_v:.4f}")
+        stop = group.any(preemption is not None and preemption.raised)
+        if (step % tr["checkpoint_every"] == 0 or step == steps or stop) and group.is_main:
             checkpoint.save(ckpt_path, {"model": model.state_dict(), "ema": ema.state_dict(),
                                         "optimizer": opt.state_dict(), "generator": gen.get_state(), "step": step,
                                         "log": log, "meta": meta})
+        if stop and step < steps:
+            group.barrier()
+            raise Preempted(preemption.signal if preemption and preemption.signal else signal.SIGTERM, step)
     bar.close()
     return {"ema": ema.state_dict(), "meta": meta, "log": log}
 
@@ -125,6 +185,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--data", required=True, type=Path, help="training data npz (data stage output)")
     parser.add_argument("--latents", type=Path, help="latent tokens npz (latents stage output)")
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
+    parser.add_argument("--device", default="cpu", help="cpu, cuda (under torchrun: cuda:$LOCAL_RANK) or cuda:K")
     args = parser.parse_args(argv)
     cfg, exp = load_stage_config(args)
     role = ROLES.get(args.role)
@@ -149,10 +210,20 @@ def main(argv: Sequence[str] | None = None) -> None:
             "data_dim": int(data["x"].shape[1]), "num_classes": DATASETS.get(exp["data"]["name"]).num_classes(
                 exp["data"]), "vocab_size": vocab_size, "seq_len": seq_len, "diffusion": exp["diffusion"],
             "config_hash": prov["config_hash"], "provenance_json": json.dumps(prov, sort_keys=True)}
-    result = train(spec, data["x"].reshape(len(data["x"]), -1), data["labels"], tokens, args.out.parent, meta,
-                   progress=not args.quiet)
-    write_text_atomic(args.out.parent / "train_log.jsonl", "".join(json.dumps(r) + "\n" for r in result["log"]))
-    checkpoint.save(args.out, {"ema": result["ema"], "meta": meta})
+    group = distributed.init(args.device)
+    try:
+        with PreemptionFlag() as flag:
+            result = train(spec, data["x"].reshape(len(data["x"]), -1), data["labels"], tokens, args.out.parent,
+                           meta, progress=not args.quiet, group=group, preemption=flag)
+    except Preempted as stop:
+        print(f"preempted: {stop}", file=sys.stderr)
+        sys.exit(EXIT_PREEMPTED)
+    finally:
+        distributed.shutdown()
+    if group.is_main:
+        write_text_atomic(args.out.parent / "train_log.jsonl",
+                          "".join(json.dumps(r) + "\n" for r in result["log"]))
+        checkpoint.save(args.out, {"ema": result["ema"], "meta": meta})
 
 
 if __name__ == "__main__":

@@ -1,3 +1,12 @@
+def train_launcher():
+    """`python -m kaleido.train` on CPU or one GPU; torchrun with one process per GPU when resources.train.gpu > 1
+    (one node; every rank derives the same global batch, so results do not depend on the GPU count)."""
+    gpus = int(res("train", "gpu"))
+    if gpus > 1:
+        return f"{PYTHON} -m torch.distributed.run --standalone --nproc_per_node {gpus} -m kaleido.train --device cuda"
+    return f"{PYTHON} -m kaleido.train --device {'cuda' if gpus == 1 else 'cpu'}"
+
+
 rule train:
     input:
         unpack(train_inputs),
@@ -9,6 +18,7 @@ rule train:
         spec=spec("train", role="role", latent="latent"),
         code=code("kaleido.train"),
         latents=lambda w, input: f"--latents {input.latents}" if "latents" in input.keys() else "",
+        launch=train_launcher(),
     threads: res("train", "cpus_per_task")
     resources:
         mem_mb=res("train", "mem_mb"),
@@ -16,6 +26,6 @@ rule train:
         gpu=res("train", "gpu"),
         cpus_per_task=res("train", "cpus_per_task"),
     shell:
-        "{PYTHON} -m kaleido.train --config {CONFIG_FILE} --experiment {wildcards.exp} --role {wildcards.role}"
+        "{params.launch} --config {CONFIG_FILE} --experiment {wildcards.exp} --role {wildcards.role}"
         " --latent {wildcards.latent} --data {input.data} {params.latents} --out {output} --threads {threads}"
         " > {log} 2>&1"
