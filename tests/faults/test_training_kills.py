@@ -7,6 +7,7 @@ not yet renamed, or with the temporary file cut in half. "Between" is a real SIG
 
 from __future__ import annotations
 
+import copy
 import os
 import random
 import signal
@@ -16,6 +17,7 @@ import time
 
 import pytest
 import torch
+import yaml
 from stage_helpers import run_module, train_cmd
 
 pytestmark = pytest.mark.slow
@@ -43,8 +45,12 @@ def _ema(path):
     return torch.load(path, weights_only=True)["ema"]
 
 
-def test_kills_during_and_between_checkpoint_writes(tiny):
-    tmp, config, _ = tiny
+def test_kills_during_and_between_checkpoint_writes(tiny, tiny_config):
+    tmp, _, _ = tiny
+    cfg = copy.deepcopy(tiny_config)
+    cfg["experiments"]["toy2d"]["train"].update(steps=800, checkpoint_every=100)
+    config = tmp / "long.yaml"
+    config.write_text(yaml.safe_dump(cfg))
     assert run_module(train_cmd(config, "full/model.pt"), tmp).returncode == 0
 
     cmd = train_cmd(config, "killed/model.pt")[2:]  # drop "-m kaleido.train"
@@ -55,13 +61,18 @@ def test_kills_during_and_between_checkpoint_writes(tiny):
         outcomes.append((mode, proc.returncode))
         assert proc.returncode == 137, proc.stderr[-2000:]
     rng = random.Random(7)
-    for _ in range(3):
+    ckpt = tmp / "killed" / "checkpoint.pt"
+    for _ in range(3):  # SIGKILL at a random moment after the run wrote a new checkpoint
+        before = ckpt.stat().st_mtime_ns if ckpt.exists() else 0
         proc = subprocess.Popen([sys.executable, *train_cmd(config, "killed/model.pt")], cwd=tmp,
                                 stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        time.sleep(rng.uniform(1.5, 4.0))
-        if proc.poll() is None:
-            proc.send_signal(signal.SIGKILL)
-            outcomes.append(("sigkill", proc.wait()))
+        deadline = time.time() + 120
+        while proc.poll() is None and time.time() < deadline and (
+                not ckpt.exists() or ckpt.stat().st_mtime_ns == before):
+            time.sleep(0.005)
+        time.sleep(rng.uniform(0.0, 0.3))
+        proc.send_signal(signal.SIGKILL)
+        outcomes.append(("sigkill", proc.wait(), torch.load(ckpt, weights_only=True)["step"]))
     assert not (tmp / "killed" / "model.pt").exists(), f"training finished before the kills: {outcomes}"
     final = run_module(train_cmd(config, "killed/model.pt"), tmp)
     assert final.returncode == 0, final.stderr[-2000:]
@@ -69,3 +80,4 @@ def test_kills_during_and_between_checkpoint_writes(tiny):
     assert all(torch.equal(full[k], resumed[k]) for k in full), outcomes
     leftovers = sorted(p.name for p in (tmp / "killed").iterdir() if p.name.startswith("."))
     assert leftovers == [], f"temporary files of killed writes were left behind: {leftovers}"
+    print(f"\ntraining kills: {outcomes}")
