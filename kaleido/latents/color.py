@@ -13,8 +13,17 @@ import numpy as np
 
 from kaleido.latents import EXTRACTORS
 from kaleido.latents import formats as fmt
-from kaleido.latents.images import (COMMON_DEFAULTS, COMMON_KEYS, ImageContext, LatentStrings, check_common,
-                                    check_images, check_int, check_keys, map_batched)
+from kaleido.latents.images import (
+    COMMON_DEFAULTS,
+    COMMON_KEYS,
+    ImageContext,
+    LatentStrings,
+    check_common,
+    check_images,
+    check_int,
+    check_keys,
+    map_batched,
+)
 from kaleido.latents.segment import rgb_to_lab
 
 COLOR_DEFAULTS: dict[str, Any] = {"num_colors": 4, "quant_step": 8}

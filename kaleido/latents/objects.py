@@ -19,9 +19,21 @@ import numpy as np
 from kaleido.errors import ConfigError
 from kaleido.latents import EXTRACTORS
 from kaleido.latents import formats as fmt
-from kaleido.latents.images import (COMMON_DEFAULTS, COMMON_KEYS, SEGMENT_KEYS, ImageContext, LatentStrings,
-                                    check_common, check_images, check_number, check_segment, map_batched,
-                                    object_names, require_files, segment_options)
+from kaleido.latents.images import (
+    COMMON_DEFAULTS,
+    COMMON_KEYS,
+    SEGMENT_KEYS,
+    ImageContext,
+    LatentStrings,
+    check_common,
+    check_images,
+    check_number,
+    check_segment,
+    map_batched,
+    object_names,
+    require_files,
+    segment_options,
+)
 from kaleido.latents.segment import Segment, segment_image
 
 DETECTOR_KEYS = {"detector_path", "score_threshold"}

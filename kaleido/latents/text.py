@@ -16,9 +16,21 @@ import numpy as np
 
 from kaleido.errors import ConfigError
 from kaleido.latents import EXTRACTORS
-from kaleido.latents.images import (COMMON_DEFAULTS, COMMON_KEYS, SEGMENT_KEYS, ImageContext, LatentStrings,
-                                    check_common, check_images, check_int, check_keys, check_segment, map_batched,
-                                    require_files, segment_options)
+from kaleido.latents.images import (
+    COMMON_DEFAULTS,
+    COMMON_KEYS,
+    SEGMENT_KEYS,
+    ImageContext,
+    LatentStrings,
+    check_common,
+    check_images,
+    check_int,
+    check_keys,
+    check_segment,
+    map_batched,
+    require_files,
+    segment_options,
+)
 from kaleido.latents.objects import HOW_TO_GET
 from kaleido.latents.segment import Segment, nearest_name, segment_image
 

@@ -20,8 +20,18 @@ import numpy as np
 from kaleido.errors import ConfigError, InputError
 from kaleido.latents import EXTRACTORS
 from kaleido.latents import formats as fmt
-from kaleido.latents.images import (COMMON_DEFAULTS, COMMON_KEYS, ImageContext, LatentStrings, batches,
-                                    check_common, check_images, check_int, check_keys, require_files)
+from kaleido.latents.images import (
+    COMMON_DEFAULTS,
+    COMMON_KEYS,
+    ImageContext,
+    LatentStrings,
+    batches,
+    check_common,
+    check_images,
+    check_int,
+    check_keys,
+    require_files,
+)
 
 VOKEN_DEFAULTS: dict[str, Any] = {"grid": [4, 8], "codebook_size": 256, "num_tokens": 32}
 VQ_HOW = ("export your VQ tokenizer's encoder with torch.jit.trace(...).save('encoder.pt') and its codebook with "
