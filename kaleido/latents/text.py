@@ -121,7 +121,10 @@ class Captioner:
             prompt_ids = inputs["input_ids"]
             if ids.shape[1] >= prompt_ids.shape[1] and torch.equal(ids[:, :prompt_ids.shape[1]], prompt_ids):
                 ids = ids[:, prompt_ids.shape[1]:]
-            text = self.processor.batch_decode(ids, skip_special_tokens=True)[0]
+            text = self.processor.batch_decode(ids, skip_special_tokens=True)[0].strip()
+            prompt = self.processor.batch_decode(prompt_ids, skip_special_tokens=True)[0].strip()
+            if prompt and text.startswith(prompt):  # encoder-decoder captioners (BLIP) echo the prompt prefix
+                text = text[len(prompt):]
             out.append(" ".join(text.replace("|", " ").split()))
         return out
 

@@ -48,6 +48,14 @@ def patch_features(images: np.ndarray, grid: tuple[int, int]) -> np.ndarray:
     return x.reshape(n, rows * cols, ph * pw * 3)
 
 
+def nearest(feats: np.ndarray, codebook: np.ndarray) -> np.ndarray:
+    """feats (..., D), codebook (K, D) -> index of the nearest centre (L2) per feature, int64 (...)."""
+    x = feats.reshape(-1, feats.shape[-1]).astype(np.float64)
+    c = codebook.astype(np.float64)
+    dist = (x**2).sum(1)[:, None] - 2 * x @ c.T + (c**2).sum(1)[None, :]
+    return dist.argmin(1).reshape(feats.shape[:-1])
+
+
 class VokenExtractor:
     kind = "strings"
     keys = COMMON_KEYS | set(VOKEN_DEFAULTS) | {"vq_path"}
@@ -88,10 +96,11 @@ class VokenExtractor:
         if len(flat) < k:
             raise InputError(f"voken: {len(flat)} training patches, fewer than codebook_size={k}")
         km = MiniBatchKMeans(n_clusters=k, batch_size=4096, n_init=3, random_state=seed % 2**31).fit(flat)
+        codebook = km.cluster_centers_.astype(np.float32)  # ids are assigned with the saved (float32) codebook
         ids = np.empty(feats.shape[:2], dtype=np.int64)
         for sl in batches(len(images), spec["batch_size"], "voken (codebook)"):
-            ids[sl] = km.predict(feats[sl].reshape(-1, feats.shape[-1])).reshape(-1, feats.shape[1])
-        return ids, km.cluster_centers_.astype(np.float32)
+            ids[sl] = nearest(feats[sl], codebook)
+        return ids, codebook
 
     def _pretrained(self, images: np.ndarray, spec: dict[str, Any]) -> tuple[np.ndarray, np.ndarray]:
         import torch
