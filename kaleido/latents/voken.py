@@ -5,8 +5,9 @@ rows*cols tokens, 4 x 8 = 32 by default as in the paper); patch features are the
 codebook is k-means (``codebook_size`` centres, MiniBatchKMeans, seeded) on the features of all training patches;
 a patch's token is its nearest centre. The codebook is saved beside the strings (``voken_codebook``).
 pretrained: a directory ``vq_path`` holding
-  - ``encoder.pt``: a TorchScript module mapping images (N, 3, H, W) float32 in [-1, 1] to features (N, T, D)
-    or (N, D, h, w) with T = h*w = ``num_tokens`` (e.g. SEED's causal Q-Former, exported with torch.jit.trace),
+  - ``encoder.pt2`` (a ``torch.export`` program, saved with ``torch.export.save``; preferred) or ``encoder.pt``
+    (TorchScript), mapping images (N, 3, H, W) float32 in [-1, 1] to features (N, T, D) or (N, D, h, w) with
+    T = h*w = ``num_tokens`` (e.g. SEED's causal Q-Former, exported),
   - ``codebook.safetensors``: tensor ``codebook`` (K, D);
 token = argmin_k ||feature - codebook[k]||₂.
 """
@@ -34,7 +35,8 @@ from kaleido.latents.images import (
 )
 
 VOKEN_DEFAULTS: dict[str, Any] = {"grid": [4, 8], "codebook_size": 256, "num_tokens": 32}
-VQ_HOW = ("export your VQ tokenizer's encoder with torch.jit.trace(...).save('encoder.pt') and its codebook with "
+VQ_HOW = ("export your VQ tokenizer's encoder with torch.export.save(torch.export.export(encoder, (x,)), "
+          "'encoder.pt2') (or TorchScript 'encoder.pt') and its codebook with "
           "safetensors.torch.save_file({'codebook': C}, 'codebook.safetensors') into that directory")
 
 
@@ -106,9 +108,12 @@ class VokenExtractor:
         import torch
         from safetensors.torch import load_file
 
-        directory = require_files(spec["vq_path"], ("encoder.pt",), "VQ encoder (vq_path)", VQ_HOW)
+        directory = require_files(spec["vq_path"], ("encoder.pt2", "encoder.pt"), "VQ encoder (vq_path)", VQ_HOW)
         require_files(directory, ("codebook.safetensors",), "VQ codebook (vq_path)", VQ_HOW)
-        encoder = torch.jit.load(str(directory / "encoder.pt"), map_location="cpu").eval()
+        if (directory / "encoder.pt2").exists():
+            encoder = torch.export.load(str(directory / "encoder.pt2")).module()
+        else:
+            encoder = torch.jit.load(str(directory / "encoder.pt"), map_location="cpu").eval()
         codebook = load_file(str(directory / "codebook.safetensors"))["codebook"].float()
         ids = np.empty((len(images), spec["num_tokens"]), dtype=np.int64)
         for sl in batches(len(images), spec["batch_size"], "voken (VQ model)"):
