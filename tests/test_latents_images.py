@@ -234,3 +234,34 @@ def test_pretrained_tokenizer_missing_is_clear(monkeypatch, tmp_path):
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     with pytest.raises(InputError, match="(?s)not available offline.*huggingface-cli download"):
         tok.load_pretrained("t5-xl-not-cached")
+
+
+# --- config validation (schema + the extractors' validate) ------------------------------------------------------
+
+
+@pytest.mark.parametrize("block, msg", [
+    ({"bbox": {"source": "pretraind"}}, "latents.bbox.source"),
+    ({"voken": {"codebook_size": 1}}, "latents.voken.codebook_size"),
+    ({"color": {"num_colors": 4, "k": 3}}, "Additional properties"),
+    ({"text": {"min_words": 90}}, "min_words=90 exceeds max_words=80"),
+    ({"combined": {"voken": {"grid": [2, 2]}}}, "gives 4 tokens"),
+    ({"blob": {"source": "pretrained"}}, "needs sam_path"),
+])
+def test_config_rejects_bad_latent_blocks(default_config, block, msg):
+    from kaleido import config
+
+    default_config["experiments"]["toy2d"]["latents"] = block
+    with pytest.raises(ConfigError, match=msg):
+        config.validate(default_config)
+
+
+def test_config_accepts_latent_blocks(default_config):
+    from kaleido import config
+
+    default_config["experiments"]["toy2d"]["latents"] = {
+        "kmeans": {"clusters_per_class": 2}, "bbox": {"palette": {"red": [255, 0, 0]}, "shapes": ["circle"]},
+        "blob": {"source": "pretrained", "sam_path": "/models/sam-vit-base", "detector_path": "/models/detr"},
+        "color": {"num_colors": 3}, "voken": {"grid": [4, 8], "codebook_size": 64},
+        "text": {"source": "pretrained", "captioner_path": "/models/qwen-vl", "tokenizer": "t5-xl"},
+        "combined": {"voken": {"codebook_size": 64}}}
+    config.validate(default_config)
