@@ -265,3 +265,39 @@ def test_config_accepts_latent_blocks(default_config):
         "text": {"source": "pretrained", "captioner_path": "/models/qwen-vl", "tokenizer": "t5-xl"},
         "combined": {"voken": {"codebook_size": 64}}}
     config.validate(default_config)
+
+
+# --- the stage CLI on image data ----------------------------------------------------------------------------------
+
+
+def test_latents_cli_on_images(default_config, tmp_path):
+    import yaml
+    from transformers import AutoTokenizer
+
+    from kaleido.io import load_npz, read_json, save_npz_atomic
+    from kaleido.latents.__main__ import main
+
+    default_config["experiments"]["toy2d"]["latents"] = {"bbox": SPEC, "voken": {"codebook_size": 16}}
+    (tmp_path / "c.yaml").write_text(yaml.safe_dump(default_config))
+    data = draw(40, seed=4)
+    save_npz_atomic(tmp_path / "train.npz", class_names=np.array(["shapes"]), **data)
+    outdir = tmp_path / "results" / "toy2d" / "latents"
+    for latent in ("bbox", "voken"):
+        main(["--config", str(tmp_path / "c.yaml"), "--experiment", "toy2d", "--latent", latent,
+              "--data", str(tmp_path / "train.npz"), "--out", str(outdir / f"{latent}.npz"),
+              "--quality", str(outdir / f"{latent}_quality.json")])
+        out = load_npz(outdir / f"{latent}.npz", required=("strings", "input_ids", "attention_mask", "vocab_size",
+                                                            "tokens", "pad_token_id", "tokenizer_dir", "names"))
+        assert out["strings"].dtype.kind == "U" and out["input_ids"].dtype == np.int64
+        assert out["input_ids"].shape == out["attention_mask"].shape and out["input_ids"].shape[0] == 40
+        assert str(out["tokenizer_dir"]) == f"{latent}_tokenizer"
+        tokenizer = AutoTokenizer.from_pretrained(outdir / f"{latent}_tokenizer")
+        assert int(out["vocab_size"]) == len(tokenizer) and int(out["pad_token_id"]) == tokenizer.pad_token_id
+        assert tokenizer.batch_decode(out["input_ids"].tolist(), skip_special_tokens=True) == list(out["strings"])
+        quality = read_json(outdir / f"{latent}_quality.json")["metrics"]
+        assert quality["num_items"] == 40 and quality["images_per_second"] > 0
+    assert quality["distinct_strings"] > 30 and "voken_codebook" in out
+    bbox_quality = read_json(outdir / "bbox_quality.json")["metrics"]
+    assert bbox_quality["mean_iou"] > 0.97 and bbox_quality["count_accuracy"] == 1.0
+    assert set(out["names"]) == set()  # voken has no object vocabulary
+    assert set(load_npz(outdir / "bbox.npz")["names"]) >= {"red circle", "blue triangle"}
