@@ -169,3 +169,40 @@ def test_vq_tokenizer(tmp_path, data, export):
     (tmp_path / "vq" / "codebook.safetensors").unlink()
     with pytest.raises(InputError, match="codebook.safetensors"):
         EXTRACTORS.get("voken").extract_strings(data["x"], _ctx(data), spec, 0)
+
+
+def test_owlvit_queried_with_object_names(tmp_path, data):
+    from transformers import (
+        CLIPTokenizer,
+        OwlViTConfig,
+        OwlViTForObjectDetection,
+        OwlViTImageProcessor,
+        OwlViTProcessor,
+    )
+
+    # OWL-ViT masks a query whose first token id is 0, so id 0 is a dummy entry
+    vocab = {"!": 0, "<|startoftext|>": 1, "<|endoftext|>": 2}
+    for c in "abcdefghijklmnopqrstuvwxyz":
+        vocab[c], vocab[c + "</w>"] = len(vocab), len(vocab) + 1
+    tokenizer = CLIPTokenizer(vocab=vocab, merges=[])
+    cfg = OwlViTConfig(text_config=dict(vocab_size=len(vocab), hidden_size=16, intermediate_size=32,
+                                        num_hidden_layers=1, num_attention_heads=2, max_position_embeddings=32,
+                                        bos_token_id=1, eos_token_id=2, pad_token_id=2),
+                       vision_config=dict(hidden_size=16, intermediate_size=32, num_hidden_layers=1,
+                                          num_attention_heads=2, image_size=32, patch_size=8), projection_dim=16)
+    torch.manual_seed(0)
+    OwlViTForObjectDetection(cfg).save_pretrained(tmp_path / "owl")
+    OwlViTProcessor(image_processor=OwlViTImageProcessor(size={"height": 32, "width": 32},
+                                                         crop_size={"height": 32, "width": 32}),
+                    tokenizer=tokenizer).save_pretrained(tmp_path / "owl")
+    spec = {"source": "pretrained", "detector_path": str(tmp_path / "owl"), "score_threshold": 1e-6,
+            "palette": {"red": [255, 0, 0], "blue": [0, 0, 255]}, "shapes": ["circle", "square"]}
+    EXTRACTORS.get("bbox").validate(spec, "bbox")
+    res = EXTRACTORS.get("bbox").extract_strings(data["x"], _ctx(data), spec, 0)
+    assert res.names == ["red circle", "red square", "blue circle", "blue square"]
+    parsed = [fmt.parse_bbox(s, res.names) for s in res.strings]
+    assert all(1 <= len(p) <= 16 for p in parsed)  # at most one box per 8x8 patch (4 x 4 patches)
+    from kaleido.latents.objects import HFDetector
+
+    direct = HFDetector(spec["detector_path"], 1e-6, res.names)(data["x"][:1])[0]
+    assert [b.name for b in parsed[0]] == [name for name, *_ in direct]

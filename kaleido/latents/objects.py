@@ -2,8 +2,9 @@
 
 offline (default): :func:`kaleido.latents.segment.segment_image` (colour segmentation + connected components); the
 box is the component's extent, the blob its second-moment ellipse.
-pretrained: boxes from a Hugging Face object detector (``AutoModelForObjectDetection``: DETR, Conditional/Deformable
-DETR, YOLOS, RT-DETR, ... saved with ``save_pretrained``; object names = the model's ``id2label``); blobs from SAM
+pretrained: boxes from a Hugging Face object detector saved with ``save_pretrained`` (``AutoModelForObjectDetection``:
+DETR, Conditional/Deformable DETR, YOLOS, RT-DETR, ...; object names = the model's ``id2label``; or OWL-ViT / OWLv2
+queried with the object vocabulary '<colour> <shape>' from ``palette``/``shapes``); blobs from SAM
 (``SamModel`` + ``SamProcessor`` from ``sam_path``) prompted with those boxes (or the offline boxes when no detector
 is given), an ellipse fitted to each mask by second moments — the paper's recipe.
 """
@@ -72,36 +73,66 @@ def blob_from_mask(name: str, seg: Segment) -> fmt.Blob:
 
 
 class HFDetector:
-    """A transformers object detector loaded from a local directory; boxes in [0, 1] image coordinates."""
+    """A transformers object detector loaded from a local directory; boxes in [0, 1] image coordinates.
 
-    def __init__(self, path: str, score_threshold: float) -> None:
-        from transformers import AutoImageProcessor, AutoModelForObjectDetection
+    Closed-set detectors (``AutoModelForObjectDetection``: DETR family) name objects by their ``id2label``;
+    open-vocabulary OWL-ViT / OWLv2 (``AutoModelForZeroShotObjectDetection``) are queried with ``queries`` (the
+    object vocabulary, e.g. every '<colour> <shape>') and name objects by the matching query.
+    """
+
+    ZERO_SHOT = ("owlvit", "owlv2")
+
+    def __init__(self, path: str, score_threshold: float, queries: list[str]) -> None:
+        import json
+
+        from transformers import (
+            AutoImageProcessor,
+            AutoModelForObjectDetection,
+            AutoModelForZeroShotObjectDetection,
+            AutoProcessor,
+        )
 
         directory = require_files(path, ("config.json",), "object detector (detector_path)", HOW_TO_GET)
         require_files(directory, ("model.safetensors", "pytorch_model.bin"), "object detector weights", HOW_TO_GET)
-        require_files(directory, ("preprocessor_config.json",), "object detector image processor", HOW_TO_GET)
-        self.processor = AutoImageProcessor.from_pretrained(directory)
-        self.model = AutoModelForObjectDetection.from_pretrained(directory).eval()
+        require_files(directory, ("preprocessor_config.json", "processor_config.json"),
+                      "object detector image processor", HOW_TO_GET)
+        model_type = json.loads((directory / "config.json").read_text()).get("model_type")
+        self.zero_shot = model_type in self.ZERO_SHOT
+        if self.zero_shot:
+            self.processor = AutoProcessor.from_pretrained(directory)
+            self.model = AutoModelForZeroShotObjectDetection.from_pretrained(directory).eval()
+            self.names = list(queries)
+        else:
+            self.processor = AutoImageProcessor.from_pretrained(directory)
+            self.model = AutoModelForObjectDetection.from_pretrained(directory).eval()
+            self.names = sorted({clean_name(v) for v in self.model.config.id2label.values()})
         self.threshold = score_threshold
-        self.names = sorted({clean_name(v) for v in self.model.config.id2label.values()})
 
     def __call__(self, images: np.ndarray) -> list[list[tuple[str, float, float, float, float]]]:
-        """images (n, H, W, 3) uint8 -> per image [(name, x1, y1, x2, y2)] with coordinates in [0, 1]."""
+        """images (n, H, W, 3) uint8 -> per image [(name, x1, y1, x2, y2)], coordinates in [0, 1], best first."""
         import torch
 
         h, w = images.shape[1:3]
-        inputs = self.processor(images=list(images), return_tensors="pt")
+        sizes = [(h, w)] * len(images)
         with torch.inference_mode():
-            outputs = self.model(**inputs)
-        results = self.processor.post_process_object_detection(outputs, threshold=self.threshold,
-                                                               target_sizes=[(h, w)] * len(images))
+            if self.zero_shot:
+                queries = [self.names] * len(images)
+                inputs = self.processor(text=queries, images=list(images), return_tensors="pt", padding=True)
+                outputs = self.model(**inputs)
+                results = self.processor.post_process_grounded_object_detection(
+                    outputs, threshold=self.threshold, target_sizes=sizes, text_labels=queries)
+            else:
+                inputs = self.processor(images=list(images), return_tensors="pt")
+                outputs = self.model(**inputs)
+                results = self.processor.post_process_object_detection(outputs, threshold=self.threshold,
+                                                                       target_sizes=sizes)
         out = []
         for res in results:
             found = []
-            order = np.argsort(-res["scores"].numpy(), kind="stable")
-            for k in order:
+            for k in np.argsort(-res["scores"].numpy(), kind="stable"):
                 x1, y1, x2, y2 = res["boxes"][k].tolist()
-                label = clean_name(self.model.config.id2label[int(res["labels"][k])])
+                label = self.names[int(res["labels"][k])] if self.zero_shot else \
+                    clean_name(self.model.config.id2label[int(res["labels"][k])])
                 x1, x2 = sorted((min(max(x1 / w, 0.0), 1.0), min(max(x2 / w, 0.0), 1.0)))
                 y1, y2 = sorted((min(max(y1 / h, 0.0), 1.0), min(max(y2 / h, 0.0), 1.0)))
                 found.append((label, x1, y1, x2, y2))
@@ -186,7 +217,7 @@ class BBoxExtractor(_ObjectExtractor):
             strings = map_batched(images, spec["batch_size"], "bbox (offline)", lambda batch, _: [
                 fmt.format_bbox(boxes_of_segments(segments_of(img, spec))) for img in batch])
             return LatentStrings(strings, names=object_names(spec))
-        detector = HFDetector(spec["detector_path"], spec.get("score_threshold", 0.5))
+        detector = HFDetector(spec["detector_path"], spec.get("score_threshold", 0.5), object_names(spec))
 
         def run(batch: np.ndarray, _: slice) -> list[str]:
             return [fmt.format_bbox([fmt.Box(name, *(fmt.to_unit(v) for v in xyxy)) for name, *xyxy in found])
@@ -216,7 +247,7 @@ class BlobExtractor(_ObjectExtractor):
                 fmt.format_blob([blob_from_mask(s.name, s) for s in segments_of(img, spec)]) for img in batch])
             return LatentStrings(strings, names=object_names(spec))
         sam = HFSam(spec["sam_path"])
-        detector = HFDetector(spec["detector_path"], spec.get("score_threshold", 0.5)) \
+        detector = HFDetector(spec["detector_path"], spec.get("score_threshold", 0.5), object_names(spec)) \
             if "detector_path" in spec else None
         h, w = images.shape[1:3]
 
