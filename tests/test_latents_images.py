@@ -301,3 +301,20 @@ def test_latents_cli_on_images(default_config, tmp_path):
     assert bbox_quality["mean_iou"] > 0.97 and bbox_quality["count_accuracy"] == 1.0
     assert set(out["names"]) == set()  # voken has no object vocabulary
     assert set(load_npz(outdir / "bbox.npz")["names"]) >= {"red circle", "blue triangle"}
+
+
+def test_t5_style_tokenizer_by_path_round_trip(tmp_path):
+    """A SentencePiece-unigram T5 tokenizer (tiny vocabulary) saved with save_pretrained, loaded by path."""
+    from transformers import T5Tokenizer
+
+    pieces = list("abcdefghijklmnopqrstuvwxyz0123456789(),;#.|")
+    vocab = [("<pad>", 0.0), ("</s>", 0.0), ("<unk>", 0.0), ("▁", -2.0)] + [(c, -1.0) for c in pieces] + \
+        [("▁" + c, -1.5) for c in pieces]
+    T5Tokenizer(vocab=vocab, extra_ids=0).save_pretrained(tmp_path / "t5")
+    strings = ["red circle (10, 200, 30, 40); blue square (1, 2, 3, 4)", fmt.format_voken([3, 0, 12]),
+               fmt.format_combined("a red circle.", "red circle (1, 2, 3, 4)", fmt.format_voken([1, 2, 3]))]
+    tokenizer = tok.build(str(tmp_path / "t5"), strings, fmt.voken_vocabulary(16))
+    ids, mask = tok.encode(tokenizer, strings)
+    assert tokenizer.pad_token_id == 0 and len(tokenizer) == len(vocab) + 16
+    assert tok.decode(tokenizer, ids) == strings
+    assert fmt.parse_combined(tok.decode(tokenizer, ids)[2], None, 3, 16)[2] == [1, 2, 3]

@@ -6,12 +6,15 @@
 - any other value: a Hugging Face tokenizer name or path (the paper: ``t5-xl``'s T5 tokenizer), loaded with
   ``local_files_only=True`` from the local cache (``HF_HOME``) -- a clear error if it is missing.
 Visual tokens (``<v0>`` ... ``<v{K-1}>``) are added as whole tokens (``add_tokens``, not special: they survive
-``decode(..., skip_special_tokens=True)``). The result is saved with ``save_pretrained(dir)``;
-``transformers.AutoTokenizer.from_pretrained(dir)`` loads it whatever its origin.
+``decode(..., skip_special_tokens=True)``); T5's SentencePiece adds spaces around them on decoding, which
+:func:`decode` removes (:func:`canonical_spacing`), so latent strings round-trip with either tokenizer.
+The result is saved with ``save_pretrained(dir)``; ``transformers.AutoTokenizer.from_pretrained(dir)`` loads it
+whatever its origin (use :func:`decode`, not ``batch_decode``, to get canonical latent strings back).
 """
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -73,9 +76,21 @@ def encode(tokenizer: Any, strings: Sequence[str]) -> tuple[np.ndarray, np.ndarr
             np.asarray(enc["attention_mask"], dtype=np.int64).reshape(len(strings), -1))
 
 
+def canonical_spacing(text: str) -> str:
+    """Undo the spaces SentencePiece (T5) puts around added visual tokens: ``<v1> #<v0>`` -> ``<v1>#<v0>``,
+    ``...) |<v1>`` -> ``...) | <v1>``. A no-op on strings in the latent formats."""
+    text = _VOKEN_GAP.sub("#", text)
+    return _PART_GAP.sub("| ", text)
+
+
+_VOKEN_GAP = re.compile(r"(?<=>)\s*#\s*(?=<v\d)")
+_PART_GAP = re.compile(r"\|\s*(?=<v\d)")
+
+
 def decode(tokenizer: Any, input_ids: np.ndarray) -> list[str]:
-    """(n, L) ids -> strings (pad/eos dropped)."""
-    return tokenizer.batch_decode(np.asarray(input_ids).tolist(), skip_special_tokens=True)
+    """(n, L) ids -> strings (pad/eos dropped, :func:`canonical_spacing` applied)."""
+    texts = tokenizer.batch_decode(np.asarray(input_ids).tolist(), skip_special_tokens=True)
+    return [canonical_spacing(t) for t in texts]
 
 
 def save(tokenizer: Any, directory: str | Path) -> None:
