@@ -22,7 +22,7 @@ def draw(n: int, size: int = 32, seed: int = 0, max_objects: int = 3) -> dict[st
         occupied = np.zeros((size, size), dtype=bool)
         for _ in range(int(rng.integers(1, max_objects + 1))):
             for _attempt in range(20):
-                s = int(rng.integers(7, 13))
+                s = int(rng.integers(7, 13)) * size // 32
                 x0, y0 = int(rng.integers(0, size - s)), int(rng.integers(0, size - s))
                 shape = str(rng.choice(["circle", "square", "triangle"]))
                 inside = (xx >= x0) & (xx < x0 + s) & (yy >= y0) & (yy < y0 + s)
@@ -33,7 +33,8 @@ def draw(n: int, size: int = 32, seed: int = 0, max_objects: int = 3) -> dict[st
                 else:
                     mask = inside
                 grown = np.zeros_like(mask)
-                grown[max(0, y0 - 2):y0 + s + 2, max(0, x0 - 2):x0 + s + 2] = True
+                gap = 2 * size // 32
+                grown[max(0, y0 - gap):y0 + s + gap, max(0, x0 - gap):x0 + s + gap] = True
                 if not (grown & occupied).any():
                     break
             else:

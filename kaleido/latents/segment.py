@@ -2,8 +2,10 @@
 
 Background = the median colour of the image border; foreground = pixels farther than ``fg_delta_e`` (CIE76 ΔE in
 Lab) from it. Foreground colours are grouped greedily (leader clustering, ``group_delta_e``), each group split into
-8-connected components, components under ``min_area`` pixels (anti-aliased edges) dropped. Each object is named
-``"<colour> <shape>"``: the nearest palette colour and a shape from the mask's fill ratio of its box / ellipse.
+8-connected components; components under ``min_area`` pixels or without interior (no pixel survives a 3x3 erosion:
+anti-aliased edge rings, noise specks) are not objects, and their pixels join the nearest object within 1.5 px.
+Each object is named ``"<colour> <shape>"``: the palette colour nearest to its interior's mean colour and the shape
+whose fill ratio of the bounding box is nearest to the mask's.
 """
 
 from __future__ import annotations
@@ -114,14 +116,29 @@ def segment_image(image: np.ndarray, palette: dict[str, tuple[int, int, int]] = 
         return []
     groups = np.full(fg.shape, -1, dtype=np.int64)
     groups[fg] = _group_colours(lab[fg], group_delta_e)
-    found = []
+    eight = np.ones((3, 3), dtype=bool)
+    labels = np.zeros(fg.shape, dtype=np.int64)  # object id + 1 per pixel
+    cores: list[np.ndarray] = []
     for g in range(groups.max() + 1):
-        components, count = ndimage.label(groups == g, structure=np.ones((3, 3), dtype=bool))
+        components, count = ndimage.label(groups == g, structure=eight)
         for c in range(1, count + 1):
             mask = components == c
-            if mask.sum() < min_area:
+            # anti-aliased edge rings and noise specks have no interior: keep components with an eroded core
+            core = ndimage.binary_erosion(mask, structure=eight)
+            if mask.sum() < min_area or not core.any():
                 continue
-            rgb = image[mask].astype(np.float64).mean(axis=0)
-            found.append(Segment(mask, rgb, nearest_name(rgb, palette), classify_shape(mask, shapes)))
+            cores.append(core)
+            labels[mask] = len(cores)
+    if not cores:
+        return []
+    # leftover foreground pixels (edges) within 1.5 px of an object join the nearest one
+    dist, (iy, ix) = ndimage.distance_transform_edt(labels == 0, return_indices=True)
+    leftover = fg & (labels == 0) & (dist <= 1.5)
+    labels[leftover] = labels[iy[leftover], ix[leftover]]
+    found = []
+    for k, core in enumerate(cores, start=1):
+        mask = labels == k
+        rgb = image[core].astype(np.float64).mean(axis=0)  # interior only: edges mix in the background
+        found.append(Segment(mask, rgb, nearest_name(rgb, palette), classify_shape(mask, shapes)))
     found.sort(key=lambda s: (s.box()[1], s.box()[0]))
     return found
