@@ -49,3 +49,12 @@ def draw(n: int, size: int = 32, seed: int = 0, max_objects: int = 3) -> dict[st
             count[i] += 1
     return {"x": images, "labels": np.zeros(n, dtype=np.int64), "gt_count": count, "gt_boxes": boxes,
             "gt_colors": colors, "gt_shapes": shapes, "gt_rgb": rgb}
+
+
+def draw_antialiased(n: int, seed: int = 0, noise: float = 0.0, factor: int = 4) -> dict[str, np.ndarray]:
+    """As :func:`draw`, rendered at ``factor`` x resolution and box-downsampled to 32x32 (anti-aliased edges), plus
+    Gaussian pixel noise of std ``noise`` (uint8 units)."""
+    data = draw(n, size=32 * factor, seed=seed)
+    x = data["x"].reshape(n, 32, factor, 32, factor, 3).astype(np.float64).mean(axis=(2, 4))
+    x = x + np.random.default_rng(seed + 1).normal(0.0, noise, x.shape) if noise else x
+    return {**data, "x": np.clip(x, 0, 255).round().astype(np.uint8)}
