@@ -100,6 +100,16 @@ def test_voken_rejects(text, reason):
         fmt.parse_voken(text, 32, 40)
 
 
+def test_parse_latent_dispatch():
+    assert fmt.parse_latent("bbox", "red circle (1, 2, 3, 4)", NAMES) == [fmt.Box("red circle", 1, 2, 3, 4)]
+    assert fmt.parse_latent("voken", "<v1>#<v2>", num_tokens=2, codebook_size=3) == [1, 2]
+    assert fmt.parse_latent("text", "a dog.") == "a dog."
+    for latent, text, msg in [("text", "", "non-empty"), ("text", "a | b", "without '|'"),
+                              ("voken", "<v1>", "needs codebook_size"), ("edges", "x", "unknown latent type")]:
+        with pytest.raises(fmt.LatentFormatError, match=msg):
+            fmt.parse_latent(latent, text)
+
+
 def test_combined_rejects():
     with pytest.raises(fmt.LatentFormatError, match="2 parts"):
         fmt.parse_combined("text | red circle (1, 2, 3, 4)", NAMES, 2, 10)

@@ -202,3 +202,26 @@ def parse_combined(text: str, names: Collection[str] | None, num_tokens: int,
 def to_unit(value: float) -> int:
     """A coordinate in [0, 1] (image-normalised) -> integer in [0, 1000]."""
     return int(min(COORD_MAX, max(0, round(value * COORD_MAX))))
+
+
+def parse_text(text: str) -> str:
+    """A text latent: any non-empty description without the combined separator '|'."""
+    if not isinstance(text, str) or not text.strip() or "|" in text:
+        raise LatentFormatError(f"text latent {text!r}: expected a non-empty description without '|'")
+    return text
+
+
+def parse_latent(latent: str, text: str, names: Collection[str] | None = None, num_tokens: int = 32,
+                 codebook_size: int | None = None) -> object:
+    """Decode a string of latent type ``latent`` (bbox, blob, color, voken, text, combined); raise
+    :class:`LatentFormatError` if malformed. ``names``/``codebook_size`` come from the latents npz (``names``,
+    ``voken_codebook``.shape[0])."""
+    if latent in ("voken", "combined") and codebook_size is None:
+        raise LatentFormatError(f"parsing a {latent} latent needs codebook_size")
+    parsers = {"bbox": lambda: parse_bbox(text, names), "blob": lambda: parse_blob(text, names),
+               "color": lambda: parse_color(text), "text": lambda: parse_text(text),
+               "voken": lambda: parse_voken(text, num_tokens, codebook_size),
+               "combined": lambda: parse_combined(text, names, num_tokens, codebook_size)}
+    if latent not in parsers:
+        raise LatentFormatError(f"unknown latent type {latent!r}; accepted: {sorted(parsers)}")
+    return parsers[latent]()

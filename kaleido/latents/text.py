@@ -150,11 +150,9 @@ class TextExtractor:
                               "image-text-to-text model directory)")
 
     def parse(self, text: str, names: list[str] | None = None) -> str:
-        from kaleido.latents.formats import LatentFormatError
+        from kaleido.latents.formats import parse_text
 
-        if not isinstance(text, str) or not text.strip() or "|" in text:
-            raise LatentFormatError(f"text latent {text!r}: expected a non-empty description without '|'")
-        return text
+        return parse_text(text)
 
     def extract_strings(self, images: np.ndarray, ctx: ImageContext, spec: dict[str, Any], seed: int) -> LatentStrings:
         check_images(images)
