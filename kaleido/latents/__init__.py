@@ -53,4 +53,4 @@ def recovery_accuracy(tokens: np.ndarray, labels: np.ndarray, modes: np.ndarray)
     return correct / len(labels)
 
 
-from kaleido.latents import kmeans  # noqa: E402,F401  (registers)
+from kaleido.latents import color, combined, kmeans, objects, text, voken  # noqa: E402,F401  (registers)

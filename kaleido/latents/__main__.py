@@ -3,8 +3,16 @@
     python -m kaleido.latents --config C --experiment E --latent kmeans --data train.npz --out kmeans.npz \
         [--quality kmeans_quality.json]
 
-Writes ``tokens`` (n, L) int64 and ``vocab_size``; ``--quality`` also writes how well the tokens recover the
-generator's ground-truth modes (when the data set has them), for the report.
+Vector data (``x`` (n, d)): writes ``tokens`` (n, L) int64 and ``vocab_size``; ``--quality`` also writes how well
+the tokens recover the generator's ground-truth modes (when the data set has them), for the report.
+
+Image data (``x`` (n, H, W, 3) uint8) with a string extractor (bbox, blob, color, voken, text, combined): writes
+``strings`` (n,) unicode, ``input_ids`` / ``tokens`` (n, L) int64 padded with ``pad_token_id``, ``attention_mask``
+(n, L) int64, ``vocab_size``, ``pad_token_id``, ``eos_token_id``, ``names`` (the object vocabulary the parser
+accepts), ``tokenizer_dir`` (the tokenizer's directory name, beside the npz: ``<out stem>_tokenizer``, loadable with
+``AutoTokenizer.from_pretrained``) and extractor arrays (voken: ``voken_ids``, ``voken_codebook``). ``--quality``
+writes the extraction speed, string statistics and, when the data has ``gt_*`` ground truth, the match quality
+(:mod:`kaleido.latents.quality`).
 """
 
 from __future__ import annotations
@@ -35,8 +43,15 @@ def main(argv: Sequence[str] | None = None) -> None:
     spec = config.stage_spec(cfg, args.experiment, "latents", latent=args.latent)
     data = load_npz(args.data, required=("x", "labels"))
     seed = derive_seed(args.experiment, exp["seed"], "latents", args.latent)
-    codes = EXTRACTORS.get(args.latent).extract(data["x"], data["labels"], exp["latents"][args.latent], seed)
+    extractor = EXTRACTORS.get(args.latent)
     prov = provenance("kaleido.latents", spec)
+    if getattr(extractor, "kind", "vector") == "strings":
+        from kaleido.latents.stage import extract_image_latents
+
+        extract_image_latents(extractor, args.latent, data, exp["latents"][args.latent], seed, args.out,
+                              args.quality, {"experiment": args.experiment, "provenance": prov})
+        return
+    codes = extractor.extract(data["x"], data["labels"], exp["latents"][args.latent], seed)
     save_npz_atomic(args.out, meta=prov, tokens=codes.tokens, vocab_size=np.int64(codes.vocab_size))
     if args.quality:
         quality = {"num_items": len(codes.tokens), "vocab_size": codes.vocab_size}

@@ -1,0 +1,47 @@
+"""``combined`` latent: ``text | bbox | voken`` (the paper's order), each part from its own extractor.
+
+Options: ``text``, ``bbox``, ``voken`` (each an options block of that extractor, default {}), plus the common ones.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from kaleido.errors import ConfigError
+from kaleido.latents import EXTRACTORS
+from kaleido.latents import formats as fmt
+from kaleido.latents.images import COMMON_KEYS, ImageContext, LatentStrings, check_common, check_keys
+
+PARTS = ("text", "bbox", "voken")
+
+
+class CombinedExtractor:
+    kind = "strings"
+    keys = COMMON_KEYS | set(PARTS)
+
+    def validate(self, spec: dict[str, Any], where: str) -> None:
+        check_keys(spec, self.keys, where)
+        check_common(spec, where, ("offline",))
+        for part in PARTS:
+            block = spec.get(part, {})
+            if not isinstance(block, dict):
+                raise ConfigError(f"{where}.{part}: {block!r} is not a mapping of {part} extractor options")
+            EXTRACTORS.get(part).validate(block, f"{where}.{part}")
+
+    def parse(self, text: str, names: list[str] | None, num_tokens: int, codebook_size: int
+              ) -> tuple[str, list[fmt.Box], list[int]]:
+        return fmt.parse_combined(text, names, num_tokens, codebook_size)
+
+    def extract_strings(self, images: np.ndarray, ctx: ImageContext, spec: dict[str, Any], seed: int) -> LatentStrings:
+        common = {k: spec[k] for k in ("batch_size",) if k in spec}
+        parts = {part: EXTRACTORS.get(part).extract_strings(images, ctx, {**common, **spec.get(part, {})}, seed)
+                 for part in PARTS}
+        strings = np.array([fmt.format_combined(t, b, v) for t, b, v in zip(
+            parts["text"].strings, parts["bbox"].strings, parts["voken"].strings, strict=True)], dtype=str)
+        return LatentStrings(strings, names=parts["bbox"].names, added_tokens=parts["voken"].added_tokens,
+                             arrays=parts["voken"].arrays)
+
+
+EXTRACTORS.register("combined")(CombinedExtractor())

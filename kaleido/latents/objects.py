@@ -1,0 +1,275 @@
+"""Object latents: ``bbox`` (boxes) and ``blob`` (ellipses) extractors.
+
+offline (default): :func:`kaleido.latents.segment.segment_image` (colour segmentation + connected components); the
+box is the component's extent, the blob its second-moment ellipse.
+pretrained: boxes from a Hugging Face object detector saved with ``save_pretrained`` (``AutoModelForObjectDetection``:
+DETR, Conditional/Deformable DETR, YOLOS, RT-DETR, ...; object names = the model's ``id2label``; or OWL-ViT / OWLv2
+queried with the object vocabulary '<colour> <shape>' from ``palette``/``shapes``); blobs from SAM
+(``SamModel`` + ``SamProcessor`` from ``sam_path``) prompted with those boxes (or the offline boxes when no detector
+is given), an ellipse fitted to each mask by second moments — the paper's recipe.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from typing import Any
+
+import numpy as np
+
+from kaleido.errors import ConfigError
+from kaleido.latents import EXTRACTORS
+from kaleido.latents import formats as fmt
+from kaleido.latents.images import (
+    COMMON_DEFAULTS,
+    COMMON_KEYS,
+    SEGMENT_KEYS,
+    ImageContext,
+    LatentStrings,
+    check_common,
+    check_images,
+    check_number,
+    check_segment,
+    map_batched,
+    object_names,
+    require_files,
+    segment_options,
+)
+from kaleido.latents.segment import Segment, segment_image
+
+DETECTOR_KEYS = {"detector_path", "score_threshold"}
+HOW_TO_GET = ("download the model with `huggingface-cli download <repo> --local-dir DIR` on a machine with internet "
+              "(or `model.save_pretrained(DIR)`), copy it here and set the path in the config")
+
+
+def clean_name(label: str) -> str:
+    """A detector label -> a name the formats accept (lower case, letters/digits/space/_/-)."""
+    name = re.sub(r"[^a-z0-9 _-]+", " ", str(label).lower()).strip()
+    name = re.sub(r"\s+", " ", name)
+    if not name or not name[0].isalpha():
+        name = f"object {name}".strip()
+    return name
+
+
+# --- offline --------------------------------------------------------------------------------------------------
+
+
+def segments_of(image: np.ndarray, spec: Mapping[str, Any]) -> list[Segment]:
+    return segment_image(image, **segment_options(spec))
+
+
+def boxes_of_segments(segments: list[Segment]) -> list[fmt.Box]:
+    return [fmt.Box(s.name, *(fmt.to_unit(v) for v in s.box())) for s in segments]
+
+
+def blob_from_mask(name: str, seg: Segment) -> fmt.Blob:
+    xc, yc, ra, rb, theta = seg.ellipse()
+    theta_int = int(round(theta)) % 180
+    ra_i, rb_i = fmt.to_unit(ra), fmt.to_unit(rb)
+    return fmt.Blob(name, fmt.to_unit(xc), fmt.to_unit(yc), ra_i, min(rb_i, ra_i), theta_int)
+
+
+# --- pretrained -----------------------------------------------------------------------------------------------
+
+
+class HFDetector:
+    """A transformers object detector loaded from a local directory; boxes in [0, 1] image coordinates.
+
+    Closed-set detectors (``AutoModelForObjectDetection``: DETR family) name objects by their ``id2label``;
+    open-vocabulary OWL-ViT / OWLv2 (``AutoModelForZeroShotObjectDetection``) are queried with ``queries`` (the
+    object vocabulary, e.g. every '<colour> <shape>') and name objects by the matching query.
+    """
+
+    ZERO_SHOT = ("owlvit", "owlv2")
+
+    def __init__(self, path: str, score_threshold: float, queries: list[str]) -> None:
+        import json
+
+        from transformers import (
+            AutoImageProcessor,
+            AutoModelForObjectDetection,
+            AutoModelForZeroShotObjectDetection,
+            AutoProcessor,
+        )
+
+        directory = require_files(path, ("config.json",), "object detector (detector_path)", HOW_TO_GET)
+        require_files(directory, ("model.safetensors", "pytorch_model.bin"), "object detector weights", HOW_TO_GET)
+        require_files(directory, ("preprocessor_config.json", "processor_config.json"),
+                      "object detector image processor", HOW_TO_GET)
+        model_type = json.loads((directory / "config.json").read_text()).get("model_type")
+        self.zero_shot = model_type in self.ZERO_SHOT
+        if self.zero_shot:
+            self.processor = AutoProcessor.from_pretrained(directory)
+            self.model = AutoModelForZeroShotObjectDetection.from_pretrained(directory).eval()
+            self.names = list(queries)
+        else:
+            self.processor = AutoImageProcessor.from_pretrained(directory)
+            self.model = AutoModelForObjectDetection.from_pretrained(directory).eval()
+            self.names = sorted({clean_name(v) for v in self.model.config.id2label.values()})
+        self.threshold = score_threshold
+
+    def __call__(self, images: np.ndarray) -> list[list[tuple[str, float, float, float, float]]]:
+        """images (n, H, W, 3) uint8 -> per image [(name, x1, y1, x2, y2)], coordinates in [0, 1], best first."""
+        import torch
+
+        h, w = images.shape[1:3]
+        sizes = [(h, w)] * len(images)
+        with torch.inference_mode():
+            if self.zero_shot:
+                queries = [self.names] * len(images)
+                inputs = self.processor(text=queries, images=list(images), return_tensors="pt", padding=True)
+                outputs = self.model(**inputs)
+                results = self.processor.post_process_grounded_object_detection(
+                    outputs, threshold=self.threshold, target_sizes=sizes, text_labels=queries)
+            else:
+                inputs = self.processor(images=list(images), return_tensors="pt")
+                outputs = self.model(**inputs)
+                results = self.processor.post_process_object_detection(outputs, threshold=self.threshold,
+                                                                       target_sizes=sizes)
+        out = []
+        for res in results:
+            found = []
+            for k in np.argsort(-res["scores"].numpy(), kind="stable"):
+                x1, y1, x2, y2 = res["boxes"][k].tolist()
+                label = self.names[int(res["labels"][k])] if self.zero_shot else \
+                    clean_name(self.model.config.id2label[int(res["labels"][k])])
+                x1, x2 = sorted((min(max(x1 / w, 0.0), 1.0), min(max(x2 / w, 0.0), 1.0)))
+                y1, y2 = sorted((min(max(y1 / h, 0.0), 1.0), min(max(y2 / h, 0.0), 1.0)))
+                found.append((label, x1, y1, x2, y2))
+            out.append(found)
+        return out
+
+
+class HFSam:
+    """SAM (transformers ``SamModel``) from a local directory: one mask per box prompt."""
+
+    def __init__(self, path: str) -> None:
+        from transformers import SamModel, SamProcessor
+
+        directory = require_files(path, ("config.json",), "SAM model (sam_path)", HOW_TO_GET)
+        require_files(directory, ("model.safetensors", "pytorch_model.bin"), "SAM weights", HOW_TO_GET)
+        require_files(directory, ("preprocessor_config.json", "processor_config.json"), "SAM processor", HOW_TO_GET)
+        self.processor = SamProcessor.from_pretrained(directory)
+        self.model = SamModel.from_pretrained(directory).eval()
+
+    def __call__(self, image: np.ndarray, boxes_px: list[list[float]]) -> np.ndarray:
+        """image (H, W, 3) uint8, boxes [[x1, y1, x2, y2]] in pixels -> masks (k, H, W) bool."""
+        import torch
+
+        inputs = self.processor(images=image, input_boxes=[boxes_px], return_tensors="pt")
+        with torch.inference_mode():
+            outputs = self.model(**inputs, multimask_output=False)
+        masks = self.processor.image_processor.post_process_masks(
+            outputs.pred_masks, inputs["original_sizes"], inputs["reshaped_input_sizes"])[0]
+        return masks[:, 0].numpy().astype(bool)  # (k, H, W)
+
+
+# --- extractors -----------------------------------------------------------------------------------------------
+
+
+class _ObjectExtractor:
+    kind = "strings"
+    latent = ""
+    pretrained_keys: set[str] = set()
+
+    @property
+    def keys(self) -> set[str]:
+        return COMMON_KEYS | SEGMENT_KEYS | self.pretrained_keys
+
+    def validate(self, spec: dict[str, Any], where: str) -> None:
+        from kaleido.latents.images import check_keys
+
+        check_keys(spec, self.keys, where)
+        check_common(spec, where, ("offline", "pretrained"))
+        check_segment(spec, where)
+        check_number(spec, "score_threshold", where)
+        for key in self.pretrained_keys - {"score_threshold"}:
+            if key in spec and (not isinstance(spec[key], str) or not spec[key]):
+                raise ConfigError(f"{where}.{key}: {spec[key]!r} is not a path")
+        if spec.get("source", "offline") == "pretrained":
+            self._check_pretrained(spec, where)
+
+    def _check_pretrained(self, spec: dict[str, Any], where: str) -> None:
+        raise NotImplementedError
+
+    def parse(self, text: str, names: list[str] | None = None) -> list[Any]:
+        raise NotImplementedError
+
+
+class BBoxExtractor(_ObjectExtractor):
+    """``bbox``: ``name (x1, y1, x2, y2); ...``, objects ordered top-to-bottom, left-to-right."""
+
+    latent = "bbox"
+    pretrained_keys = DETECTOR_KEYS
+
+    def _check_pretrained(self, spec: dict[str, Any], where: str) -> None:
+        if "detector_path" not in spec:
+            raise ConfigError(f"{where}: source 'pretrained' needs detector_path (a local Hugging Face object "
+                              "detector directory)")
+
+    def parse(self, text: str, names: list[str] | None = None) -> list[fmt.Box]:
+        return fmt.parse_bbox(text, names)
+
+    def extract_strings(self, images: np.ndarray, ctx: ImageContext, spec: dict[str, Any], seed: int) -> LatentStrings:
+        check_images(images)
+        spec = {**COMMON_DEFAULTS, **spec}
+        if spec["source"] == "offline":
+            strings = map_batched(images, spec["batch_size"], "bbox (offline)", lambda batch, _: [
+                fmt.format_bbox(boxes_of_segments(segments_of(img, spec))) for img in batch])
+            return LatentStrings(strings, names=object_names(spec))
+        detector = HFDetector(spec["detector_path"], spec.get("score_threshold", 0.5), object_names(spec))
+
+        def run(batch: np.ndarray, _: slice) -> list[str]:
+            return [fmt.format_bbox([fmt.Box(name, *(fmt.to_unit(v) for v in xyxy)) for name, *xyxy in found])
+                    for found in detector(batch)]
+
+        return LatentStrings(map_batched(images, spec["batch_size"], "bbox (detector)", run), names=detector.names)
+
+
+class BlobExtractor(_ObjectExtractor):
+    """``blob``: ``name (xc, yc, r_major, r_minor, theta); ...``."""
+
+    latent = "blob"
+    pretrained_keys = DETECTOR_KEYS | {"sam_path"}
+
+    def _check_pretrained(self, spec: dict[str, Any], where: str) -> None:
+        if "sam_path" not in spec:
+            raise ConfigError(f"{where}: source 'pretrained' needs sam_path (a local Hugging Face SAM directory)")
+
+    def parse(self, text: str, names: list[str] | None = None) -> list[fmt.Blob]:
+        return fmt.parse_blob(text, names)
+
+    def extract_strings(self, images: np.ndarray, ctx: ImageContext, spec: dict[str, Any], seed: int) -> LatentStrings:
+        check_images(images)
+        spec = {**COMMON_DEFAULTS, **spec}
+        if spec["source"] == "offline":
+            strings = map_batched(images, spec["batch_size"], "blob (offline)", lambda batch, _: [
+                fmt.format_blob([blob_from_mask(s.name, s) for s in segments_of(img, spec)]) for img in batch])
+            return LatentStrings(strings, names=object_names(spec))
+        sam = HFSam(spec["sam_path"])
+        detector = HFDetector(spec["detector_path"], spec.get("score_threshold", 0.5), object_names(spec)) \
+            if "detector_path" in spec else None
+        h, w = images.shape[1:3]
+
+        def run(batch: np.ndarray, _: slice) -> list[str]:
+            if detector is not None:
+                found = detector(batch)
+            else:
+                found = [[(s.name, *s.box()) for s in segments_of(img, spec)] for img in batch]
+            out = []
+            for img, objs in zip(batch, found, strict=True):
+                if not objs:
+                    out.append("")
+                    continue
+                masks = sam(img, [[x1 * w, y1 * h, x2 * w, y2 * h] for _, x1, y1, x2, y2 in objs])
+                blobs = [blob_from_mask(name, Segment(m, np.zeros(3), "", "")) for (name, *_), m in
+                         zip(objs, masks, strict=True) if m.any()]
+                out.append(fmt.format_blob(blobs))
+            return out
+
+        names = detector.names if detector is not None else object_names(spec)
+        return LatentStrings(map_batched(images, spec["batch_size"], "blob (SAM)", run), names=names)
+
+
+EXTRACTORS.register("bbox")(BBoxExtractor())
+EXTRACTORS.register("blob")(BlobExtractor())
