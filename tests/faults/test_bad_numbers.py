@@ -38,3 +38,15 @@ def test_evaluate_refuses_bad_features(finished_run, tmp_path, damage, expected)
     assert proc.returncode == 2, proc.stderr[-2000:]
     assert expected in proc.stderr and str(bad) in proc.stderr, proc.stderr
     assert not out.exists()
+
+
+def test_singular_covariances_give_the_exact_distance_and_non_covariances_an_error():
+    """Rank-deficient covariances (fewer samples than dimensions, constant features) are valid: the PSD square-root
+    formulation gives the closed form with no ε offset. A matrix that is not a covariance is a clear error."""
+    from metrics.frechet import frechet_distance
+
+    zero = np.zeros(3)
+    # N(0, diag(1, 0, 0)) vs N(0, diag(4, 0, 0)): FD = 1 + 4 - 2 * sqrt(1 * 4) = 1
+    assert frechet_distance(zero, np.diag([1.0, 0, 0]), zero, np.diag([4.0, 0, 0])) == pytest.approx(1.0, abs=1e-12)
+    with pytest.raises(ValueError, match="negative eigenvalue"):
+        frechet_distance(zero, np.diag([1.0, -1.0, 0]), zero, np.eye(3))
