@@ -35,7 +35,7 @@ from kaleido.seeding import derive_seed
 
 def _eps_net(model: ConditionalDenoiser, schedule: Schedule, prediction: str):
     def net(x: torch.Tensor, t: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-        return output_to_eps(prediction, model(x, t, y), x, *schedule.coefficients(t, x.dtype))
+        return output_to_eps(prediction, model(x, t, y), x, *schedule.coefficients(t, x.dtype, x.ndim))
 
     return net
 

@@ -31,6 +31,6 @@ def output_to_eps(prediction: str, output: torch.Tensor, x_t: torch.Tensor, sqrt
 
 def noised(schedule: Schedule, x0: torch.Tensor, t: torch.Tensor, noise: torch.Tensor
            ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """x_t = √ᾱ_t x_0 + √(1-ᾱ_t) ε for x0 (B, D), integer t (B,); returns (x_t, √ᾱ_t, √(1-ᾱ_t))."""
-    sqrt_ab, sqrt_1mab = schedule.coefficients(t, x0.dtype)
+    """x_t = √ᾱ_t x_0 + √(1-ᾱ_t) ε for x0 (B, ...), integer t (B,); returns (x_t, √ᾱ_t, √(1-ᾱ_t))."""
+    sqrt_ab, sqrt_1mab = schedule.coefficients(t, x0.dtype, x0.ndim)
     return sqrt_ab * x0 + sqrt_1mab * noise, sqrt_ab, sqrt_1mab

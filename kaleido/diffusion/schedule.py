@@ -43,7 +43,10 @@ class Schedule:
             raise ValueError(f"sampling steps {steps} must be in [1, {self.timesteps}]")
         return np.unique(np.round(np.linspace(0, self.timesteps - 1, steps)).astype(np.int64))
 
-    def coefficients(self, t: torch.Tensor, dtype: torch.dtype = torch.float32) -> tuple[torch.Tensor, torch.Tensor]:
-        """(√ᾱ_t, √(1-ᾱ_t)) for integer timesteps ``t`` (B,), each (B, 1)."""
+    def coefficients(self, t: torch.Tensor, dtype: torch.dtype = torch.float32, ndim: int = 2
+                     ) -> tuple[torch.Tensor, torch.Tensor]:
+        """(√ᾱ_t, √(1-ᾱ_t)) for integer timesteps ``t`` (B,), each shaped (B, 1, ..., 1) with ``ndim`` dimensions
+        so they broadcast against data x of that rank ((B, D) vectors: 2; (B, C, H, W) images: 4)."""
         abar = torch.as_tensor(self.alphas_cumprod, device=t.device)[t]
-        return abar.sqrt().to(dtype)[:, None], (1 - abar).sqrt().to(dtype)[:, None]
+        shape = (-1,) + (1,) * (ndim - 1)
+        return abar.sqrt().to(dtype).reshape(shape), (1 - abar).sqrt().to(dtype).reshape(shape)
