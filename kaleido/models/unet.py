@@ -207,8 +207,8 @@ UNET_SIZES: dict[str, dict[str, Any]] = {
 }
 
 
-def build_unet(spec: dict[str, Any], in_ch: int, cond_dim: int) -> UNet:
-    """A (Nested)UNet from a size name (``spec["size"]``, UNET_SIZES) with any keys of ``spec`` overriding it."""
+def resolve_spec(spec: dict[str, Any]) -> dict[str, Any]:
+    """``spec`` with its ``size`` preset (UNET_SIZES) filled in; keys of ``spec`` override the preset."""
     from kaleido.errors import ConfigError
 
     size = spec.get("size")
@@ -216,7 +216,13 @@ def build_unet(spec: dict[str, Any], in_ch: int, cond_dim: int) -> UNet:
         raise ConfigError(f"unknown UNet size {size!r}; choose one of {sorted(UNET_SIZES)}")
     cfg = {**UNET_SIZES.get(size, {}), **{k: v for k, v in spec.items() if k != "size"}}
     if "levels" not in cfg:
-        raise ConfigError("UNet spec needs 'size' (one of %s) or 'levels'" % sorted(UNET_SIZES))
+        raise ConfigError(f"UNet spec needs 'size' (one of {sorted(UNET_SIZES)}) or 'levels'")
+    return cfg
+
+
+def build_unet(spec: dict[str, Any], in_ch: int, cond_dim: int) -> UNet:
+    """A (Nested)UNet from a size name (``spec["size"]``, UNET_SIZES) with any keys of ``spec`` overriding it."""
+    cfg = resolve_spec(spec)
     net: UNet | None = None
     for i, lvl in enumerate(reversed(cfg["levels"])):
         outermost = i == len(cfg["levels"]) - 1
@@ -229,7 +235,7 @@ def build_unet(spec: dict[str, Any], in_ch: int, cond_dim: int) -> UNet:
 
 def level_resolutions(spec: dict[str, Any], resolution: int) -> list[int]:
     """Resolution of every nested level, outermost first (each level divides by 2**(levels-1))."""
-    cfg = {**UNET_SIZES.get(spec.get("size"), {}), **spec}
+    cfg = resolve_spec(spec)
     out = [resolution]
     for lvl in cfg["levels"][:-1]:
         out.append(out[-1] // 2 ** (len(lvl["channels"]) - 1))
