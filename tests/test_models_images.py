@@ -194,5 +194,10 @@ def test_tiny_overfit_loss_decreases(tokenizer_dir: str) -> None:
     assert losses[-1] < 0.5 * losses[0], losses[::10]
 
 
-def test_sizes_registry_names() -> None:
+def test_sizes_registry_and_arch_builders() -> None:
+    from kaleido.models.archs import ARCHS
+
     assert {"unet_tiny", "nested_tiny", "mdm_in256"} <= set(UNET_SIZES)
+    assert ARCHS.get("nested_unet")(0, 16, {"size": "nested_tiny"}).resolutions_depth == 2
+    with pytest.raises(ConfigError, match="nested_unet"):
+        ARCHS.get("unet")(0, 16, {"size": "nested_tiny"})

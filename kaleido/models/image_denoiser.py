@@ -73,6 +73,10 @@ class ImageDenoiser(nn.Module):
         self.cond_dim = width
         self.trunk = ARCHS.get(arch["arch"])(self.data_dim, width, {**arch, "in_channels": channels})
 
+    def _apply(self, fn: Any, *args: Any, **kwargs: Any) -> ImageDenoiser:
+        self._frozen[0]._apply(fn, *args, **kwargs)  # .to()/.cuda()/.half() also move the hidden frozen T5
+        return super()._apply(fn, *args, **kwargs)
+
     @property
     def uses_latent(self) -> bool:
         return self.prior is not None
