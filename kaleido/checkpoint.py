@@ -35,13 +35,25 @@ def load(path: str | Path, map_location: str | torch.device = "cpu") -> dict[str
                          "the training step") from None
 
 
-def build_denoiser(meta: dict[str, Any]) -> ConditionalDenoiser:
-    """A fresh denoiser with the architecture recorded in a checkpoint's ``meta``."""
+def build_denoiser(meta: dict[str, Any]) -> Any:
+    """A fresh denoiser with the architecture recorded in a checkpoint's ``meta``.
+
+    Image archs (``meta["arch"]["arch"]`` in IMAGE_ARCHS) build an ImageDenoiser from ``data_shape`` [H, W, C],
+    ``num_classes``, ``vocab_size`` (0 = MDM), ``seq_len`` and ``class_names``; others the toy ConditionalDenoiser.
+    """
+    from kaleido.models.archs import IMAGE_ARCHS
+
+    if meta["arch"]["arch"] in IMAGE_ARCHS:
+        from kaleido.models.image_denoiser import ImageDenoiser
+
+        return ImageDenoiser(meta["arch"], data_shape=meta["data_shape"], num_classes=meta["num_classes"],
+                             vocab_size=meta.get("vocab_size", 0), seq_len=meta.get("seq_len", 0),
+                             class_names=meta.get("class_names"))
     return ConditionalDenoiser(meta["arch"], data_dim=meta["data_dim"], num_classes=meta["num_classes"],
                                vocab_size=meta["vocab_size"], seq_len=meta["seq_len"])
 
 
-def load_denoiser(path: str | Path, device: str | torch.device = "cpu") -> tuple[ConditionalDenoiser, dict[str, Any]]:
+def load_denoiser(path: str | Path, device: str | torch.device = "cpu") -> tuple[Any, dict[str, Any]]:
     """The EMA weights of a finished training run, in eval mode, and the run's ``meta``."""
     ckpt = load(path, device)
     if "ema" not in ckpt or "meta" not in ckpt:

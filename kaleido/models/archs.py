@@ -19,3 +19,28 @@ def mlp(data_dim: int, cond_dim: int, spec: dict[str, Any]) -> Any:
 
     return MLPNet(data_dim, cond_dim, hidden=spec.get("hidden", 128), depth=spec.get("depth", 3),
                   emb_dim=spec.get("emb_dim", 32))
+
+
+@ARCHS.register("unet")
+def unet(data_dim: int, cond_dim: int, spec: dict[str, Any]) -> Any:
+    """Single-resolution :class:`kaleido.models.unet.UNet` (``size`` from UNET_SIZES, ``in_channels``); image
+    models only: the data is the flat image and the condition a sequence (B, S, cond_dim)."""
+    from kaleido.errors import ConfigError
+    from kaleido.models.unet import build_unet
+
+    net = build_unet(spec, int(spec.get("in_channels", 3)), cond_dim)
+    if net.inner is not None:
+        raise ConfigError(f"arch 'unet' got a nested size {spec.get('size')!r}; use arch 'nested_unet'")
+    return net
+
+
+@ARCHS.register("nested_unet")
+def nested_unet(data_dim: int, cond_dim: int, spec: dict[str, Any]) -> Any:
+    """MDM :class:`kaleido.models.unet.UNet` with nested inner UNets (``size`` from UNET_SIZES)."""
+    from kaleido.models.unet import build_unet
+
+    return build_unet(spec, int(spec.get("in_channels", 3)), cond_dim)
+
+
+# Archs whose denoiser is kaleido.models.image_denoiser.ImageDenoiser (checkpoint.build_denoiser dispatches on it).
+IMAGE_ARCHS = frozenset({"unet", "nested_unet"})
