@@ -123,7 +123,7 @@ CADS_DEFAULTS: dict[str, Any] = {"tau1": 0.6, "tau2": 0.9, "noise_scale": 0.25, 
 TRAIN_DEFAULTS: dict[str, Any] = {
     "warmup_steps": 0, "lr_schedule": "constant", "grad_clip": 1.0, "ema_decay": 0.999, "cond_drop_prob": 0.1,
     "ar_loss_weight": 1.0, "checkpoint_every": 1000, "bad_model_steps_fraction": 0.25, "grad_accum": 1,
-    "precision": "fp32", "compile": False,
+    "precision": "fp32", "compile": False, "log_every": 50,
 }
 METRIC_DEFAULTS: dict[str, Any] = {
     "k_pr": 3, "k_dc": 5, "vendi_q": 1.0, "modes_min_share": 0.05, "kid_subsets": 100, "kid_subset_size": 1000,

@@ -40,11 +40,21 @@ def _eps_net(model: ConditionalDenoiser, schedule: Schedule, prediction: str):
     return net
 
 
+def data_space(model: torch.nn.Module, x: torch.Tensor) -> np.ndarray:
+    """Generated vectors (n, data_dim) as data: float32 vectors, or for an image denoiser its full-resolution
+    level as uint8 images (n, H, W, C), [-1, 1] -> [0, 255] rounded (what a PNG of the sample holds)."""
+    if not hasattr(model, "unpack"):
+        return x.numpy().astype(np.float32)
+    images = model.unpack(x)[0].clamp(-1.0, 1.0)
+    return ((images + 1.0) * 127.5).round().to(torch.uint8).permute(0, 2, 3, 1).contiguous().numpy()
+
+
 @torch.no_grad()
 def generate(exp: dict[str, Any], seed: int, method: str, weight: float, indices: Sequence[int],
              models: dict[str, ConditionalDenoiser], batch_size: int = 2048, progress: bool = False
              ) -> dict[str, np.ndarray]:
-    """Samples for global ``indices``: ``x`` (n, D) float32, ``labels`` (n,), ``index`` (n,), ``tokens`` (n, L)."""
+    """Samples for global ``indices``: ``x`` (n, D) float32 or uint8 images (n, H, W, C) (:func:`data_space`),
+    ``labels`` (n,), ``index`` (n,), ``tokens`` (n, L)."""
     spec = METHODS.get(method)
     main, guide = models[spec.model], models.get(spec.guide_model) if spec.guide_model else None
     schedule = Schedule.from_spec(exp["diffusion"]["schedule"], exp["diffusion"]["timesteps"])
@@ -69,7 +79,7 @@ def generate(exp: dict[str, Any], seed: int, method: str, weight: float, indices
         eps_fn = SCHEMES.get(spec.guidance)(inputs)
         noise_fn = lambda k, index=index: counter_normal(seed, index, STREAM_DIFFUSION, k, (main.data_dim,))  # noqa: E731
         xs.append(ddpm_sample(eps_fn, schedule, exp["sampler"]["steps"], noise_fn))
-    out = {"x": torch.cat(xs).numpy().astype(np.float32), "labels": (index_all % main.num_classes).numpy(),
+    out = {"x": data_space(main, torch.cat(xs)), "labels": (index_all % main.num_classes).numpy(),
            "index": index_all.numpy()}
     if toks:
         out["tokens"] = torch.cat(toks).numpy()

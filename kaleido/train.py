@@ -56,6 +56,39 @@ def learning_rate(step: int, total: int, base: float, warmup: int, schedule: str
     return base
 
 
+def model_space(model: nn.Module, x: np.ndarray, chunk: int = 4096) -> torch.Tensor:
+    """Training data as the model's input vectors (n, data_dim) float32.
+
+    Vectors (n, ...) are flattened; uint8 images (n, H, W, C) are scaled to [-1, 1], made channels-first and
+    turned into the image denoiser's flat multi-resolution vector (``images_to_data``), in chunks.
+    """
+    if x.ndim != 4:
+        return torch.from_numpy(np.ascontiguousarray(x.reshape(len(x), -1), dtype=np.float32))
+    if x.dtype != np.uint8 or not hasattr(model, "images_to_data"):
+        raise InputError(f"images must be uint8 (n, H, W, C) for an image architecture; got {x.dtype} {x.shape} "
+                         f"for {type(model).__name__}")
+    out = []
+    with torch.no_grad():
+        for start in range(0, len(x), chunk):
+            images = torch.from_numpy(x[start:start + chunk]).permute(0, 3, 1, 2).float() / 127.5 - 1.0
+            out.append(model.images_to_data(images))
+    return torch.cat(out)
+
+
+def diffusion_loss(model: nn.Module, output: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """The model's own objective when it has one (MDM's multi-resolution loss), else the MSE over all entries."""
+    if hasattr(model, "loss"):
+        return model.loss(output, target)
+    return torch.mean((output - target) ** 2)
+
+
+def prior_loss(model: nn.Module, logits: torch.Tensor, tokens: torch.Tensor) -> torch.Tensor:
+    """L_AR: the prior's own loss when it has one (ignores padding of tokenised strings), else token CE."""
+    if hasattr(model.prior, "loss"):
+        return model.prior.loss(logits, tokens)
+    return torch.nn.functional.cross_entropy(logits.reshape(-1, logits.shape[-1]), tokens.reshape(-1))
+
+
 class _Objective(nn.Module):
     """The training forward (condition encoding + denoising) as one module, so DDP / compile see one forward.
 
@@ -119,7 +152,8 @@ def train(spec: dict[str, Any], x: np.ndarray, labels: np.ndarray, tokens: np.nd
         objective = torch.compile(objective)
     autocast = functools.partial(torch.autocast, device.type, dtype=torch.bfloat16,
                                  enabled=tr["precision"] == "bf16")
-    data_x, data_y = torch.from_numpy(x).to(device), torch.from_numpy(labels).to(device)
+    data_x = model_space(model, x).to(device)
+    data_y = torch.from_numpy(labels).to(device)
     data_z = torch.from_numpy(tokens).to(device) if tokens is not None else None
     rows, micro = group.shard(batch), batch // group.world_size // accum
     bar = tqdm(total=steps, initial=step, desc=f"train {spec['role']}/{spec['latent']}",
@@ -144,10 +178,8 @@ def train(spec: dict[str, Any], x: np.ndarray, labels: np.ndarray, tokens: np.nd
                 with autocast():
                     output, logits = objective(x_t, t[part], y_cls, z, drop[part])
                 target = diffusion_target(prediction, x0, noise[part], sqrt_ab, sqrt_1mab)
-                loss_diff = torch.mean((output.float() - target) ** 2)
-                loss_ar = (torch.nn.functional.cross_entropy(logits.float().reshape(-1, logits.shape[-1]),
-                                                             z.reshape(-1))
-                           if logits is not None else torch.zeros((), device=device))
+                loss_diff = diffusion_loss(model, output.float(), target)
+                loss_ar = prior_loss(model, logits.float(), z) if logits is not None else torch.zeros((), device=device)
                 loss = loss_diff + tr["ar_loss_weight"] * loss_ar
                 (loss / accum).backward()
             parts += torch.stack([loss, loss_diff, loss_ar]).detach() / accum
@@ -162,7 +194,7 @@ def train(spec: dict[str, Any], x: np.ndarray, labels: np.ndarray, tokens: np.nd
                 p_ema.lerp_(p, 1.0 - tr["ema_decay"])
         step += 1
         bar.update(1)
-        if step % 50 == 0 or step == steps:
+        if step % tr["log_every"] == 0 or step == steps:
             loss_v, diff_v, ar_v = parts.tolist()
             log.append({"step": step, "loss": loss_v, "loss_diff": diff_v, "loss_ar": ar_v})
             bar.set_postfix(loss=f"{loss_v:.4f}")
@@ -197,6 +229,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     spec = config.stage_spec(cfg, args.experiment, "train", role=args.role, latent=args.latent)
     data = load_npz(args.data, required=("x", "labels"))
     tokens, vocab_size, seq_len = None, 0, 0
+    arch = dict(exp["models"][args.role])
     if role.uses_latent:
         if args.latents is None:
             raise InputError(f"role {args.role} needs --latents (the latents stage output)")
@@ -205,15 +238,21 @@ def main(argv: Sequence[str] | None = None) -> None:
         seq_len = tokens.shape[1]
         if len(tokens) != len(data["x"]):
             raise InputError(f"{args.latents}: {len(tokens)} latents for {len(data['x'])} items in {args.data}")
+        if "pad_token_id" in lat:  # image latents: token strings through a tokenizer (pad / EOS ids)
+            arch.update(pad_id=int(lat["pad_token_id"]), eos_id=int(lat["eos_token_id"]))
     prov = provenance("kaleido.train", spec)
-    meta = {"role": args.role, "latent": args.latent, "arch": exp["models"][args.role],
-            "data_dim": int(data["x"].shape[1]), "num_classes": DATASETS.get(exp["data"]["name"]).num_classes(
-                exp["data"]), "vocab_size": vocab_size, "seq_len": seq_len, "diffusion": exp["diffusion"],
-            "config_hash": prov["config_hash"], "provenance_json": json.dumps(prov, sort_keys=True)}
+    meta = {"role": args.role, "latent": args.latent, "arch": arch, "num_classes": DATASETS.get(
+                exp["data"]["name"]).num_classes(exp["data"]), "vocab_size": vocab_size, "seq_len": seq_len,
+            "diffusion": exp["diffusion"], "config_hash": prov["config_hash"],
+            "provenance_json": json.dumps(prov, sort_keys=True)}
+    if data["x"].ndim == 4:  # uint8 images (n, H, W, C): the image denoiser conditions on the class names
+        meta.update(data_shape=list(data["x"].shape[1:]), class_names=[str(c) for c in data["class_names"]])
+    else:
+        meta["data_dim"] = int(np.prod(data["x"].shape[1:]))
     group = distributed.init(args.device)
     try:
         with PreemptionFlag() as flag:
-            result = train(spec, data["x"].reshape(len(data["x"]), -1), data["labels"], tokens, args.out.parent,
+            result = train(spec, data["x"], data["labels"], tokens, args.out.parent,
                            meta, progress=not args.quiet, group=group, preemption=flag)
     except Preempted as stop:
         print(f"preempted: {stop}", file=sys.stderr)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 import torch.nn.functional as F
+from image_helpers import word_tokenizer
 
 from kaleido.checkpoint import build_denoiser
 from kaleido.errors import ConfigError, InputError
@@ -17,18 +18,7 @@ CLASSES = ["goldfish", "tabby cat", "tench", "dog"]
 
 @pytest.fixture(scope="module")
 def tokenizer_dir(tmp_path_factory: pytest.TempPathFactory) -> str:
-    from tokenizers import Tokenizer, models, pre_tokenizers
-    from tokenizers.processors import TemplateProcessing
-    from transformers import PreTrainedTokenizerFast
-
-    vocab = {"<pad>": 0, "</s>": 1, "<unk>": 2, **{w: i + 3 for i, w in enumerate(WORDS)}}
-    tok = Tokenizer(models.WordLevel(vocab, unk_token="<unk>"))
-    tok.pre_tokenizer = pre_tokenizers.Whitespace()
-    tok.post_processor = TemplateProcessing(single="$A </s>", special_tokens=[("</s>", 1)])
-    fast = PreTrainedTokenizerFast(tokenizer_object=tok, pad_token="<pad>", eos_token="</s>", unk_token="<unk>")
-    path = tmp_path_factory.mktemp("tok")
-    fast.save_pretrained(path)
-    return str(path)
+    return word_tokenizer(tmp_path_factory.mktemp("tok"), WORDS)
 
 
 def _arch(tokenizer_dir: str, arch: str = "unet", size: str = "unet_tiny") -> dict:

@@ -140,7 +140,7 @@ class UNet(nn.Module):
         return 1 + (self.inner.resolutions_depth if self.inner is not None else 0)
 
     @staticmethod
-    def _apply(pair: nn.ModuleList, h: torch.Tensor, emb: torch.Tensor, cond: torch.Tensor,
+    def _run_block(pair: nn.ModuleList, h: torch.Tensor, emb: torch.Tensor, cond: torch.Tensor,
                mask: torch.Tensor | None) -> torch.Tensor:
         h = pair[0](h, emb)
         return pair[1](h, cond, mask) if isinstance(pair[1], AttnBlock) else h
@@ -154,7 +154,7 @@ class UNet(nn.Module):
         hs = [h]
         for lvl, blocks in enumerate(self.down):
             for pair in blocks:
-                h = self._apply(pair, h, emb, cond, mask)
+                h = self._run_block(pair, h, emb, cond, mask)
                 hs.append(h)
             if lvl < len(self.downsample):
                 h = self.downsample[lvl](h)
@@ -168,7 +168,7 @@ class UNet(nn.Module):
         h = self.mid[2](h, emb)
         for i, blocks in enumerate(self.up):
             for pair in blocks:
-                h = self._apply(pair, torch.cat([h, hs.pop()], dim=1), emb, cond, mask)
+                h = self._run_block(pair, torch.cat([h, hs.pop()], dim=1), emb, cond, mask)
             if i < len(self.upsample):
                 h = self.upsample[i](F.interpolate(h, scale_factor=2.0, mode="nearest"))
         return [self.conv_out(F.silu(self.norm_out(h)))] + inner_preds, h
