@@ -59,17 +59,18 @@ def generate(exp: dict[str, Any], seed: int, method: str, weight: float, indices
     main, guide = models[spec.model], models.get(spec.guide_model) if spec.guide_model else None
     schedule = Schedule.from_spec(exp["diffusion"]["schedule"], exp["diffusion"]["timesteps"])
     prediction = exp["diffusion"]["prediction"]
-    index_all = torch.as_tensor(list(indices), dtype=torch.int64)
+    index_all = torch.as_tensor(list(indices), dtype=torch.int64)  # on the CPU: the counter RNG runs there
+    device = next(main.parameters()).device
     xs, toks = [], []
     for start in tqdm(range(0, len(index_all), batch_size), desc=f"sample {method} w={weight:g}",
                       disable=not progress):
         index = index_all[start:start + batch_size]
-        labels = index % main.num_classes
+        labels = (index % main.num_classes).to(device)
         tokens = None
         if main.uses_latent:
             tokens = main.prior.sample(main.context(labels), main.seq_len, seed, index, STREAM_PRIOR,
-                                       exp["sampler"]["prior_temperature"])
-            toks.append(tokens)
+                                       exp["sampler"]["prior_temperature"]).to(device)
+            toks.append(tokens.cpu())
         y, _ = main.encode(labels, tokens)
         inputs = GuidanceInputs(net=_eps_net(main, schedule, prediction), y=y, y_null=main.null_condition(len(index)),
                                 weight=weight, index=index, seed=seed, timesteps=schedule.timesteps,
@@ -77,8 +78,9 @@ def generate(exp: dict[str, Any], seed: int, method: str, weight: float, indices
         if guide is not None:
             inputs.guide, inputs.y_guide = _eps_net(guide, schedule, prediction), guide.encode(labels)[0]
         eps_fn = SCHEMES.get(spec.guidance)(inputs)
-        noise_fn = lambda k, index=index: counter_normal(seed, index, STREAM_DIFFUSION, k, (main.data_dim,))  # noqa: E731
-        xs.append(ddpm_sample(eps_fn, schedule, exp["sampler"]["steps"], noise_fn))
+        noise_fn = lambda k, index=index: counter_normal(  # noqa: E731
+            seed, index, STREAM_DIFFUSION, k, (main.data_dim,)).to(device)
+        xs.append(ddpm_sample(eps_fn, schedule, exp["sampler"]["steps"], noise_fn).cpu())
     out = {"x": data_space(main, torch.cat(xs)), "labels": (index_all % main.num_classes).numpy(),
            "index": index_all.numpy()}
     if toks:
@@ -110,6 +112,8 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--batch-size", type=int, default=2048,
                         help="samples per forward pass; changes speed only, never the samples")
     parser.add_argument("--quiet", action="store_true")
+    parser.add_argument("--device", default="cpu", help="cpu, cuda or cuda:K (shards can go to different GPUs; "
+                        "the samples do not depend on it beyond floating-point rounding)")
     args = parser.parse_args(argv)
     cfg, exp = load_stage_config(args)
     method = METHODS.get(args.method)
@@ -124,7 +128,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     missing = [role for role in method.roles if role not in paths]
     if missing:
         raise InputError(f"method {args.method} needs --model for roles {missing}")
-    models = {role: checkpoint.load_denoiser(paths[role])[0] for role in method.roles}
+    models = {role: checkpoint.load_denoiser(paths[role], args.device)[0] for role in method.roles}
     spec = config.stage_spec(cfg, args.experiment, "sample", method=args.method, latent=args.latent,
                              guidance=args.guidance, shard=str(args.shard))
     seed = sample_seed(args.experiment, exp, args.method, args.latent, args.guidance)

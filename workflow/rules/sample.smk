@@ -9,6 +9,7 @@ rule sample:
         spec=spec("sample", method="method", latent="latent", guidance="guidance", shard="shard"),
         code=code("kaleido.sample"),
         models=lambda w, input: " ".join(f"--model {role}={path}" for role, path in input.items()),
+        device="cuda" if res("sample", "gpu") else "cpu",
     threads: res("sample", "cpus_per_task")
     resources:
         mem_mb=res("sample", "mem_mb"),
@@ -18,4 +19,4 @@ rule sample:
     shell:
         "{PYTHON} -m kaleido.sample --config {CONFIG_FILE} --experiment {wildcards.exp} --method {wildcards.method}"
         " --latent {wildcards.latent} --guidance {wildcards.guidance} --shard {wildcards.shard} {params.models}"
-        " --out {output} --threads {threads} > {log} 2>&1"
+        " --device {params.device} --out {output} --threads {threads} > {log} 2>&1"
