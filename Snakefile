@@ -5,7 +5,12 @@ from snakemake.utils import min_version
 min_version("9.0")
 
 
-configfile: "config/config.yaml"
+# A config given with `--configfile` (e.g. config/imagenet256.yaml) replaces the embedded default instead of being
+# merged into it (Snakemake's default would run both); `--config key=value` still edits the default.
+if not workflow.overwrite_configfiles:
+
+    configfile: "config/config.yaml"
+
 
 
 include: "workflow/rules/common.smk"
