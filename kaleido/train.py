@@ -19,6 +19,7 @@ import json
 import math
 import signal
 import sys
+import time
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -156,6 +157,7 @@ def train(spec: dict[str, Any], x: np.ndarray, labels: np.ndarray, tokens: np.nd
     data_y = torch.from_numpy(labels).to(device)
     data_z = torch.from_numpy(tokens).to(device) if tokens is not None else None
     rows, micro = group.shard(batch), batch // group.world_size // accum
+    started = time.perf_counter()  # wall seconds in the log: this run's throughput (resumed runs restart at 0)
     bar = tqdm(total=steps, initial=step, desc=f"train {spec['role']}/{spec['latent']}",
                disable=not (progress and group.is_main))
     while step < steps:
@@ -196,7 +198,8 @@ def train(spec: dict[str, Any], x: np.ndarray, labels: np.ndarray, tokens: np.nd
         bar.update(1)
         if step % tr["log_every"] == 0 or step == steps:
             loss_v, diff_v, ar_v = parts.tolist()
-            log.append({"step": step, "loss": loss_v, "loss_diff": diff_v, "loss_ar": ar_v})
+            log.append({"step": step, "loss": loss_v, "loss_diff": diff_v, "loss_ar": ar_v,
+                        "seconds": round(time.perf_counter() - started, 3)})
             bar.set_postfix(loss=f"{loss_v:.4f}")
         stop = group.any(preemption is not None and preemption.raised)
         if (step % tr["checkpoint_every"] == 0 or step == steps or stop) and group.is_main:
