@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import sys
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -18,14 +19,22 @@ def _read_dir(directory: Path) -> np.ndarray:
     files = sorted(p for p in directory.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
     if not files:
         raise ValueError(f"{directory}: no {'/'.join(IMAGE_SUFFIXES)} files; expected a folder of images")
-    images = []
+    images, converted = [], {}
     for path in files:
-        with Image.open(path) as image:
-            array = np.asarray(image.convert("RGB"))
+        try:
+            with Image.open(path) as image:
+                if image.mode != "RGB":  # the documented fallback: convert, and say how many were converted
+                    converted[image.mode] = converted.get(image.mode, 0) + 1
+                array = np.asarray(image.convert("RGB"))
+        except OSError as err:  # PIL.UnidentifiedImageError, truncated files
+            raise ValueError(f"{path}: unreadable image ({err}); remove or replace it") from None
         if images and array.shape != images[0].shape:
             raise ValueError(f"{path}: size {array.shape[:2]} differs from {files[0].name}'s {images[0].shape[:2]}; "
                              "all images of a set must have one size")
         images.append(array)
+    if converted:
+        summary = ", ".join(f"{count} {mode}" for mode, count in sorted(converted.items()))
+        print(f"{directory}: converted to RGB: {summary} of {len(files)} images", file=sys.stderr)
     return np.stack(images)
 
 
