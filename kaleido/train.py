@@ -111,7 +111,8 @@ def train(spec: dict[str, Any], x: np.ndarray, labels: np.ndarray, tokens: np.nd
           preemption: PreemptionFlag | None = None) -> dict[str, Any]:
     """Train (resuming from ``run_dir/checkpoint.pt``) the denoiser ``meta`` describes; return its final state.
 
-    x (n, ...) float32 data; labels (n,) int64 classes; tokens (n, L) int64 latents or None. Every step draws the
+    x (n, D) float32 vectors or uint8 images (n, H, W, C) (see :func:`model_space`); labels (n,) int64 classes;
+    tokens (n, L) int64 latents or None. Every step draws the
     *global* batch (indices, t, noise, dropout) from one generator on every process and each of the ``group``'s
     ranks trains on its equal slice, so N processes reproduce the one-process run with the same ``batch_size``
     (up to the order of floating-point sums in the gradient all-reduce). ``train.grad_accum`` splits a rank's
