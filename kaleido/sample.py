@@ -60,7 +60,7 @@ def generate(exp: dict[str, Any], seed: int, method: str, weight: float, indices
     schedule = Schedule.from_spec(exp["diffusion"]["schedule"], exp["diffusion"]["timesteps"])
     prediction = exp["diffusion"]["prediction"]
     index_all = torch.as_tensor(list(indices), dtype=torch.int64)  # on the CPU: the counter RNG runs there
-    device = next(main.parameters()).device
+    device = next((t.device for t in (*main.parameters(), *main.buffers())), torch.device("cpu"))
     xs, toks = [], []
     for start in tqdm(range(0, len(index_all), batch_size), desc=f"sample {method} w={weight:g}",
                       disable=not progress):
