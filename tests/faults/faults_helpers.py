@@ -51,3 +51,15 @@ def fault_workdir(path: Path) -> Path:
     default = yaml.safe_load((workdir / "config" / "config.yaml").read_text())
     (workdir / "config" / "config.yaml").write_text(yaml.safe_dump(fault_config(default)))
     return workdir
+
+
+def mlflow_runs(work: Path) -> dict[str, dict[str, float]]:
+    """Run key tag -> metrics of the active runs in the experiment's MLflow store; fails on a duplicate key."""
+    import mlflow
+
+    client = mlflow.MlflowClient(f"sqlite:///{work / 'results' / 'mlflow.db'}")
+    experiment = client.get_experiment_by_name("kaleido/toy2d")
+    runs = client.search_runs([experiment.experiment_id], max_results=1000)
+    keys = [run.data.tags.get("kaleido.run_key", run.info.run_id) for run in runs]
+    assert len(keys) == len(set(keys)), f"duplicate MLflow runs: {sorted(keys)}"
+    return {key: run.data.metrics for key, run in zip(keys, runs, strict=True)}

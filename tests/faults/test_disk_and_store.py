@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 import yaml
 from dag_helpers import env_for, executed_rules, snakemake
-from faults_helpers import TARGET
+from faults_helpers import TARGET, mlflow_runs
 from stage_helpers import run_module
 
 pytestmark = pytest.mark.slow
@@ -55,8 +55,6 @@ def test_write_failure_keeps_the_previous_output(tmp_path, tiny_config, fault):
 
 
 def test_unreachable_mlflow_fails_only_the_report_and_the_rerun_logs_once(run_copy, finished_run):
-    from test_kill_loop import _mlflow_runs
-
     (run_copy / "results" / "mlflow.db").unlink()
     env = env_for(run_copy)
     # a closed loopback port; no retries so the failure is immediate
@@ -72,8 +70,8 @@ def test_unreachable_mlflow_fails_only_the_report_and_the_rerun_logs_once(run_co
     rerun = snakemake(run_copy, "--cores", "2", TARGET)
     assert executed_rules(rerun) == ["report"]
     assert (run_copy / TARGET).read_bytes() == (finished_run / TARGET).read_bytes()
-    assert _mlflow_runs(run_copy) == _mlflow_runs(finished_run)
+    assert mlflow_runs(run_copy) == mlflow_runs(finished_run)
     again = snakemake(run_copy, "--cores", "2", "--forcerun", "report", TARGET)
     assert set(executed_rules(again)) <= {"report", "all"}
-    assert _mlflow_runs(run_copy) == _mlflow_runs(finished_run), "a forced rerun duplicated or changed runs"
+    assert mlflow_runs(run_copy) == mlflow_runs(finished_run), "a forced rerun duplicated or changed runs"
     assert os.path.getsize(run_copy / TARGET) > 0

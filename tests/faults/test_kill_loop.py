@@ -19,10 +19,9 @@ import sys
 import time
 from pathlib import Path
 
-import mlflow
 import pytest
 from dag_helpers import env_for, snakemake
-from faults_helpers import TARGET, fault_workdir
+from faults_helpers import TARGET, fault_workdir, mlflow_runs
 
 pytestmark = pytest.mark.slow
 
@@ -76,16 +75,6 @@ def _job_pids(root: int) -> list[int]:
         frontier = children
     return [pid for pid in found if b"-m" in argv[pid]
             and any(arg.decode(errors="replace").startswith(JOB_MODULES) for arg in argv[pid])]
-
-
-def _mlflow_runs(work: Path) -> dict[str, dict[str, float]]:
-    """Run key tag -> metrics of the active runs in the experiment's MLflow store; fails on a duplicate key."""
-    client = mlflow.MlflowClient(f"sqlite:///{work / 'results' / 'mlflow.db'}")
-    experiment = client.get_experiment_by_name("kaleido/toy2d")
-    runs = client.search_runs([experiment.experiment_id], max_results=1000)
-    keys = [run.data.tags.get("kaleido.run_key", run.info.run_id) for run in runs]
-    assert len(keys) == len(set(keys)), f"duplicate MLflow runs: {sorted(keys)}"
-    return {key: run.data.metrics for key, run in zip(keys, runs, strict=True)}
 
 
 def _metric_values(work: Path) -> dict[str, dict]:
@@ -151,5 +140,5 @@ def test_dag_survives_twenty_random_kills(finished_run, tmp_path):
         _run_until_done(work, rng, counts, kinds, deadline)
         assert (work / TARGET).read_bytes() == (finished_run / TARGET).read_bytes()
         assert _metric_values(work) == _metric_values(finished_run)
-        assert _mlflow_runs(work) == _mlflow_runs(finished_run)
+        assert mlflow_runs(work) == mlflow_runs(finished_run)
     print(f"\nkill loop: {counts}, kinds {kinds}")

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 from dag_helpers import REPO, env_for, executed_rules
-from faults_helpers import TARGET
+from faults_helpers import TARGET, mlflow_runs
 
 pytestmark = pytest.mark.slow
 
@@ -39,8 +39,6 @@ def _listening_addresses(port: int) -> set[str]:
 
 
 def test_server_binds_loopback_and_receives_the_report(run_copy, finished_run):
-    from test_kill_loop import _mlflow_runs
-
     port = _free_port()
     env = dict(os.environ, PYTHON=sys.executable, MLFLOW_PORT=str(port),
                MLFLOW_BACKEND_STORE=f"sqlite:///{run_copy / 'server' / 'mlflow.db'}",
@@ -75,7 +73,7 @@ def test_server_binds_loopback_and_receives_the_report(run_copy, finished_run):
         served = {run.data.tags["kaleido.run_key"]: run.data.metrics
                   for run in client.search_runs([experiment.experiment_id], max_results=1000)
                   if "kaleido.run_key" in run.data.tags}
-        local = _mlflow_runs(finished_run)
+        local = mlflow_runs(finished_run)
         assert served == {k: v for k, v in local.items() if k in served} and set(served) == set(local)
     finally:
         os.killpg(server.pid, signal.SIGTERM)
