@@ -33,6 +33,7 @@ from tqdm import tqdm
 from kaleido import checkpoint, config, distributed
 from kaleido.cli import load_stage_config, run_cli, stage_parser
 from kaleido.data import DATASETS
+from kaleido.data.store import load_data
 from kaleido.diffusion.losses import diffusion_target, noised
 from kaleido.diffusion.schedule import Schedule
 from kaleido.errors import InputError
@@ -231,7 +232,7 @@ def main(argv: Sequence[str] | None = None) -> None:
         raise InputError(f"--latent {args.latent!r}: role {args.role} needs "
                          + (f"one of {sorted(exp['latents'])}" if role.uses_latent else f"'{NO_LATENT}'"))
     spec = config.stage_spec(cfg, args.experiment, "train", role=args.role, latent=args.latent)
-    data = load_npz(args.data, required=("x", "labels"))
+    data = load_data(args.data)
     tokens, vocab_size, seq_len = None, 0, 0
     arch = dict(exp["models"][args.role])
     if role.uses_latent:
@@ -245,8 +246,10 @@ def main(argv: Sequence[str] | None = None) -> None:
         if "pad_token_id" in lat:  # image latents: token strings through a tokenizer (pad / EOS ids)
             arch.update(pad_id=int(lat["pad_token_id"]), eos_id=int(lat["eos_token_id"]))
     prov = provenance("kaleido.train", spec)
-    meta = {"role": args.role, "latent": args.latent, "arch": arch, "num_classes": DATASETS.get(
-                exp["data"]["name"]).num_classes(exp["data"]), "vocab_size": vocab_size, "seq_len": seq_len,
+    num_classes = (len(data["class_names"]) if "class_names" in data
+                   else DATASETS.get(exp["data"]["name"]).num_classes(exp["data"]))
+    meta = {"role": args.role, "latent": args.latent, "arch": arch, "num_classes": num_classes,
+            "vocab_size": vocab_size, "seq_len": seq_len,
             "diffusion": exp["diffusion"], "config_hash": prov["config_hash"],
             "provenance_json": json.dumps(prov, sort_keys=True)}
     if data["x"].ndim == 4:  # uint8 images (n, H, W, C): the image denoiser conditions on the class names

@@ -167,7 +167,8 @@ def run_extract(args: argparse.Namespace) -> int:
 
     Extra network outputs (Inception and domain-CNN ``logits``) are stored beside ``features``.
     """
-    from kaleido.io import load_npz, save_npz_atomic
+    from kaleido.data.store import load_data
+    from kaleido.io import save_npz_atomic
     from kaleido.provenance import provenance
 
     if args.config is not None:
@@ -177,7 +178,7 @@ def run_extract(args: argparse.Namespace) -> int:
     outputs: dict[str, list[np.ndarray]] = {}
     labels = []
     for path in args.inputs:
-        data = load_npz(path, required=(net.input_key, "labels"))
+        data = load_data(path, required=(net.input_key, "labels"))
         for name, value in _net_outputs(net, data[net.input_key]).items():
             outputs.setdefault(name, []).append(value)
         labels.append(data["labels"])

@@ -45,7 +45,7 @@ def load_image_set(paths: Sequence[str | os.PathLike[str]]) -> tuple[np.ndarray,
         ``(images, labels)``: uint8 (n, H, W, 3) RGB; int64 (n,) labels if every input is a shard with ``labels``,
         else None.
     """
-    from kaleido.io import load_npz
+    from kaleido.data.store import load_data
     from metrics.features import check_images
 
     images, labels = [], []
@@ -54,7 +54,7 @@ def load_image_set(paths: Sequence[str | os.PathLike[str]]) -> tuple[np.ndarray,
             images.append(_read_dir(path))
             labels.append(None)
         elif path.suffix == ".npz":
-            data = load_npz(path, required=("x",))
+            data = load_data(path, required=("x",))
             images.append(check_images(data["x"]))
             labels.append(data.get("labels"))
         else:

@@ -1,5 +1,8 @@
 """Data sets (registry). Each entry is a :class:`DataSet` whose ``validate`` checks its config block and whose
-``generate`` materialises the training set as arrays."""
+``generate`` materialises the training set as arrays (:mod:`kaleido.data.store` writes and reads them).
+
+Image sets: ``x`` (n, H, W, 3) uint8 RGB, ``labels`` (n,) int64, ``class_names`` (C,) (what the text encoder reads
+for a label), usually ``captions`` (n,), and ground truth for evaluation only (``gt_*``, ``modes``)."""
 
 from __future__ import annotations
 
@@ -18,9 +21,10 @@ class DataSet(Protocol):
         """Arrays of the training set: at least ``x`` (n, ...) and ``labels`` (n,) int64."""
 
     def num_classes(self, spec: dict[str, Any]) -> int:
-        """Number of conditioning classes."""
+        """Number of conditioning classes; needed only by sets whose arrays carry no ``class_names`` (whose length
+        is the number of classes otherwise)."""
 
 
 DATASETS: Registry[DataSet] = Registry("data set")
 
-from kaleido.data import toy2d  # noqa: E402,F401  (registers)
+from kaleido.data import captions, digits, imagefolder, shapes, toy2d  # noqa: E402,F401  (registers)

@@ -1,4 +1,7 @@
-"""Materialise an experiment's training set: ``python -m kaleido.data --config C --experiment E --out train.npz``."""
+"""Materialise an experiment's training set: ``python -m kaleido.data --config C --experiment E --out train.npz``.
+
+With ``data.shard_size`` the images go to checksummed shard files beside ``train.npz`` (:mod:`kaleido.data.store`).
+"""
 
 from __future__ import annotations
 
@@ -7,7 +10,7 @@ from collections.abc import Sequence
 from kaleido import config
 from kaleido.cli import load_stage_config, run_cli, stage_parser
 from kaleido.data import DATASETS
-from kaleido.io import save_npz_atomic
+from kaleido.data.store import save_data
 from kaleido.provenance import provenance
 from kaleido.seeding import derive_seed
 
@@ -17,7 +20,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     cfg, exp = load_stage_config(args)
     spec = config.stage_spec(cfg, args.experiment, "data")
     arrays = DATASETS.get(exp["data"]["name"]).generate(exp["data"], derive_seed(args.experiment, exp["seed"], "data"))
-    save_npz_atomic(args.out, meta=provenance("kaleido.data", spec), **arrays)
+    save_data(args.out, arrays, provenance("kaleido.data", spec), exp["data"].get("shard_size"))
 
 
 if __name__ == "__main__":

@@ -24,8 +24,9 @@ import numpy as np
 
 from kaleido import config
 from kaleido.cli import load_stage_config, run_cli, stage_parser
+from kaleido.data.store import load_data
 from kaleido.errors import InputError
-from kaleido.io import load_npz, save_npz_atomic, write_json_atomic
+from kaleido.io import save_npz_atomic, write_json_atomic
 from kaleido.latents import EXTRACTORS, recovery_accuracy
 from kaleido.provenance import provenance
 from kaleido.seeding import derive_seed
@@ -41,7 +42,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     if args.latent not in exp["latents"]:
         raise InputError(f"--latent {args.latent!r}: experiment {args.experiment} defines {sorted(exp['latents'])}")
     spec = config.stage_spec(cfg, args.experiment, "latents", latent=args.latent)
-    data = load_npz(args.data, required=("x", "labels"))
+    data = load_data(args.data)
     seed = derive_seed(args.experiment, exp["seed"], "latents", args.latent)
     extractor = EXTRACTORS.get(args.latent)
     prov = provenance("kaleido.latents", spec)

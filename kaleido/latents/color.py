@@ -11,6 +11,7 @@ from typing import Any
 
 import numpy as np
 
+from kaleido.checks import check_int, check_keys
 from kaleido.latents import EXTRACTORS
 from kaleido.latents import formats as fmt
 from kaleido.latents.images import (
@@ -20,8 +21,6 @@ from kaleido.latents.images import (
     LatentStrings,
     check_common,
     check_images,
-    check_int,
-    check_keys,
     map_batched,
 )
 from kaleido.latents.segment import rgb_to_lab

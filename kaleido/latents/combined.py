@@ -9,10 +9,11 @@ from typing import Any
 
 import numpy as np
 
+from kaleido.checks import check_keys
 from kaleido.errors import ConfigError
 from kaleido.latents import EXTRACTORS
 from kaleido.latents import formats as fmt
-from kaleido.latents.images import COMMON_KEYS, ImageContext, LatentStrings, check_common, check_keys
+from kaleido.latents.images import COMMON_KEYS, ImageContext, LatentStrings, check_common
 
 PARTS = ("text", "bbox", "voken")
 

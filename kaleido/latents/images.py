@@ -13,6 +13,7 @@ from typing import Any
 
 import numpy as np
 
+from kaleido.checks import check_int, check_number
 from kaleido.errors import ConfigError, InputError
 from kaleido.latents.segment import DEFAULT_PALETTE, DEFAULT_SHAPES, SEGMENT_DEFAULTS
 
@@ -75,29 +76,6 @@ def map_batched(images: np.ndarray, batch_size: int, desc: str,
     for sl in batches(len(images), batch_size, desc):
         out.extend(fn(images[sl], sl))
     return np.array(out, dtype=str) if out else np.zeros(0, dtype="<U1")
-
-
-def check_keys(spec: Mapping[str, Any], accepted: set[str], where: str) -> None:
-    unknown = set(spec) - accepted
-    if unknown:
-        raise ConfigError(f"{where}: unknown key(s) {sorted(unknown)}; accepted: {sorted(accepted)}")
-
-
-def check_int(spec: Mapping[str, Any], key: str, where: str, lo: int = 1, hi: int | None = None) -> None:
-    if key not in spec:
-        return
-    value = spec[key]
-    if not isinstance(value, int) or isinstance(value, bool) or value < lo or (hi is not None and value > hi):
-        accepted = f"an integer in [{lo}, {hi}]" if hi is not None else f"an integer >= {lo}"
-        raise ConfigError(f"{where}.{key}: {value!r} is not {accepted}")
-
-
-def check_number(spec: Mapping[str, Any], key: str, where: str, lo: float = 0.0) -> None:
-    if key not in spec:
-        return
-    value = spec[key]
-    if not isinstance(value, (int, float)) or isinstance(value, bool) or not value > lo:
-        raise ConfigError(f"{where}.{key}: {value!r} is not a number > {lo}")
 
 
 def check_common(spec: Mapping[str, Any], where: str, sources: tuple[str, ...]) -> None:

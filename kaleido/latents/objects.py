@@ -17,6 +17,7 @@ from typing import Any
 
 import numpy as np
 
+from kaleido.checks import check_number
 from kaleido.errors import ConfigError
 from kaleido.latents import EXTRACTORS
 from kaleido.latents import formats as fmt
@@ -28,7 +29,6 @@ from kaleido.latents.images import (
     LatentStrings,
     check_common,
     check_images,
-    check_number,
     check_segment,
     map_batched,
     object_names,
@@ -177,7 +177,7 @@ class _ObjectExtractor:
         return COMMON_KEYS | SEGMENT_KEYS | self.pretrained_keys
 
     def validate(self, spec: dict[str, Any], where: str) -> None:
-        from kaleido.latents.images import check_keys
+        from kaleido.checks import check_keys
 
         check_keys(spec, self.keys, where)
         check_common(spec, where, ("offline", "pretrained"))

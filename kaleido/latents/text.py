@@ -14,6 +14,7 @@ from typing import Any
 
 import numpy as np
 
+from kaleido.checks import check_int, check_keys
 from kaleido.errors import ConfigError
 from kaleido.latents import EXTRACTORS
 from kaleido.latents.images import (
@@ -24,8 +25,6 @@ from kaleido.latents.images import (
     LatentStrings,
     check_common,
     check_images,
-    check_int,
-    check_keys,
     check_segment,
     map_batched,
     require_files,

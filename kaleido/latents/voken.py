@@ -18,6 +18,7 @@ from typing import Any
 
 import numpy as np
 
+from kaleido.checks import check_int, check_keys
 from kaleido.errors import ConfigError, InputError
 from kaleido.latents import EXTRACTORS
 from kaleido.latents import formats as fmt
@@ -29,8 +30,6 @@ from kaleido.latents.images import (
     batches,
     check_common,
     check_images,
-    check_int,
-    check_keys,
     require_files,
 )
 

@@ -127,7 +127,8 @@ def extract(images: np.ndarray, batch_size: int = 64, device: str = "cpu", **opt
 
 def main(argv: Sequence[str] | None = None) -> int:
     """``train`` subcommand: fit on --data (.npz with uint8 ``x`` (n, H, W, 3), int ``labels``), save to --out."""
-    from kaleido.io import atomic_path, load_npz
+    from kaleido.data.store import load_data
+    from kaleido.io import atomic_path
 
     parser = argparse.ArgumentParser(prog="python -m metrics.features.domain", description=__doc__.split("\n")[0])
     sub = parser.add_subparsers(dest="command", required=True)
@@ -142,7 +143,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     tr.add_argument("--feature-dim", type=int, default=128)
     args = parser.parse_args(argv)
     try:
-        data = [load_npz(p, required=("x", "labels")) for p in args.data]
+        data = [load_data(p) for p in args.data]
         checkpoint = train(np.concatenate([d["x"] for d in data]), np.concatenate([d["labels"] for d in data]),
                            seed=args.seed, steps=args.steps, batch_size=args.batch_size, lr=args.lr,
                            width=args.width, feature_dim=args.feature_dim)

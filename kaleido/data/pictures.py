@@ -1,0 +1,94 @@
+"""Reading real images for the data sets: decode to RGB, ADM/DiT centre crop + resize, parallel loading.
+
+The crop is ADM's ``center_crop_arr`` (Dhariwal & Nichol 2021, used by DiT for ImageNet 256): halve the image
+with a box filter while its short side is at least twice the target, resize with bicubic so the short side equals
+the target, then cut the central square.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import sys
+from collections import Counter
+from collections.abc import Callable, Sequence
+from concurrent.futures import ProcessPoolExecutor
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from kaleido.errors import InputError
+
+IMAGE_EXTENSIONS = (".jpeg", ".jpg", ".png", ".webp", ".bmp")
+
+
+def center_crop_resize(image: Any, size: int) -> np.ndarray:
+    """``image`` (a PIL image, RGB) -> (size, size, 3) uint8, as ADM's ``center_crop_arr``."""
+    from PIL import Image
+
+    while min(image.size) >= 2 * size:
+        image = image.resize(tuple(v // 2 for v in image.size), resample=Image.BOX)
+    scale = size / min(image.size)
+    image = image.resize(tuple(round(v * scale) for v in image.size), resample=Image.BICUBIC)
+    arr = np.asarray(image)
+    top, left = (arr.shape[0] - size) // 2, (arr.shape[1] - size) // 2
+    return np.ascontiguousarray(arr[top:top + size, left:left + size])
+
+
+def decode(source: str | os.PathLike[str] | bytes, size: int, name: str) -> tuple[np.ndarray, str]:
+    """One image file (path or encoded bytes) -> ((size, size, 3) uint8, its original PIL mode).
+
+    Non-RGB modes (L, RGBA, P, CMYK) are converted to RGB; unreadable files raise :class:`InputError` naming ``name``.
+    """
+    from PIL import Image
+
+    try:
+        with Image.open(io.BytesIO(source) if isinstance(source, bytes) else source) as image:
+            mode = image.mode
+            return center_crop_resize(image.convert("RGB"), size), mode
+    except (OSError, ValueError) as err:  # PIL.UnidentifiedImageError, truncated data, decompression bombs
+        raise InputError(f"{name}: unreadable image ({err}); remove or replace it") from None
+
+
+def _decode_path(args: tuple[str, int]) -> tuple[np.ndarray, str]:
+    return decode(args[0], args[1], args[0])
+
+
+def decode_files(paths: Sequence[str | os.PathLike[str]], size: int, workers: int = 1,
+                 desc: str = "images") -> np.ndarray:
+    """Decode ``paths`` in order to (n, size, size, 3) uint8 with ``workers`` processes and a progress bar; print
+    how many images were converted from which mode."""
+    from tqdm import tqdm
+
+    out = np.empty((len(paths), size, size, 3), dtype=np.uint8)
+    modes: Counter[str] = Counter()
+    jobs = [(str(p), size) for p in paths]
+    mapper: Callable[..., Any]
+    if workers > 1 and len(jobs) > 64:
+        pool = ProcessPoolExecutor(max_workers=workers)
+        mapper = pool.map
+    else:
+        pool, mapper = None, map
+    try:
+        for i, (array, mode) in enumerate(tqdm(mapper(_decode_path, jobs, **({"chunksize": 64} if pool else {})),
+                                               total=len(jobs), desc=desc, unit="img", mininterval=5)):
+            out[i] = array
+            modes[mode] += 1
+    finally:
+        if pool is not None:
+            pool.shutdown(cancel_futures=True)
+    report_modes(modes, desc)
+    return out
+
+
+def report_modes(modes: Counter[str], desc: str) -> None:
+    converted = {mode: n for mode, n in modes.items() if mode != "RGB"}
+    if converted:
+        summary = ", ".join(f"{n} {mode}" for mode, n in sorted(converted.items()))
+        print(f"{desc}: converted to RGB: {summary} of {sum(modes.values())} images", file=sys.stderr)
+
+
+def list_images(directory: Path) -> list[Path]:
+    """Image files directly in ``directory``, sorted by name."""
+    return sorted(p for p in directory.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_EXTENSIONS)
