@@ -82,6 +82,44 @@ def test_slurm_profile_dry_run_lists_every_stage(tmp_path, default_config):
                        "group:features": 4, "group:metrics": 1}, planned
 
 
+def test_imagenet_config_dry_run_job_count(tmp_path, repo):
+    """The paper-scale config plans 904 jobs but submits 123: 825 sampling shards go in 104 groups."""
+    workdir = make_workdir(tmp_path)
+    (workdir / "config" / "config.yaml").write_text((repo / "config" / "imagenet256.yaml").read_text())
+    proc = snakemake(workdir, "-n", "--profile", "slurm", "reports/table1.csv")
+    counts = job_counts(proc)
+    assert counts["sample"] == 825 and counts["train"] == 6 and sum(counts.values()) == 904, counts
+    planned = submitted_jobs(proc.stdout + proc.stderr)
+    assert planned == {"data": 1, "latents": 4, "train": 6, "features_reference": 1, "group:sample_shards": 104,
+                       "group:features": 5, "group:metrics": 2}, planned
+
+
+@pytest.mark.parametrize("config_name", ["config.yaml", "imagenet256.yaml"])
+def test_group_jobs_request_one_gpu(repo, config_name):
+    """Snakemake's own group sizing (GroupResources.basic_layered) under the profile's per-group limits: a group
+    of GPU sampling shards asks for one GPU and runs them in series; CPU groups run their jobs side by side."""
+    from snakemake.resources import GroupResources, ResourceScopes, Resources
+
+    profile = yaml.safe_load((repo / "slurm" / "config.yaml").read_text())
+    cfg = yaml.safe_load((repo / "config" / config_name).read_text())
+    scopes = ResourceScopes(dict(item.split("=") for item in profile["set-resource-scopes"]))
+    assert scopes.is_local("gpu")  # a per-group pool, not a workflow-wide limit on GPU jobs in flight
+    limits = Resources.parse(profile["resources"], allow_expressions=False)
+    per_group = dict(item.split("=") for item in profile["group-components"])["sample_shards"]
+    job = {**cfg["resources"]["default"], **cfg["resources"].get("sample", {}), "_cores": 1}
+
+    class Shard:
+        pipe_group = None
+        resources = job
+
+    group = GroupResources.basic_layered([[Shard() for _ in range(int(per_group))]], constraints=limits,
+                                         run_local=False, additive_resources=["runtime"], sortby=["runtime"])
+    if job.get("gpu", 0):
+        assert group["gpu"] == 1 and group["mem_mb"] == job["mem_mb"] and group["runtime"] == 8 * job["runtime"]
+    else:
+        assert group["gpu"] == 0 and group["mem_mb"] == 8 * job["mem_mb"] and group["runtime"] == job["runtime"]
+
+
 def test_local_rules_match_the_workflow(repo):
     declared = set()
     for path in (repo / "workflow" / "rules").glob("*.smk"):
