@@ -102,6 +102,7 @@ def validate(cfg: dict[str, Any]) -> dict[str, Any]:
                 if role not in exp["models"]:
                     raise ConfigError(f"{where}.methods: method {method!r} needs models.{role}, which is missing; "
                                       f"defined models: {sorted(exp['models'])}")
+            _check_same_data_space(exp["models"], METHODS.get(method).roles, f"{where}.models", method)
             if ROLES.get(METHODS.get(method).model).uses_latent and not exp["latents"]:
                 raise ConfigError(f"{where}.methods: method {method!r} needs at least one latent type under "
                                   f"{where}.latents; accepted latent types: {EXTRACTORS.names()}")
@@ -118,6 +119,28 @@ def validate(cfg: dict[str, Any]) -> dict[str, Any]:
     return cfg
 
 
+def _data_space(model: dict[str, Any]) -> tuple[str, int]:
+    """What a model's predictions live in: image denoisers of one arch and nesting depth share one flat vector
+    layout; the toy MLPs share the data space (depth 0)."""
+    from kaleido.models.archs import IMAGE_ARCHS
+    from kaleido.models.unet import resolve_spec
+
+    if model["arch"] not in IMAGE_ARCHS:
+        return "vector", 0
+    return model["arch"], len(resolve_spec({k: v for k, v in model.items() if k in ("size", "levels")})["levels"])
+
+
+def _check_same_data_space(models: dict[str, Any], roles: tuple[str, ...], where: str, method: str) -> None:
+    """The models one method combines (autoguidance: main and guide) must predict in the same space."""
+    spaces = {role: _data_space(models[role]) for role in roles}
+    if len(set(spaces.values())) > 1:
+        described = ", ".join(f"{role}: arch {arch!r} with {depth} resolution level(s)"
+                              for role, (arch, depth) in spaces.items())
+        raise ConfigError(f"{where}: method {method!r} mixes the predictions of {described}; use one arch and the "
+                          "same number of nested levels for these models (autoguidance's guide is the same family, "
+                          "smaller or trained shorter)")
+
+
 #: CADS defaults seen in every public implementation (the paper's Stable Diffusion setting; methods.md)
 CADS_DEFAULTS: dict[str, Any] = {"tau1": 0.6, "tau2": 0.9, "noise_scale": 0.25, "psi": 1.0, "rescale": True}
 TRAIN_DEFAULTS: dict[str, Any] = {
@@ -129,7 +152,7 @@ METRIC_DEFAULTS: dict[str, Any] = {
     "k_pr": 3, "k_dc": 5, "vendi_q": 1.0, "modes_min_share": 0.05, "kid_subsets": 100, "kid_subset_size": 1000,
     "is_splits": 10, "mss_include_diagonal": True, "bootstrap_resamples": 0, "knn_device": "cpu",
     "knn_chunk_size": 1024, "feature_weights": None, "feature_batch_size": 64, "feature_precision": "fp32",
-    "feature_device": "cpu",
+    "feature_device": "cpu", "feature_domain_steps": 2000,
 }
 
 

@@ -73,6 +73,21 @@ def test_method_needing_a_latent_without_latents(default_config):
     assert "method 'kaleido' needs at least one latent type" in msg
 
 
+def test_autoguidance_models_share_one_data_space(default_config):
+    models = default_config["experiments"]["toy2d"]["models"]
+    image = {"cond_dim": 32, "context": {"encoder": "t5_tiny"}}
+    models["mdm"] = {"arch": "nested_unet", "size": "nested_tiny", **image}
+    models["mdm_bad"] = {"arch": "unet", "size": "unet_tiny", **image}
+    msg = _error(default_config)
+    assert ("config.experiments.toy2d.models: method 'mdm_autoguidance' mixes the predictions of mdm: arch "
+            "'nested_unet' with 2 resolution level(s), mdm_bad: arch 'unet' with 1 resolution level(s)") in msg
+
+
+@pytest.mark.parametrize("name", ["config.yaml", "shapes.yaml", "imagenet256.yaml"])
+def test_shipped_configs_are_valid(repo, name):
+    config.load(repo / "config" / name)
+
+
 def test_cads_window_order(default_config):
     default_config["experiments"]["toy2d"]["cads"]["tau1"] = 0.95
     assert "tau1=0.95 must be smaller than tau2=0.9" in _error(default_config)

@@ -98,7 +98,7 @@ def test_imagenet_config_dry_run_job_count(tmp_path, repo):
 def test_group_jobs_request_one_gpu(repo, config_name):
     """Snakemake's own group sizing (GroupResources.basic_layered) under the profile's per-group limits: a group
     of GPU sampling shards asks for one GPU and runs them in series; CPU groups run their jobs side by side."""
-    from snakemake.resources import GroupResources, ResourceScopes, Resources
+    from snakemake.resources import GroupResources, Resources, ResourceScopes
 
     profile = yaml.safe_load((repo / "slurm" / "config.yaml").read_text())
     cfg = yaml.safe_load((repo / "config" / config_name).read_text())

@@ -45,7 +45,7 @@ class ImageDenoiser(nn.Module):
         self.resolutions = level_resolutions(arch, height)
         self.data_dim = sum(channels * r * r for r in self.resolutions)
         width = int(arch.get("cond_dim", 64))
-        encoder = T5ContextEncoder(arch.get("context", {}))
+        encoder = T5ContextEncoder(arch.get("context", {}), texts=list(class_names) if class_names else None)
         self._frozen = [encoder]  # a list hides the frozen T5 from state_dict / optimiser / .to()
         self.max_length = encoder.max_length
         self.enc_proj = nn.Linear(encoder.dim, width)

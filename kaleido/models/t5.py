@@ -77,15 +77,24 @@ def build_t5_encoder(spec: dict[str, Any], vocab_size: int) -> Any:
 class T5ContextEncoder(nn.Module):
     """Frozen T5 encoder over class names or captions: texts -> (states (B, S, C), mask (B, S) bool).
 
-    spec keys: ``encoder`` (T5_SIZES name or pretrained name/dir, default "t5_tiny"), ``tokenizer`` (dir/name,
-    required), ``max_length`` (default 32), ``seed`` (random-init seed, default 0).
+    spec keys: ``encoder`` (T5_SIZES name or pretrained name/dir, default "t5_tiny"), ``tokenizer`` (a
+    save_pretrained dir / local HF name, or ``"offline"`` (default): a BPE trained on ``texts``, the class names, so
+    a randomly initialised encoder needs no file; deterministic, rebuilt identically at sampling), ``max_length``
+    (default 32), ``seed`` (random-init seed, default 0).
     """
 
-    def __init__(self, spec: dict[str, Any]) -> None:
+    def __init__(self, spec: dict[str, Any], texts: list[str] | None = None) -> None:
         super().__init__()
-        if "tokenizer" not in spec:
-            raise ConfigError("context spec needs 'tokenizer' (a save_pretrained directory or local HF name)")
-        self.tokenizer = load_tokenizer(spec["tokenizer"])
+        name = spec.get("tokenizer", "offline")
+        if name == "offline":
+            from kaleido.latents.tokenizer import build_offline
+
+            if not texts:
+                raise ConfigError("context tokenizer 'offline' is built from the class names; none were given "
+                                  "(set context.tokenizer to a save_pretrained directory or local HF name)")
+            self.tokenizer = build_offline(texts)
+        else:
+            self.tokenizer = load_tokenizer(name)
         self.max_length = int(spec.get("max_length", 32))
         self.encoder = build_t5_encoder(spec, len(self.tokenizer)).eval().requires_grad_(False)
         self.dim = int(self.encoder.config.d_model)

@@ -7,14 +7,16 @@ rule train_domain_net:
     log:
         f"{RESULTS}/{{exp}}/logs/train_domain_net.log",
     params:
-        spec=spec("data"),
+        spec=spec("features"),
         code=code("metrics.features.domain"),
         seed=lambda w: derive_seed(w.exp, exp_cfg(w)["seed"], "domain_net"),
+        steps=lambda w: exp_cfg(w)["metrics"]["feature_domain_steps"],
     resources:
         mem_mb=res("features", "mem_mb"),
         runtime=res("features", "runtime"),
     shell:
-        "{PYTHON} -m metrics.features.domain train --data {input} --out {output} --seed {params.seed} > {log} 2>&1"
+        "{PYTHON} -m metrics.features.domain train --data {input} --out {output} --seed {params.seed}"
+        " --steps {params.steps} > {log} 2>&1"
 
 
 def feature_weights(w):
