@@ -13,6 +13,9 @@ if not workflow.overwrite_configfiles:
 
 
 
+report: "workflow/report/workflow.rst"
+
+
 include: "workflow/rules/common.smk"
 include: "workflow/rules/data.smk"
 include: "workflow/rules/latents.smk"

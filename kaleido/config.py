@@ -116,6 +116,10 @@ def validate(cfg: dict[str, Any]) -> dict[str, Any]:
         exp["train"] = {**TRAIN_DEFAULTS, **exp["train"]}
         exp["sampler"] = {"prior_temperature": 1.0, **exp["sampler"]}
         exp["metrics"] = {**METRIC_DEFAULTS, **exp["metrics"]}
+        exp["report"] = {"guidance": "best_fd", **exp.get("report", {})}
+        if exp["report"]["guidance"] != "best_fd" and exp["report"]["guidance"] not in exp["guidance"]:
+            raise ConfigError(f"{where}.report.guidance: {exp['report']['guidance']!r} is not one of the guidance "
+                              f"weights {exp['guidance']}; accepted: one of them or 'best_fd'")
     return cfg
 
 

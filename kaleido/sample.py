@@ -128,11 +128,15 @@ def main(argv: Sequence[str] | None = None) -> None:
     missing = [role for role in method.roles if role not in paths]
     if missing:
         raise InputError(f"method {args.method} needs --model for roles {missing}")
-    models = {role: checkpoint.load_denoiser(paths[role], args.device)[0] for role in method.roles}
+    loaded = {role: checkpoint.load_denoiser(paths[role], args.device) for role in method.roles}
+    models = {role: model for role, (model, _) in loaded.items()}
     spec = config.stage_spec(cfg, args.experiment, "sample", method=args.method, latent=args.latent,
                              guidance=args.guidance, shard=str(args.shard))
     seed = sample_seed(args.experiment, exp, args.method, args.latent, args.guidance)
     arrays = generate(exp, seed, args.method, weight, indices, models, args.batch_size, progress=not args.quiet)
+    main_meta = loaded[method.model][1]
+    if "class_names" in main_meta:  # image models: what each label means (sample grids, captions)
+        arrays["class_names"] = np.array(main_meta["class_names"])
     meta = provenance("kaleido.sample", spec)
     meta["models"] = {role: str(path) for role, path in sorted(paths.items())}
     save_npz_atomic(args.out, meta=meta, **arrays)

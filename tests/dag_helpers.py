@@ -76,16 +76,18 @@ def tiny_experiment(cfg: dict, **overrides) -> dict:
     return cfg
 
 
-def tiny_shapes(cfg: dict) -> dict:
+def tiny_shapes(cfg: dict, **overrides) -> dict:
     """A copy of ``config/shapes.yaml`` that runs the whole image DAG in minutes on 2 CPU cores: same stages and
     models, fewer images, steps and samples (the numbers it produces are not meaningful, the wiring is)."""
     cfg = copy.deepcopy(cfg)
     exp = cfg["experiments"]["shapes"]
-    exp["data"].update(num_train=256, image_size=16)
+    exp["data"].update(num_train=256)
     exp["train"].update(steps=30, batch_size=16, warmup_steps=0, checkpoint_every=15, log_every=10)
     exp["sampler"]["steps"] = 5
     exp["num_samples"] = 48
     exp["shard_size"] = 24
     exp["guidance"] = [1, 4]
     exp["metrics"].update(feature_domain_steps=50, bootstrap_resamples=5)
+    for key, value in overrides.items():
+        exp[key] = value
     return cfg

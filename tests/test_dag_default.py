@@ -30,7 +30,7 @@ def _rows(workdir: Path) -> list[dict[str, str]]:
 
 def test_outputs_exist(default_run):
     for name in ("table1.csv", "table1.md", "mlflow_runs.json", "figures/toy_modes.png",
-                 "figures/fid_recall_vs_guidance_toy2d.png"):
+                 "figures/fid_recall_vs_guidance_toy2d.png", "table1_toy2d.csv", "table1_toy2d.md", "table1_toy2d.tex"):
         assert (default_run / "reports" / name).stat().st_size > 0, name
     rows = _rows(default_run)
     cfg = yaml.safe_load((default_run / "config" / "config.yaml").read_text())["experiments"]["toy2d"]
@@ -60,7 +60,18 @@ def test_mlflow_holds_one_run_per_row(default_run):
     exp = client.get_experiment_by_name("kaleido/toy2d")
     runs = client.search_runs([exp.experiment_id], max_results=1000)
     keys = [r.data.tags["kaleido.run_key"] for r in runs]
-    assert len(keys) == len(set(keys)) == len(_rows(default_run)) + 1  # + the latent-extraction run
+    # + the parent run (tables, figures), the latent-extraction run and one run per trained model
+    training = ["toy2d/train/kaleido/kmeans", "toy2d/train/mdm/none", "toy2d/train/mdm_bad/none"]
+    assert len(keys) == len(set(keys)) == len(_rows(default_run)) + 2 + len(training)
+    assert {"toy2d/table1", "toy2d/latents/kmeans", *training} <= set(keys)
+    parent = next(r for r in runs if r.data.tags["kaleido.run_key"] == "toy2d/table1").info.run_id
+    assert all(r.data.tags["mlflow.parentRunId"] == parent for r in runs if r.info.run_id != parent)
+    curve = next(r for r in runs if r.data.tags["kaleido.run_key"] == "toy2d/train/kaleido/kmeans")
+    history = client.get_metric_history(curve.info.run_id, "loss_diff")
+    cfg = yaml.safe_load((default_run / "config" / "config.yaml").read_text())["experiments"]["toy2d"]["train"]
+    assert [m.step for m in history] == list(range(cfg.get("log_every", 50), cfg["steps"] + 1,
+                                                   cfg.get("log_every", 50)))
+    assert history[-1].value < history[0].value
     mdm8 = next(r for r in runs if r.data.tags["kaleido.run_key"] == "toy2d/mdm/none/w8")
     assert mdm8.data.metrics["modes_covered"] <= 2
     params = mdm8.data.params  # the run's whole lineage: evaluation, sampling and training config
@@ -93,3 +104,13 @@ def test_report_code_edit_reruns_only_the_report(default_run):
     assert executed_rules(proc) == ["report"]
     assert (default_run / "reports" / "table1.csv").read_bytes() == table
     assert (default_run / "reports" / "mlflow_runs.json").read_text() == runs  # same runs, no duplicates
+
+
+def test_snakemake_html_report(default_run):
+    """`snakemake --report` on the finished run: one self-contained HTML with the tables, figures and captions."""
+    snakemake(default_run, "--report", "reports/report.html", "reports/table1.csv")
+    html = (default_run / "reports" / "report.html").read_text()
+    for name in ("table1.csv", "table1_toy2d.csv", "fid_recall_vs_guidance_toy2d.png", "toy_modes.png"):
+        assert name in html, name
+    assert "trades diversity (recall) for fidelity" in html  # a caption from workflow/report/
+    assert "Kaleido Diffusion reproducibility harness" in html  # the workflow description

@@ -4,11 +4,16 @@ Usage::
 
     python -m kaleido.report --metrics results/*/metrics/*/*/w*.json \\
         [--extra-json results/*/latents/*/quality.json] --out-dir reports \\
-        [--tracking-uri sqlite:///results/mlflow.db] [--toy-guidance 1 5 8 25] [--toy-max-points 3000]
+        [--tracking-uri sqlite:///results/mlflow.db] [--toy-guidance 1 5 8 25] [--toy-max-points 3000] \\
+        [--table-guidance toy2d=best_fd shapes=3]
 
-Writes (atomically) ``{out}/table1.csv``, ``{out}/table1.md``,
+Writes (atomically) ``{out}/table1.csv`` (every run, with 95 % interval columns), ``{out}/table1.md``,
+``{out}/table1_{experiment}.csv/.md/.tex`` (the paper's layout, :mod:`kaleido.report.paper_table`),
 ``{out}/figures/fid_recall_vs_guidance_{experiment}.png/.pdf``, ``{out}/figures/toy_modes.png/.pdf`` (toy data
-only) and ``{out}/mlflow_runs.json`` (run key -> MLflow run id), after syncing one MLflow run per input.
+only), ``{out}/figures/samples_{experiment}_w{g}.png/.pdf`` (image experiments: sample grids) and
+``{out}/mlflow_runs.json`` (run key -> MLflow run id), after syncing the MLflow runs: per experiment a parent run
+holding the tables and figures, and as its children one run per metric JSON, extra JSON and training log
+(``--train-logs``: step metrics, the training curves).
 Inputs are all validated before anything is written; exit status 2 on bad inputs.
 """
 
@@ -17,8 +22,9 @@ from __future__ import annotations
 import argparse
 import logging
 import os
+import re
 import sys
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -50,6 +56,20 @@ def _positive_int(text: str) -> int:
     return value
 
 
+def _table_guidance(text: str) -> tuple[str, float | str]:
+    from kaleido.report.paper_table import BEST_FD
+
+    experiment, sep, value = text.partition("=")
+    if not sep or not experiment:
+        raise argparse.ArgumentTypeError(f"{text!r}: expected EXPERIMENT=WEIGHT or EXPERIMENT={BEST_FD}")
+    if value == BEST_FD:
+        return experiment, BEST_FD
+    try:
+        return experiment, float(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r}: the weight must be a number or {BEST_FD}") from None
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The CLI's argument parser."""
     from kaleido.report.tracking import DEFAULT_TRACKING_URI
@@ -74,20 +94,30 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--toy-max-points", type=_positive_int, default=DEFAULT_TOY_MAX_POINTS,
                         help="samples per toy scatter panel: the first points of the first shards "
                              f"(default: {DEFAULT_TOY_MAX_POINTS})")
+    parser.add_argument("--train-logs", nargs="*", default=[], metavar="JSONL",
+                        help="<results>/<experiment>/train/<role>/<latent>/train_log.jsonl files: one MLflow run "
+                             "each, its fields as step metrics")
+    parser.add_argument("--table-guidance", nargs="+", default=[], metavar="EXP=W", type=_table_guidance,
+                        help="guidance weight of each row of table1_<EXP> (a number, or best_fd: each row at its "
+                             "lowest FD; default best_fd)")
     parser.add_argument("-v", "--verbose", action="store_true", help="also log each MLflow run created/replaced")
     return parser
 
 
 def run_report(metrics: Sequence[str | os.PathLike[str]], out_dir: str | os.PathLike[str], tracking_uri: str,
                extra_json: Sequence[str | os.PathLike[str]] = (), toy_guidance: Sequence[float] = DEFAULT_TOY_GUIDANCE,
-               toy_max_points: int = DEFAULT_TOY_MAX_POINTS, artifact_root: Path | None = None) -> ReportOutputs:
+               toy_max_points: int = DEFAULT_TOY_MAX_POINTS, artifact_root: Path | None = None,
+               table_guidance: Mapping[str, float | str] | None = None,
+               train_logs: Sequence[str | os.PathLike[str]] = ()) -> ReportOutputs:
     """Validate every input, write table1 + figures, sync MLflow, write ``mlflow_runs.json``.
 
     Raises:
         ReportInputError: a metric/extra JSON is missing, malformed or duplicates another's key (all named).
     """
     from kaleido.report.figures import write_guidance_figures, write_toy_modes
-    from kaleido.report.runs import extra_run_spec, metric_run_spec
+    from kaleido.report.grids import write_sample_grids
+    from kaleido.report.paper_table import write_paper_tables
+    from kaleido.report.runs import extra_run_spec, metric_run_spec, summary_run_spec, training_run_spec
     from kaleido.report.table import build_table, table_to_csv, table_to_markdown
     from kaleido.report.tracking import default_artifact_root, make_client, sync_runs
 
@@ -100,11 +130,17 @@ def run_report(metrics: Sequence[str | os.PathLike[str]], out_dir: str | os.Path
     table = build_table(records)
     write_text_atomic(out_dir / "table1.csv", table_to_csv(table))
     write_text_atomic(out_dir / "table1.md", table_to_markdown(table, records))
+    tables = write_paper_tables(records, table_guidance or {}, out_dir)
     figures = write_guidance_figures(table, figures_dir)
     figures += write_toy_modes(records, toy_guidance, toy_max_points, figures_dir)
-    log.info("wrote %s, table1.md (%d rows) and %d figure files", out_dir / "table1.csv", len(table), len(figures))
+    figures += write_sample_grids(records, figures_dir)
+    log.info("wrote %s, table1.md (%d rows), %d paper tables and %d figure files", out_dir / "table1.csv",
+             len(table), len(tables), len(figures))
 
-    specs = [metric_run_spec(r, toy_max_points) for r in records] + [extra_run_spec(e) for e in extras]
+    specs = [summary_run_spec(name, _experiment_files(name, records, [*tables, *figures], out_dir))
+             for name in sorted({r.experiment for r in records})]
+    specs += [metric_run_spec(r, toy_max_points) for r in records] + [extra_run_spec(e) for e in extras]
+    specs += [training_run_spec(Path(p)) for p in train_logs]
     root = artifact_root if artifact_root is not None else default_artifact_root(tracking_uri)
     synced = sync_runs(make_client(tracking_uri), specs, root)
     log.info("mlflow %s: %d created, %d replaced, %d unchanged", tracking_uri, len(synced.created),
@@ -112,6 +148,15 @@ def run_report(metrics: Sequence[str | os.PathLike[str]], out_dir: str | os.Path
     runs_json = out_dir / "mlflow_runs.json"
     write_json_atomic(runs_json, dict(sorted(synced.run_ids.items())))
     return ReportOutputs(out_dir / "table1.csv", out_dir / "table1.md", tuple(figures), runs_json, synced.run_ids)
+
+
+def _experiment_files(experiment: str, records: Sequence, files: Sequence[Path], out_dir: Path) -> list[Path]:
+    """The combined tables plus the tables and figures of one experiment (the toy-mode figure goes with every toy
+    experiment)."""
+    toy = any(r.experiment == experiment and r.is_toy for r in records)
+    stems = {f"table1_{experiment}", f"fid_recall_vs_guidance_{experiment}", *(["toy_modes"] if toy else [])}
+    mine = [p for p in files if p.stem in stems or re.fullmatch(rf"samples_{re.escape(experiment)}_w[^_]+", p.stem)]
+    return [out_dir / "table1.csv", out_dir / "table1.md", *mine]
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -127,7 +172,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         outputs = run_report(args.metrics, args.out_dir, args.tracking_uri or default_tracking_uri(),
                              extra_json=args.extra_json, toy_guidance=args.toy_guidance,
-                             toy_max_points=args.toy_max_points, artifact_root=args.artifact_root)
+                             toy_max_points=args.toy_max_points, artifact_root=args.artifact_root,
+                             table_guidance=dict(args.table_guidance), train_logs=args.train_logs)
     except (ReportInputError, FileNotFoundError, ValueError) as err:  # input problems name their file
         print(f"kaleido.report: error: {err}", file=sys.stderr)
         return 2

@@ -72,6 +72,8 @@ class MetricRecord:
     provenance: dict[str, Any]
     content_hash: str
     raw: dict[str, Any] = field(repr=False)
+    #: bootstrap 95 % interval (low, high) per metric, for metrics that have one (``metrics.bootstrap_resamples``)
+    ci95: dict[str, tuple[float, float]] = field(default_factory=dict)
 
     @property
     def key(self) -> tuple[str, str, str, float]:
@@ -184,6 +186,17 @@ class _Checker:
             return {}
         return value
 
+    def intervals(self, key: str) -> dict[str, tuple[float, float]]:
+        """An optional mapping name -> [low, high] of numbers (NaN allowed: a metric undefined on a resample)."""
+        out = {}
+        for name, bounds in self.mapping(key, required=False).items():
+            if (not isinstance(bounds, list) or len(bounds) != 2
+                    or not all(b is None or _is_number(b) for b in bounds)):
+                self.problems.append(f"{self.path}: {key}.{name} must be [low, high] (got {bounds!r})")
+                continue
+            out[name] = tuple(math.nan if b is None else float(b) for b in bounds)
+        return out
+
     def string_list(self, key: str) -> tuple[str, ...]:
         value = self.doc.get(key, [])
         if not isinstance(value, list) or not all(isinstance(item, str) for item in value):
@@ -220,6 +233,7 @@ def parse_metric_record(path: Path, doc: Any) -> tuple[MetricRecord | None, list
         provenance=check.mapping("provenance", required=False),
         content_hash=config_hash(doc),
         raw=check.doc,
+        ci95=check.intervals("ci95"),
     )
     return (None if check.problems else record), check.problems
 

@@ -52,7 +52,8 @@ def _set_guidance_axis(ax: Axes, guidances: Sequence[float]) -> None:
 
 
 def plot_metric_vs_guidance(table: pd.DataFrame, title: str, feature_net: str | None = None) -> Figure:
-    """Two panels, FD vs guidance and recall vs guidance, one line per (method, latent).
+    """Two panels, FD vs guidance and recall vs guidance, one line per (method, latent) (paper fig. 5), with the
+    bootstrap 95 % band where the table has ``<metric>_ci_low`` / ``_ci_high``.
 
     Args:
         table: rows of one experiment with columns ``method, latent, guidance, fd, recall``.
@@ -67,12 +68,16 @@ def plot_metric_vs_guidance(table: pd.DataFrame, title: str, feature_net: str | 
     for ax, (column, label) in zip(axes, GUIDANCE_PANELS, strict=True):
         for method, latent in series:
             rows = table[(table["method"] == method) & (table["latent"] == latent)].sort_values("guidance")
-            ax.plot(rows["guidance"].to_numpy(float), rows[column].to_numpy(float),
-                    marker=latent_marker(latent, latents), color=method_color(method),
-                    label=series_label(method, latent))
+            weights = rows["guidance"].to_numpy(float)
+            ax.plot(weights, rows[column].to_numpy(float), marker=latent_marker(latent, latents),
+                    color=method_color(method), label=series_label(method, latent))
+            if f"{column}_ci_low" in rows:  # bootstrap 95 % band
+                ax.fill_between(weights, rows[f"{column}_ci_low"].to_numpy(float),
+                                rows[f"{column}_ci_high"].to_numpy(float), color=method_color(method), alpha=0.15,
+                                linewidth=0)
         _set_guidance_axis(ax, table["guidance"].tolist())
         ax.set_ylabel(label.replace("FD", f"FD ({feature_net})") if column == "fd" and feature_net else label)
-    axes[-1].legend(loc="best", frameon=False)
+    axes[-1].legend(loc="center left", bbox_to_anchor=(1.02, 0.5), frameon=False)  # outside: never hides data
     fig.suptitle(title)
     return fig
 

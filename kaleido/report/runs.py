@@ -5,16 +5,17 @@ Nothing here talks to MLflow; :mod:`kaleido.report.tracking` writes the specs.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import math
 import re
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from kaleido.provenance import config_hash
-from kaleido.report.collect import ExtraRecord, MetricRecord
+from kaleido.report.collect import ExtraRecord, MetricRecord, ReportInputError
 
 #: Bump when what a run holds changes for equal inputs (new tags, params, artifacts): every run is then replaced.
 RUN_FORMAT_VERSION = 1
@@ -46,6 +47,15 @@ class RunSpec:
     tags: dict[str, str] = field(default_factory=dict)
     artifacts: tuple[tuple[Path, str | None], ...] = ()
     make_artifacts: ArtifactMaker | None = field(default=None, compare=False, repr=False)
+    #: step metrics (name -> ((step, value), ...)), e.g. training curves; ``metrics`` hold the final values
+    metric_history: dict[str, tuple[tuple[int, float], ...]] = field(default_factory=dict)
+    #: run key of the parent run (MLflow tag ``mlflow.parentRunId``); not part of ``content_hash``
+    parent_key: str | None = None
+
+
+def summary_key(experiment: str) -> str:
+    """Run key of an experiment's parent run, which holds its tables and figures."""
+    return f"{experiment}/table1"
 
 
 def mlflow_key(key: str) -> str:
@@ -147,7 +157,7 @@ def metric_run_spec(record: MetricRecord, scatter_points: int) -> RunSpec:
     return RunSpec(experiment=record.experiment, run_key=record.run_key, run_name=record.run_name,
                    content_hash=content_hash, params=_config_params(record.provenance),
                    metrics=finite_metrics(record.metrics), tags=tags, artifacts=((record.path, "metrics"),),
-                   make_artifacts=make_scatter if toy_scatter else None)
+                   make_artifacts=make_scatter if toy_scatter else None, parent_key=summary_key(record.experiment))
 
 
 def extra_run_spec(record: ExtraRecord) -> RunSpec:
@@ -163,4 +173,67 @@ def extra_run_spec(record: ExtraRecord) -> RunSpec:
     content_hash = config_hash({"format": RUN_FORMAT_VERSION, "input": record.content_hash, "kind": "extra"})
     return RunSpec(experiment=record.experiment, run_key=record.run_key, run_name=record.run_name,
                    content_hash=content_hash, params=_config_params(record.provenance),
-                   metrics=finite_metrics(record.metrics), tags=tags, artifacts=((record.path, "extra"),))
+                   metrics=finite_metrics(record.metrics), tags=tags, artifacts=((record.path, "extra"),),
+                   parent_key=summary_key(record.experiment))
+
+
+def _file_hash(paths: Sequence[Path]) -> str:
+    digest = hashlib.sha256()
+    for path in paths:
+        digest.update(path.name.encode() + b"\0" + path.read_bytes())
+    return digest.hexdigest()[:16]
+
+
+def summary_run_spec(experiment: str, files: Sequence[Path]) -> RunSpec:
+    """The parent run of an experiment: its tables (``tables/``) and figures (``figures/``) as artifacts, tagged
+    with the snakemake and kaleido versions; replaced whenever a file's bytes change."""
+    files = sorted(files, key=lambda p: p.name)
+    tags = {RUN_KEY_TAG: summary_key(experiment), "kaleido.experiment": experiment,
+            "pkg.snakemake": _version("snakemake"), "pkg.mlflow": _version("mlflow")}
+    content_hash = config_hash({"format": RUN_FORMAT_VERSION, "files": _file_hash(files), "kind": "summary"})
+    artifacts = tuple((p, "figures" if p.suffix in (".png", ".pdf") else "tables") for p in files)
+    return RunSpec(experiment=experiment, run_key=summary_key(experiment), run_name="table1",
+                   content_hash=content_hash, tags=tags, artifacts=artifacts)
+
+
+def _version(package: str) -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version(package)
+    except PackageNotFoundError:
+        return "not installed"
+
+
+def training_log_location(path: Path) -> tuple[str, str, str]:
+    """(experiment, role, latent) of ``results/<experiment>/train/<role>/<latent>/train_log.jsonl``."""
+    parts = path.parts
+    if len(parts) < 5 or parts[-4] != "train" or path.name != "train_log.jsonl":
+        raise ReportInputError(f"{path}: a training log must be <results>/<experiment>/train/<role>/<latent>/"
+                               "train_log.jsonl")
+    return parts[-5], parts[-3], parts[-2]
+
+
+def training_run_spec(path: Path) -> RunSpec:
+    """A training run's curves: every numeric field of ``train_log.jsonl`` as a step metric (final values as
+    the run's metrics), the log as an artifact."""
+    experiment, role, latent = training_log_location(path)
+    history: dict[str, list[tuple[int, float]]] = {}
+    for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
+        try:
+            entry = json.loads(line)
+            step = int(entry["step"])
+        except (ValueError, KeyError, TypeError) as err:
+            raise ReportInputError(f"{path}:{number}: not a training log line with a 'step' ({err})") from None
+        for name, value in entry.items():
+            if name != "step" and isinstance(value, int | float) and not isinstance(value, bool) \
+                    and math.isfinite(value):
+                history.setdefault(mlflow_key(name), []).append((step, float(value)))
+    key = f"{experiment}/train/{role}/{latent}"
+    tags = {RUN_KEY_TAG: key, "kaleido.experiment": experiment, "kaleido.role": role, "kaleido.latent": latent,
+            "kaleido.train_log": str(path)}
+    content_hash = config_hash({"format": RUN_FORMAT_VERSION, "files": _file_hash([path]), "kind": "train"})
+    return RunSpec(experiment=experiment, run_key=key, run_name=f"train/{role}/{latent}", content_hash=content_hash,
+                   metrics={name: points[-1][1] for name, points in history.items()}, tags=tags,
+                   artifacts=((path, "train"),), metric_history={k: tuple(v) for k, v in history.items()},
+                   parent_key=summary_key(experiment))

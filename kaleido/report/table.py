@@ -35,27 +35,37 @@ def metric_columns(records: Sequence[MetricRecord]) -> list[str]:
     return [*CORE_METRICS, *extra]
 
 
+def ci_columns(records: Sequence[MetricRecord]) -> list[str]:
+    """``<metric>_ci_low``, ``<metric>_ci_high`` for every metric that has a bootstrap interval in some record."""
+    with_ci = {name for record in records for name in record.ci95}
+    return [f"{name}_ci_{end}" for name in metric_columns(records) if name in with_ci for end in ("low", "high")]
+
+
 def build_table(records: Sequence[MetricRecord]) -> pd.DataFrame:
     """Table1 as a DataFrame, rows in ``records`` order (already sorted by :func:`load_metric_records`).
 
-    Columns: :data:`KEY_COLUMNS`, :data:`CORE_METRICS`, other numeric metrics (alphabetical),
-    :data:`INFO_COLUMNS`, then the ``metric_options`` keys (alphabetical). Metric columns are float (NaN where
-    a run lacks the metric).
+    Columns: :data:`KEY_COLUMNS`, :data:`CORE_METRICS`, other numeric metrics (alphabetical), the 95 % interval
+    bounds (:func:`ci_columns`), :data:`INFO_COLUMNS`, then the ``metric_options`` keys (alphabetical). Metric
+    and interval columns are float (NaN where a run lacks the value).
     """
     metrics = metric_columns(records)
-    options = _option_columns(records, {*KEY_COLUMNS, *metrics, *INFO_COLUMNS})
+    intervals = ci_columns(records)
+    options = _option_columns(records, {*KEY_COLUMNS, *metrics, *intervals, *INFO_COLUMNS})
     rows = []
     for record in records:
         row: dict[str, Any] = {"experiment": record.experiment, "method": record.method, "latent": record.latent,
                                "guidance": record.guidance}
         row.update({name: record.metrics.get(name, math.nan) for name in metrics})
+        for column in intervals:
+            name, end = column.rsplit("_ci_", 1)
+            row[column] = record.ci95.get(name, (math.nan, math.nan))[0 if end == "low" else 1]
         row.update({"num_samples": record.num_samples, "feature_net": record.feature_net})
         row.update({column: record.metric_options.get(key) for key, column in options.items()})
         rows.append(row)
-    columns = [*KEY_COLUMNS, *metrics, *INFO_COLUMNS, *options.values()]
+    columns = [*KEY_COLUMNS, *metrics, *intervals, *INFO_COLUMNS, *options.values()]
     table = pd.DataFrame(rows, columns=columns)
     table["guidance"] = table["guidance"].astype(float)
-    table[metrics] = table[metrics].astype(float)
+    table[[*metrics, *intervals]] = table[[*metrics, *intervals]].astype(float)
     return table
 
 

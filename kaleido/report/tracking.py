@@ -6,6 +6,10 @@ For each spec the experiment ``kaleido/{experiment}`` is searched for active run
 - one FINISHED run whose :data:`~kaleido.report.runs.CONTENT_HASH_TAG` equals the spec's hash -> kept untouched;
 - otherwise every run of the key is deleted (soft delete; ``mlflow gc`` purges) and a fresh run is created.
 
+Runs nest: each experiment has a parent run (its tables and figures) and the metric, latent-quality and training
+runs are its children (tag ``mlflow.parentRunId``). Parents are synced first; a kept child whose parent was
+replaced only gets its parent tag updated.
+
 A fresh run gets its content hash tag only after its params, metrics and artifacts are all logged and is then
 marked FINISHED, so a run interrupted half-way never looks complete and is replaced by the next sync.
 The report CLI is the only MLflow writer of the harness (no parallel jobs race on the store).
@@ -34,6 +38,8 @@ log = logging.getLogger(__name__)
 DEFAULT_TRACKING_URI = "sqlite:///results/mlflow.db"
 #: MLflow experiment name of a config experiment.
 EXPERIMENT_NAME = "kaleido/{experiment}"
+#: MLflow's tag nesting a run under another in the UI.
+PARENT_TAG = "mlflow.parentRunId"
 #: Batch limits of ``log_batch`` (mlflow.utils.validation).
 _MAX_PARAMS_PER_BATCH = 100
 _MAX_METRICS_PER_BATCH = 1000
@@ -123,17 +129,21 @@ def _chunks(items: list, size: int) -> Iterator[list]:
         yield items[start:start + size]
 
 
-def create_run(client: MlflowClient, experiment_id: str, spec: RunSpec) -> str:
-    """Create and fill a fresh run for ``spec``; return its id (marked FAILED and re-raised on error)."""
+def create_run(client: MlflowClient, experiment_id: str, spec: RunSpec, parent_id: str | None = None) -> str:
+    """Create and fill a fresh run for ``spec`` (a child of ``parent_id``); return its id (marked FAILED and
+    re-raised on error)."""
     from mlflow.entities import Metric, Param
 
-    run = client.create_run(experiment_id, run_name=spec.run_name, tags={**spec.tags, RUN_KEY_TAG: spec.run_key})
+    tags = {**spec.tags, RUN_KEY_TAG: spec.run_key, **({PARENT_TAG: parent_id} if parent_id else {})}
+    run = client.create_run(experiment_id, run_name=spec.run_name, tags=tags)
     run_id = run.info.run_id
     try:
         for chunk in _chunks([Param(k, v) for k, v in sorted(spec.params.items())], _MAX_PARAMS_PER_BATCH):
             client.log_batch(run_id, params=chunk)
         timestamp = int(time.time() * 1000)
-        metrics = [Metric(k, v, timestamp, 0) for k, v in sorted(spec.metrics.items())]
+        metrics = [Metric(k, v, timestamp, step) for k, points in sorted(spec.metric_history.items())
+                   for step, v in points]
+        metrics += [Metric(k, v, timestamp, 0) for k, v in sorted(spec.metrics.items()) if k not in spec.metric_history]
         for chunk in _chunks(metrics, _MAX_METRICS_PER_BATCH):
             client.log_batch(run_id, metrics=chunk)
         for path, artifact_dir in spec.artifacts:
@@ -162,7 +172,9 @@ def sync_runs(client: MlflowClient, specs: Sequence[RunSpec], artifact_root: Pat
     for experiment in sorted({spec.experiment for spec in specs}):
         experiment_id = ensure_experiment(client, experiment, artifact_root)
         existing = runs_by_key(client, experiment_id)
-        for spec in (s for s in specs if s.experiment == experiment):
+        # parents first, so children can point at them
+        for spec in sorted((s for s in specs if s.experiment == experiment), key=lambda s: s.parent_key is not None):
+            parent_id = result.run_ids.get(spec.parent_key) if spec.parent_key else None
             runs = existing.get(spec.run_key, [])
             keep = next((r for r in runs if r.info.status == "FINISHED"
                          and r.data.tags.get(CONTENT_HASH_TAG) == spec.content_hash), None)
@@ -170,10 +182,12 @@ def sync_runs(client: MlflowClient, specs: Sequence[RunSpec], artifact_root: Pat
                 if run is not keep:
                     client.delete_run(run.info.run_id)
             if keep is not None:
+                if parent_id and keep.data.tags.get(PARENT_TAG) != parent_id:  # the parent was replaced
+                    client.set_tag(keep.info.run_id, PARENT_TAG, parent_id)
                 result.run_ids[spec.run_key] = keep.info.run_id
                 result.unchanged.append(spec.run_key)
                 continue
-            result.run_ids[spec.run_key] = create_run(client, experiment_id, spec)
+            result.run_ids[spec.run_key] = create_run(client, experiment_id, spec, parent_id)
             (result.replaced if runs else result.created).append(spec.run_key)
             log.debug("mlflow: %s run %s", "replaced" if runs else "created", spec.run_key)
     return result

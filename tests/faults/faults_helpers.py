@@ -54,7 +54,8 @@ def fault_workdir(path: Path) -> Path:
 
 
 def mlflow_runs(work: Path) -> dict[str, dict[str, float]]:
-    """Run key tag -> metrics of the active runs in the experiment's MLflow store; fails on a duplicate key."""
+    """Run key tag -> metrics of the active runs in the experiment's MLflow store (training runs without their
+    wall-clock ``seconds``); fails on a duplicate key."""
     import mlflow
 
     client = mlflow.MlflowClient(f"sqlite:///{work / 'results' / 'mlflow.db'}")
@@ -62,4 +63,6 @@ def mlflow_runs(work: Path) -> dict[str, dict[str, float]]:
     runs = client.search_runs([experiment.experiment_id], max_results=1000)
     keys = [run.data.tags.get("kaleido.run_key", run.info.run_id) for run in runs]
     assert len(keys) == len(set(keys)), f"duplicate MLflow runs: {sorted(keys)}"
-    return {key: run.data.metrics for key, run in zip(keys, runs, strict=True)}
+    # wall-clock fields of the training curves ("seconds") differ between runs; every result must not
+    return {key: {k: v for k, v in run.data.metrics.items() if k != "seconds"} for key, run in zip(keys, runs,
+                                                                                                  strict=True)}

@@ -24,7 +24,7 @@ from kaleido.report.runs import CONTENT_HASH_TAG, RUN_KEY_TAG
 REPO_ROOT = Path(kaleido.__file__).resolve().parent.parent
 EXPECTED_KEYS = sorted([f"toy2d/{m}/{lat}/w{g:g}" for m, lat in TOY_SERIES for g in TOY_GUIDANCE]
                        + [f"shapes/{m}/{lat}/w{g:g}" for m, lat in IMAGE_SERIES for g in IMAGE_GUIDANCE]
-                       + ["toy2d/latents/kmeans"])
+                       + ["toy2d/latents/kmeans", "toy2d/table1", "shapes/table1"])
 
 
 def _cli_args(inputs: dict[str, Any], uri: str) -> list[str]:
@@ -94,7 +94,18 @@ def test_report_outputs_idempotent_and_updates(report_inputs: dict[str, Any]) ->
     assert not (root / "mlruns").exists()
     extra = runs["toy2d/latents/kmeans"][0]
     assert extra.info.run_name == "toy2d/latents/kmeans" and extra.data.metrics == {"latent_accuracy": 0.99}
+    # parent runs: one per experiment, holding its tables and figures; every other run is a child of its own
+    parent = runs["toy2d/table1"][0]
+    assert parent.info.run_name == "table1" and tags.get("mlflow.parentRunId") == parent.info.run_id
+    assert extra.data.tags["mlflow.parentRunId"] == parent.info.run_id
+    assert {a.path for a in client.list_artifacts(parent.info.run_id, "tables")} == {
+        f"tables/{name}" for name in ("table1.csv", "table1.md", "table1_toy2d.csv", "table1_toy2d.md",
+                                      "table1_toy2d.tex")}
+    assert {a.path for a in client.list_artifacts(parent.info.run_id, "figures")} == {
+        f"figures/{name}.{ext}" for name in ("fid_recall_vs_guidance_toy2d", "toy_modes") for ext in ("png", "pdf")}
+    assert parent.data.tags["pkg.snakemake"][0].isdigit()
     image_run = runs["shapes/kaleido/text/w2"][0]
+    assert image_run.data.tags["mlflow.parentRunId"] == runs["shapes/table1"][0].info.run_id
     assert "modes_covered" not in image_run.data.metrics
     assert {a.path for a in client.list_artifacts(image_run.info.run_id)} == {"metrics"}
 
@@ -122,8 +133,14 @@ def test_report_outputs_idempotent_and_updates(report_inputs: dict[str, Any]) ->
     assert new_run.info.run_id != run.info.run_id and new_run.data.metrics["fd"] == 0.5
     assert new_run.data.tags[CONTENT_HASH_TAG] != tags[CONTENT_HASH_TAG]
     assert client.get_run(run.info.run_id).info.lifecycle_stage == "deleted"
-    unchanged = {k: v[0].info.run_id for k, v in after.items() if k != "toy2d/kaleido/kmeans/w8"}
-    assert unchanged == {k: v for k, v in run_ids.items() if k != "toy2d/kaleido/kmeans/w8"}
+    # ... and the parents (the combined table changed); the other children are kept, re-pointed at the new parent
+    replaced = {"toy2d/kaleido/kmeans/w8", "toy2d/table1", "shapes/table1"}
+    unchanged = {k: v[0].info.run_id for k, v in after.items() if k not in replaced}
+    assert unchanged == {k: v for k, v in run_ids.items() if k not in replaced}
+    new_parent = after["toy2d/table1"][0].info.run_id
+    assert new_parent != parent.info.run_id
+    assert all(v[0].data.tags["mlflow.parentRunId"] == new_parent for k, v in after.items()
+               if k.startswith("toy2d/") and k != "toy2d/table1")
     assert read_json(root / "reports" / "mlflow_runs.json")["toy2d/kaleido/kmeans/w8"] == new_run.info.run_id
     assert "0.5," in csv.read_text()
 
@@ -133,7 +150,7 @@ def test_interrupted_run_is_replaced(report_inputs: dict[str, Any]) -> None:
     uri = f"sqlite:///{root / 'mlflow.db'}"
     args = _cli_args({**report_inputs, "metrics": report_inputs["metrics"][:1], "extra": []}, uri)
     assert main(args) == 0
-    (key,) = _active_runs(uri)
+    (key,) = (k for k in _active_runs(uri) if not k.endswith("/table1"))
     client = MlflowClient(uri)
     stale = _active_runs(uri)[key][0]
     client.set_terminated(stale.info.run_id, "FAILED")  # as if the report had died mid-run
@@ -158,7 +175,7 @@ def test_module_entry_point_default_store(report_inputs: dict[str, Any]) -> None
     assert (root / "results" / "mlflow.db").is_file() and (root / "results" / "mlartifacts" / "toy2d").is_dir()
     assert not (root / "mlruns").exists()
     run_ids = json.loads((root / "reports" / "mlflow_runs.json").read_text())
-    assert len(run_ids) == len(report_inputs["metrics"])
+    assert len(run_ids) == len(report_inputs["metrics"]) + 2  # + a parent run per experiment
     csv = (root / "reports" / "table1.csv").read_bytes()
 
     # the in-process CLI run on the same store changes nothing

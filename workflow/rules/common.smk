@@ -116,10 +116,27 @@ def sample_inputs(w):
             for role in method.roles}
 
 
-def report_outputs():
-    outs = [f"{REPORTS}/table1.csv", f"{REPORTS}/table1.md", f"{REPORTS}/mlflow_runs.json"]
+def report_outputs(flag=False):
+    """Every output of the report rule; with ``flag``, the tables and PNG figures are marked for Snakemake's HTML
+    report (``snakemake --report reports/report.html reports/table1.csv``) with a caption from workflow/report/."""
+
+    def shown(path, caption, category, subcategory=None):
+        if not flag:
+            return path
+        return report(path, caption=f"{workflow.basedir}/workflow/report/{caption}.rst", category=category,
+                      subcategory=subcategory)
+
+    outs = [shown(f"{REPORTS}/table1.csv", "table_combined", "Tables"), f"{REPORTS}/table1.md",
+            f"{REPORTS}/mlflow_runs.json"]
     for name, exp in CFG["experiments"].items():
-        outs += [f"{REPORTS}/figures/fid_recall_vs_guidance_{name}.{ext}" for ext in ("png", "pdf")]
+        outs += [shown(f"{REPORTS}/table1_{name}.csv", "table_paper", "Tables", name), f"{REPORTS}/table1_{name}.md",
+                 f"{REPORTS}/table1_{name}.tex"]
+        stem = f"{REPORTS}/figures/fid_recall_vs_guidance_{name}"
+        outs += [shown(f"{stem}.png", "fid_recall", "Figures", name), f"{stem}.pdf"]
+        if exp["data"]["name"] != "toy2d":  # image experiments: sample grids per guidance weight
+            for w in exp["guidance"]:
+                stem = f"{REPORTS}/figures/samples_{name}_w{kcfg.format_guidance(w)}"
+                outs += [shown(f"{stem}.png", "samples", "Samples", name), f"{stem}.pdf"]
     if any(exp["data"]["name"] == "toy2d" for exp in CFG["experiments"].values()):
-        outs += [f"{REPORTS}/figures/toy_modes.{ext}" for ext in ("png", "pdf")]
+        outs += [shown(f"{REPORTS}/figures/toy_modes.png", "toy_modes", "Figures"), f"{REPORTS}/figures/toy_modes.pdf"]
     return outs

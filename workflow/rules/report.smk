@@ -9,17 +9,21 @@ rule report:
         metrics=[metric_path(run) for run in kcfg.runs(CFG)],
         quality=[f"{RESULTS}/{name}/latents/{latent}_quality.json"
                  for name, exp in CFG["experiments"].items() for latent in exp["latents"]],
+        train_logs=[f"{RESULTS}/{name}/train/{role}/{latent}/train_log.jsonl"
+                    for name in CFG["experiments"] for role, latent in kcfg.trained_models(CFG, name)],
     output:
-        report_outputs(),
+        report_outputs(flag=True),
     log:
         f"{RESULTS}/logs/report.log",
     params:
         code=code("kaleido.report"),
         tracking_uri=TRACKING_URI,
         quality=lambda w, input: f"--extra-json {' '.join(input.quality)}" if input.quality else "",
+        table_guidance=" ".join(f"{name}={exp['report']['guidance']}" for name, exp in CFG["experiments"].items()),
     resources:
         mem_mb=res("report", "mem_mb"),
         runtime=res("report", "runtime"),
     shell:
         "{PYTHON} -m kaleido.report --metrics {input.metrics} {params.quality} --out-dir {REPORTS}"
-        " --tracking-uri {params.tracking_uri} > {log} 2>&1"
+        " --train-logs {input.train_logs} --tracking-uri {params.tracking_uri}"
+        " --table-guidance {params.table_guidance} > {log} 2>&1"

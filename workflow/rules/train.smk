@@ -11,7 +11,8 @@ rule train:
     input:
         unpack(train_inputs),
     output:
-        f"{RESULTS}/{{exp}}/train/{{role}}/{{latent}}/model.pt",
+        model=f"{RESULTS}/{{exp}}/train/{{role}}/{{latent}}/model.pt",
+        curves=f"{RESULTS}/{{exp}}/train/{{role}}/{{latent}}/train_log.jsonl",
     log:
         f"{RESULTS}/{{exp}}/logs/train_{{role}}_{{latent}}.log",
     params:
@@ -27,5 +28,5 @@ rule train:
         cpus_per_task=res("train", "cpus_per_task"),
     shell:
         "{params.launch} --config {CONFIG_FILE} --experiment {wildcards.exp} --role {wildcards.role}"
-        " --latent {wildcards.latent} --data {input.data} {params.latents} --out {output} --threads {threads}"
+        " --latent {wildcards.latent} --data {input.data} {params.latents} --out {output.model} --threads {threads}"
         " > {log} 2>&1"

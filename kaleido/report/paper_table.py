@@ -1,0 +1,213 @@
+"""The paper's Table 1 layout, one table per experiment: ``table1_<experiment>.csv`` / ``.md`` / ``.tex``.
+
+One row per (method, latent) -- MDM, MDM + CADS, MDM + autoguidance, Kaleido (one row per latent type),
+Kaleido + CADS -- at one guidance weight per row, chosen by ``report.guidance`` in the experiment's config: a
+number (the paper reports CFG 4.0) or ``best_fd`` (each row at its own lowest FD over the guidance grid). Columns:
+the guidance used, then FD (FID with Inception features), precision, recall, density, coverage, MSS, Vendi, ... each
+with its bootstrap 95 % interval when the metrics have one, the feature network named in the FD header. The best
+value of each column is bold in Markdown and LaTeX (lowest FD / MSS, highest of the others).
+
+The CSV keeps numbers unrounded (``%.6g``), the interval bounds in ``<metric>_ci_low`` / ``_ci_high`` columns; the
+Markdown and LaTeX print ``value ± half-width`` of the interval.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import pandas as pd
+
+from kaleido.io import write_text_atomic
+from kaleido.report.collect import MetricRecord, ReportInputError, method_rank
+from kaleido.report.style import series_label
+from kaleido.report.table import CSV_FLOAT_FORMAT, format_cell
+
+BEST_FD = "best_fd"
+#: counts, printed without decimals
+INTEGER_METRICS = frozenset({"modes_covered"})
+
+
+@dataclass(frozen=True)
+class Column:
+    """A metric column: ``metric`` key in the metric JSON, printed ``title``, whether lower is better."""
+
+    metric: str
+    title: str
+    lower_is_better: bool
+
+
+PAPER_COLUMNS: tuple[Column, ...] = (
+    Column("fd", "FD", True), Column("precision", "Precision", False), Column("recall", "Recall", False),
+    Column("density", "Density", False), Column("coverage", "Coverage", False), Column("mss", "MSS", True),
+    Column("vendi", "Vendi", False), Column("vendi_per_condition", "Vendi / class", False),
+    Column("modes_covered", "Modes", False), Column("kid", "KID", True), Column("inception_score", "IS", False),
+)
+
+
+def fd_title(feature_net: str) -> str:
+    """FD's name by feature network: FID (Inception), FD-DINOv2, else FD (<net>)."""
+    if feature_net == "inception":
+        return "FID"
+    if feature_net.startswith("dinov2"):
+        return "FD-DINOv2"
+    return f"FD ({feature_net})"
+
+
+def select_rows(records: Sequence[MetricRecord], choice: float | str) -> list[MetricRecord]:
+    """One record per (method, latent) of one experiment, at guidance ``choice`` or its best FD (:data:`BEST_FD`).
+
+    Raises :class:`ReportInputError` when a series lacks the requested guidance weight.
+    """
+    series: dict[tuple[str, str], list[MetricRecord]] = {}
+    for record in records:
+        series.setdefault((record.method, record.latent), []).append(record)
+    chosen = []
+    for (method, latent), runs in sorted(series.items(), key=lambda kv: (method_rank(kv[0][0]), kv[0][1])):
+        if choice == BEST_FD:
+            scored = [r for r in runs if not math.isnan(r.metrics.get("fd", math.nan))]
+            chosen.append(min(scored, key=lambda r: (r.metrics["fd"], r.guidance)) if scored else runs[0])
+            continue
+        match = [r for r in runs if r.guidance == float(choice)]
+        if not match:
+            raise ReportInputError(f"report.guidance {choice:g} of experiment {runs[0].experiment}: {method}/{latent} "
+                                   f"has guidance {sorted(r.guidance for r in runs)}; use one of them or "
+                                   f"'{BEST_FD}'")
+        chosen.append(match[0])
+    return chosen
+
+
+def paper_table(records: Sequence[MetricRecord], choice: float | str) -> pd.DataFrame:
+    """Rows of :func:`select_rows`; columns ``method``, ``latent``, ``row`` (label), ``guidance``, then per metric
+    present: the value and, when it has intervals, ``<metric>_ci_low`` / ``<metric>_ci_high``."""
+    rows = select_rows(records, choice)
+    frame: dict[str, list] = {"method": [r.method for r in rows], "latent": [r.latent for r in rows],
+                              "row": [series_label(r.method, r.latent) for r in rows],
+                              "guidance": [r.guidance for r in rows]}
+    for column in PAPER_COLUMNS:
+        values = [r.metrics.get(column.metric, math.nan) for r in rows]
+        if all(math.isnan(v) for v in values):
+            continue
+        frame[column.metric] = values
+        if any(column.metric in r.ci95 for r in rows):
+            for end, index in (("low", 0), ("high", 1)):
+                frame[f"{column.metric}_ci_{end}"] = [r.ci95.get(column.metric, (math.nan,) * 2)[index] for r in rows]
+    return pd.DataFrame(frame)
+
+
+def shown_columns(table: pd.DataFrame) -> list[Column]:
+    return [c for c in PAPER_COLUMNS if c.metric in table]
+
+
+def best_rows(table: pd.DataFrame, column: Column) -> set[int]:
+    """Row positions holding the column's best value (ties all count)."""
+    values = table[column.metric].astype(float)
+    if values.isna().all():
+        return set()
+    best = values.min() if column.lower_is_better else values.max()
+    return {i for i, v in enumerate(values) if v == best}
+
+
+def _decimals(value: float) -> int:
+    magnitude = abs(value)
+    return 3 if magnitude < 10 else 2 if magnitude < 100 else 1
+
+
+def cell_parts(table: pd.DataFrame, i: int, metric: str) -> tuple[str, str]:
+    """(value text, half-width text or "") of one cell, with the value's number of decimals."""
+    value = float(table[metric].iloc[i])
+    if math.isnan(value):
+        return "", ""
+    places = 0 if metric in INTEGER_METRICS else _decimals(value)
+    text = f"{value:.{places}f}"
+    low_key, high_key = f"{metric}_ci_low", f"{metric}_ci_high"
+    if low_key in table:
+        low, high = float(table[low_key].iloc[i]), float(table[high_key].iloc[i])
+        if not (math.isnan(low) or math.isnan(high)):
+            return text, f"{(high - low) / 2:.{places}f}"
+    return text, ""
+
+
+def headers(table: pd.DataFrame, feature_net: str, latex: bool) -> list[str]:
+    down, up = (r"$\downarrow$", r"$\uparrow$") if latex else ("\u2193", "\u2191")
+    out = ["Method", "w"]
+    for column in shown_columns(table):
+        title = fd_title(feature_net) if column.metric == "fd" else column.title
+        out.append(f"{title} {down if column.lower_is_better else up}")
+    return out
+
+
+def to_csv(table: pd.DataFrame) -> str:
+    """Unrounded values and interval bounds (``%.6g``), byte-stable."""
+    text = pd.DataFrame({c: [format_cell(v, CSV_FLOAT_FORMAT) for v in table[c].tolist()] for c in table.columns},
+                        columns=table.columns, dtype=object)
+    return text.to_csv(index=False, lineterminator="\n")
+
+
+def to_markdown(table: pd.DataFrame, experiment: str, feature_net: str, choice: float | str) -> str:
+    """A Markdown section: title, how the guidance was chosen, the table with bold best values and ± intervals."""
+    columns = shown_columns(table)
+    best = {c.metric: best_rows(table, c) for c in columns}
+    lines = ["| " + " | ".join(headers(table, feature_net, latex=False)) + " |",
+             "|" + "|".join([":---", "---:"] + ["---:"] * len(columns)) + "|"]
+    for i in range(len(table)):
+        cells = [str(table["row"].iloc[i]), f"{float(table['guidance'].iloc[i]):g}"]
+        for column in columns:
+            value, half = cell_parts(table, i, column.metric)
+            value = f"**{value}**" if value and i in best[column.metric] else value
+            cells.append(f"{value} ± {half}" if half else value)
+        lines.append("| " + " | ".join(cells) + " |")
+    how = "each row at its lowest FD over the guidance grid" if choice == BEST_FD else f"guidance w = {choice:g}"
+    if any(c.endswith("_ci_low") for c in table.columns):
+        how += "; ± = half-width of the bootstrap 95 % interval"
+    return "\n".join([f"## Table 1: {experiment}", "", f"{how}; bold = best.", "", *lines, ""])
+
+
+_LATEX_ESCAPES = {"&": r"\&", "%": r"\%", "_": r"\_", "#": r"\#", "$": r"\$", "{": r"\{", "}": r"\}"}
+
+
+def latex_escape(text: str) -> str:
+    return "".join(_LATEX_ESCAPES.get(ch, ch) for ch in text)
+
+
+def to_latex(table: pd.DataFrame, experiment: str, feature_net: str, choice: float | str) -> str:
+    """A ``tabular`` fragment for ``\\input`` (needs no package): bold best values, ``$\\pm$`` intervals."""
+    columns = shown_columns(table)
+    best = {c.metric: best_rows(table, c) for c in columns}
+    how = "lowest FD per row" if choice == BEST_FD else f"w = {choice:g}"
+    out = [f"% Table 1, experiment {latex_escape(experiment)} ({how}); generated by kaleido.report",
+           r"\begin{tabular}{l" + "r" * (len(columns) + 1) + "}", r"\hline",
+           " & ".join(headers(table, feature_net, latex=True)) + r" \\", r"\hline"]
+    for i in range(len(table)):
+        cells = [latex_escape(str(table["row"].iloc[i])), f"{float(table['guidance'].iloc[i]):g}"]
+        for column in columns:
+            value, half = cell_parts(table, i, column.metric)
+            value = rf"\textbf{{{value}}}" if value and i in best[column.metric] else value
+            cells.append(rf"{value} $\pm$ {half}" if half else value)
+        out.append(" & ".join(cells) + r" \\")
+    out += [r"\hline", r"\end{tabular}", ""]
+    return "\n".join(out)
+
+
+def write_paper_tables(records: Sequence[MetricRecord], choices: Mapping[str, float | str],
+                       out_dir: str | os.PathLike[str]) -> list[Path]:
+    """``table1_<experiment>.csv/.md/.tex`` per experiment; ``choices`` maps experiment -> guidance choice
+    (missing: :data:`BEST_FD`). Returns the written paths."""
+    written = []
+    by_experiment: dict[str, list[MetricRecord]] = {}
+    for record in records:
+        by_experiment.setdefault(record.experiment, []).append(record)
+    for experiment, group in by_experiment.items():
+        choice = choices.get(experiment, BEST_FD)
+        table = paper_table(group, choice)
+        nets = sorted({r.feature_net for r in group})
+        net = nets[0] if len(nets) == 1 else "/".join(nets)
+        stem = Path(out_dir) / f"table1_{experiment}"
+        for suffix, text in ((".csv", to_csv(table)), (".md", to_markdown(table, experiment, net, choice)),
+                             (".tex", to_latex(table, experiment, net, choice))):
+            write_text_atomic(stem.with_suffix(suffix), text)
+            written.append(stem.with_suffix(suffix))
+    return written
