@@ -38,6 +38,8 @@ log = logging.getLogger(__name__)
 DEFAULT_TRACKING_URI = "sqlite:///results/mlflow.db"
 #: MLflow experiment name of a config experiment.
 EXPERIMENT_NAME = "kaleido/{experiment}"
+#: The UI opens these experiments in its "Machine learning" view (runs, metrics, charts), not the GenAI one.
+EXPERIMENT_TAGS = {"mlflow.experimentKind": "custom_model_development"}
 #: MLflow's tag nesting a run under another in the UI.
 PARENT_TAG = "mlflow.parentRunId"
 #: Batch limits of ``log_batch`` (mlflow.utils.validation).
@@ -94,10 +96,14 @@ def ensure_experiment(client: MlflowClient, experiment: str, artifact_root: Path
     if found is None:
         location = None if artifact_root is None else (artifact_root / experiment).resolve().as_uri()
         log.info("mlflow: creating experiment %s (artifacts: %s)", name, location or "store default")
-        return client.create_experiment(name, artifact_location=location, tags={"kaleido.experiment": experiment})
+        return client.create_experiment(name, artifact_location=location,
+                                        tags={"kaleido.experiment": experiment, **EXPERIMENT_TAGS})
     if found.lifecycle_stage == "deleted":
         log.info("mlflow: restoring deleted experiment %s", name)
         client.restore_experiment(found.experiment_id)
+    for key, value in EXPERIMENT_TAGS.items():  # experiments made by older versions
+        if found.tags.get(key) != value:
+            client.set_experiment_tag(found.experiment_id, key, value)
     return found.experiment_id
 
 

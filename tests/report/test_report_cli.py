@@ -104,6 +104,8 @@ def test_report_outputs_idempotent_and_updates(report_inputs: dict[str, Any]) ->
     assert {a.path for a in client.list_artifacts(parent.info.run_id, "figures")} == {
         f"figures/{name}.{ext}" for name in ("fid_recall_vs_guidance_toy2d", "toy_modes") for ext in ("png", "pdf")}
     assert parent.data.tags["pkg.snakemake"][0].isdigit()
+    experiment = client.get_experiment(parent.info.experiment_id)
+    assert experiment.tags["mlflow.experimentKind"] == "custom_model_development"  # the UI's runs view
     image_run = runs["shapes/kaleido/text/w2"][0]
     assert image_run.data.tags["mlflow.parentRunId"] == runs["shapes/table1"][0].info.run_id
     assert "modes_covered" not in image_run.data.metrics
