@@ -80,7 +80,8 @@ def generate(exp: dict[str, Any], seed: int, method: str, weight: float, indices
         eps_fn = SCHEMES.get(spec.guidance)(inputs)
         noise_fn = lambda k, index=index: counter_normal(  # noqa: E731
             seed, index, STREAM_DIFFUSION, k, (main.data_dim,)).to(device)
-        xs.append(ddpm_sample(eps_fn, schedule, exp["sampler"]["steps"], noise_fn).cpu())
+        xs.append(ddpm_sample(eps_fn, schedule, exp["sampler"]["steps"], noise_fn,
+                              clip_x0=1.0 if hasattr(main, "unpack") else None).cpu())  # images live in [-1, 1]
     out = {"x": data_space(main, torch.cat(xs)), "labels": (index_all % main.num_classes).numpy(),
            "index": index_all.numpy()}
     if toks:

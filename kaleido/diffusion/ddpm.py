@@ -16,11 +16,14 @@ EpsFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 NoiseFn = Callable[[int], torch.Tensor]
 
 
-def ddpm_sample(eps_fn: EpsFn, schedule: Schedule, steps: int, noise_fn: NoiseFn, progress: bool = False
-                ) -> torch.Tensor:
+def ddpm_sample(eps_fn: EpsFn, schedule: Schedule, steps: int, noise_fn: NoiseFn, progress: bool = False,
+                clip_x0: float | None = None) -> torch.Tensor:
     """Draw x_0 (B, D) from x_T = noise_fn(steps) with ``steps`` ancestral steps (posterior variance β̃).
 
     With ``steps < T`` the chain uses the respaced ᾱ of the chosen timesteps, as in improved DDPM.
+    ``clip_x0``: clamp the predicted x̂_0 to [-clip_x0, clip_x0] before the posterior mean (ADM's
+    ``clip_denoised``), for bounded data such as images in [-1, 1]. Needed with ε-prediction: the cosine schedule
+    ends at ᾱ_T ≈ 2e-9, where x̂_0 = (x_t - √(1-ᾱ) ε̂) / √ᾱ multiplies any error of ε̂ by ~2e4.
     """
     grid = schedule.respaced(steps)
     abar = schedule.alphas_cumprod[grid]
@@ -32,6 +35,8 @@ def ddpm_sample(eps_fn: EpsFn, schedule: Schedule, steps: int, noise_fn: NoiseFn
         ab, ab_prev = float(abar[k]), float(abar_prev[k])
         beta = 1.0 - ab / ab_prev
         x0 = (x - (1.0 - ab) ** 0.5 * eps) / ab**0.5
+        if clip_x0 is not None:
+            x0 = x0.clamp(-clip_x0, clip_x0)
         # posterior mean of q(x_{t-1} | x_t, x_0), Ho et al. eq. 7
         mean = (ab_prev**0.5 * beta / (1.0 - ab)) * x0 + ((1.0 - beta) ** 0.5 * (1.0 - ab_prev) / (1.0 - ab)) * x
         if k > 0:
