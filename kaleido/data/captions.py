@@ -28,7 +28,7 @@ import numpy as np
 
 from kaleido.checks import check_int, check_keys, check_str
 from kaleido.data import DATASETS
-from kaleido.data.pictures import IMAGE_EXTENSIONS, decode, decode_files, report_modes
+from kaleido.data.pictures import IMAGE_EXTENSIONS, check_loader_options, decode, decode_files, report_modes
 from kaleido.errors import ConfigError, InputError
 
 HEADERS = {("path", "caption"), ("image", "caption")}
@@ -106,10 +106,8 @@ class Captions:
                               "webdataset .tar files)")
         check_str(spec, "tsv", where, "a file path")
         check_str(spec, "shards", where, "a glob of .tar files")
-        check_int(spec, "image_size", where, lo=8, hi=1024)
         check_int(spec, "max_items", where)
-        check_int(spec, "workers", where)
-        check_int(spec, "shard_size", where)
+        check_loader_options(spec, where)
 
     def generate(self, spec: dict[str, Any], seed: int) -> dict[str, np.ndarray]:
         size, limit = spec.get("image_size", 64), spec.get("max_items")

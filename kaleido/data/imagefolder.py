@@ -20,7 +20,7 @@ import numpy as np
 
 from kaleido.checks import check_int, check_keys, check_str
 from kaleido.data import DATASETS
-from kaleido.data.pictures import decode_files, list_images
+from kaleido.data.pictures import check_loader_options, decode_files, list_images
 from kaleido.errors import InputError
 
 
@@ -47,10 +47,8 @@ class ImageFolder:
         check_keys(spec, self.keys, where, required={"name", "root"})
         check_str(spec, "root", where, "a directory path")
         check_str(spec, "class_map", where, "a file path")
-        check_int(spec, "image_size", where, lo=8, hi=1024)
         check_int(spec, "max_per_class", where)
-        check_int(spec, "workers", where)
-        check_int(spec, "shard_size", where)
+        check_loader_options(spec, where)
 
     def classes(self, spec: dict[str, Any]) -> tuple[list[str], list[str]]:
         """(directory names, readable class names), sorted by directory."""

@@ -18,6 +18,7 @@ from typing import Any
 
 import numpy as np
 
+from kaleido.checks import check_int
 from kaleido.errors import InputError
 
 IMAGE_EXTENSIONS = (".jpeg", ".jpg", ".png", ".webp", ".bmp")
@@ -92,3 +93,10 @@ def report_modes(modes: Counter[str], desc: str) -> None:
 def list_images(directory: Path) -> list[Path]:
     """Image files directly in ``directory``, sorted by name."""
     return sorted(p for p in directory.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_EXTENSIONS)
+
+
+def check_loader_options(spec: dict[str, Any], where: str) -> None:
+    """The options every data set of real image files shares: ``image_size`` (8..1024), ``workers``, ``shard_size``."""
+    check_int(spec, "image_size", where, lo=8, hi=1024)
+    check_int(spec, "workers", where)
+    check_int(spec, "shard_size", where)
