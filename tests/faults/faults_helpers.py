@@ -54,15 +54,20 @@ def fault_workdir(path: Path) -> Path:
 
 
 def mlflow_runs(work: Path) -> dict[str, dict[str, float]]:
-    """Run key tag -> metrics of the active runs in the experiment's MLflow store (training runs without their
-    wall-clock ``seconds``); fails on a duplicate key."""
+    """Run key tag -> metrics of the runs in the experiment's local MLflow store (see :func:`tracked_runs`)."""
+    return tracked_runs(f"sqlite:///{work / 'results' / 'mlflow.db'}")
+
+
+def tracked_runs(uri: str) -> dict[str, dict[str, float]]:
+    """Run key tag -> metrics of the runs of experiment ``kaleido/toy2d`` at tracking ``uri``, training runs
+    without their wall-clock ``seconds``; fails on a duplicate key."""
     import mlflow
 
-    client = mlflow.MlflowClient(f"sqlite:///{work / 'results' / 'mlflow.db'}")
+    client = mlflow.MlflowClient(uri)
     experiment = client.get_experiment_by_name("kaleido/toy2d")
     runs = client.search_runs([experiment.experiment_id], max_results=1000)
     keys = [run.data.tags.get("kaleido.run_key", run.info.run_id) for run in runs]
     assert len(keys) == len(set(keys)), f"duplicate MLflow runs: {sorted(keys)}"
-    # wall-clock fields of the training curves ("seconds") differ between runs; every result must not
-    return {key: {k: v for k, v in run.data.metrics.items() if k != "seconds"} for key, run in zip(keys, runs,
-                                                                                                  strict=True)}
+    # the training curves' wall-clock field differs between two runs of the same code; every other value must not
+    return {key: {k: v for k, v in run.data.metrics.items() if k != "seconds"}
+            for key, run in zip(keys, runs, strict=True)}

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 from dag_helpers import REPO, env_for, executed_rules
-from faults_helpers import TARGET, mlflow_runs
+from faults_helpers import TARGET, mlflow_runs, tracked_runs
 
 pytestmark = pytest.mark.slow
 
@@ -66,15 +66,9 @@ def test_server_binds_loopback_and_receives_the_report(run_copy, finished_run):
                               env=run_env, capture_output=True, text=True, timeout=600)
         assert proc.returncode == 0, proc.stderr[-3000:]
         assert executed_rules(proc) == ["report"]  # the tracking URI is a parameter of the report only
-        import mlflow
-
-        client = mlflow.MlflowClient(uri)
-        experiment = client.get_experiment_by_name("kaleido/toy2d")
-        served = {run.data.tags["kaleido.run_key"]: run.data.metrics
-                  for run in client.search_runs([experiment.experiment_id], max_results=1000)
-                  if "kaleido.run_key" in run.data.tags}
+        served = tracked_runs(uri)
         local = mlflow_runs(finished_run)
-        assert served == {k: v for k, v in local.items() if k in served} and set(served) == set(local)
+        assert served == local
     finally:
         os.killpg(server.pid, signal.SIGTERM)
         server.wait(timeout=30)
