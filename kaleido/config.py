@@ -26,7 +26,9 @@ from kaleido.methods import METHODS, NO_LATENT, ROLES
 from kaleido.models.archs import ARCHS
 from metrics.features import FEATURE_NETS
 
-SAMPLERS = ("ddpm",)
+#: names of kaleido.diffusion.samplers.SAMPLERS (kept here so loading a config does not import torch; a test
+#: checks the two agree) and the options each accepts beyond name/steps/prior_temperature
+SAMPLERS: dict[str, tuple[str, ...]] = {"ddpm": (), "ddim": ("eta",), "heun": ()}
 #: Snakemake rules that accept per-rule resources (plus ``default``)
 RULES = ("default", "data", "latents", "train", "sample", "features", "evaluate", "report")
 
@@ -113,6 +115,14 @@ def validate(cfg: dict[str, Any]) -> dict[str, Any]:
         if exp["sampler"]["steps"] > exp["diffusion"]["timesteps"]:
             raise ConfigError(f"{where}.sampler.steps: {exp['sampler']['steps']} exceeds diffusion.timesteps="
                               f"{exp['diffusion']['timesteps']}")
+        extra = sorted(set(exp["sampler"]) - {"name", "steps", "prior_temperature", *SAMPLERS[exp["sampler"]["name"]]})
+        if extra:
+            raise ConfigError(f"{where}.sampler: {extra} do not apply to sampler {exp['sampler']['name']!r}; its "
+                              f"options: {list(SAMPLERS[exp['sampler']['name']]) or 'none'}")
+        exp["guidance_interval"] = {**GUIDANCE_INTERVAL_DEFAULTS, **exp.get("guidance_interval", {})}
+        if exp["guidance_interval"]["sigma_lo"] >= exp["guidance_interval"]["sigma_hi"]:
+            raise ConfigError(f"{where}.guidance_interval: sigma_lo={exp['guidance_interval']['sigma_lo']} must be "
+                              f"smaller than sigma_hi={exp['guidance_interval']['sigma_hi']}")
         exp["train"] = {**TRAIN_DEFAULTS, **exp["train"]}
         exp["sampler"] = {"prior_temperature": 1.0, **exp["sampler"]}
         exp["metrics"] = {**METRIC_DEFAULTS, **exp["metrics"]}
@@ -146,6 +156,8 @@ def _check_same_data_space(models: dict[str, Any], roles: tuple[str, ...], where
 
 
 #: CADS defaults seen in every public implementation (the paper's Stable Diffusion setting; methods.md)
+#: Kynkäänniemi et al. 2024's interval for EDM2 on ImageNet (σ of data with std 0.5, like images in [-1, 1])
+GUIDANCE_INTERVAL_DEFAULTS: dict[str, float] = {"sigma_lo": 0.28, "sigma_hi": 5.42}
 CADS_DEFAULTS: dict[str, Any] = {"tau1": 0.6, "tau2": 0.9, "noise_scale": 0.25, "psi": 1.0, "rescale": True}
 TRAIN_DEFAULTS: dict[str, Any] = {
     "warmup_steps": 0, "lr_schedule": "constant", "grad_clip": 1.0, "ema_decay": 0.999, "cond_drop_prob": 0.1,
@@ -264,6 +276,8 @@ def stage_spec(cfg: dict[str, Any], name: str, stage: str, **keys: str) -> dict[
                     shard_size=exp["shard_size"], guidance_scheme=method.guidance)
         if method.guidance == "cads":
             spec["cads"] = exp["cads"]
+        if method.interval:
+            spec["guidance_interval"] = exp["guidance_interval"]
     elif stage == "features":  # only what changes the features: the network and how it runs, and the data set
         spec.update(data=exp["data"], num_samples=exp["num_samples"], feature_net=exp["metrics"]["feature_net"],
                     feature_options={k: v for k, v in exp["metrics"].items() if k.startswith("feature_")})

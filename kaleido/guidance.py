@@ -5,6 +5,9 @@ All act on ε̂ (equivalently on D̂, the map is affine). ``w = 1`` means no gui
 - ``cads``: cfg whose conditional y is annealed with Gaussian noise (Sadat et al. 2024, eq. 3-4)
 - ``autoguidance``: ε̂ = ε_bad + w (ε_good − ε_bad), the guide a worse model with the same condition
   (Karras et al. 2024, eq. 2; edm2 ``D = ref_D.lerp(D, w)``)
+
+A guidance interval (Kynkäänniemi et al. 2024) applies any scheme's weight only for noise levels
+σ_lo < σ(t) <= σ_hi, σ(t) = √((1-ᾱ_t)/ᾱ_t) (EDM's σ of the VP x_t); elsewhere w = 1 (the conditional model alone).
 """
 
 from __future__ import annotations
@@ -13,6 +16,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+import numpy as np
 import torch
 
 from kaleido.config import CADS_DEFAULTS
@@ -23,7 +27,6 @@ from kaleido.rng import counter_normal
 STREAM_DIFFUSION, STREAM_PRIOR, STREAM_CADS = 0, 1, 2
 
 
-
 @dataclass
 class GuidanceInputs:
     """What a scheme needs for one batch.
@@ -31,7 +34,8 @@ class GuidanceInputs:
     ``net(x, t, y)`` is the main model's output converted to ε; ``guide`` likewise for the guiding model
     (autoguidance). ``y``/``y_null`` (B, C) are the main model's conditional/unconditional conditions,
     ``y_guide`` the guide's conditional one. ``index`` (B,) holds the global sample indices and ``seed`` the
-    stage seed, for per-sample noise. ``timesteps`` is T of the training grid.
+    stage seed, for per-sample noise. ``timesteps`` is T of the training grid. ``interval`` (σ_lo, σ_hi) limits
+    guidance to those noise levels; it needs ``alphas_cumprod`` (T,) of the schedule.
     """
 
     net: Callable[[torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor]
@@ -44,6 +48,17 @@ class GuidanceInputs:
     options: dict[str, Any]
     guide: Callable[[torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor] | None = None
     y_guide: torch.Tensor | None = None
+    interval: tuple[float, float] | None = None
+    alphas_cumprod: np.ndarray | None = None
+
+    def weight_at(self, step: int) -> float:
+        """The guidance weight at training-grid timestep ``step``: ``weight``, or 1 outside the interval."""
+        if self.interval is None:
+            return self.weight
+        if self.alphas_cumprod is None:
+            raise ValueError("a guidance interval needs the schedule's alphas_cumprod")
+        abar = float(self.alphas_cumprod[step])
+        return self.weight if self.interval[0] < ((1.0 - abar) / abar) ** 0.5 <= self.interval[1] else 1.0
 
 
 EpsFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
@@ -60,7 +75,7 @@ def _cfg_combine(net, x, t, y_cond, y_null, w: float) -> torch.Tensor:
 
 @SCHEMES.register("cfg")
 def cfg(g: GuidanceInputs) -> EpsFn:
-    return lambda x, t: _cfg_combine(g.net, x, t, g.y, g.y_null, g.weight)
+    return lambda x, t: _cfg_combine(g.net, x, t, g.y, g.y_null, g.weight_at(int(t[0])))
 
 
 def cads_gamma(t: torch.Tensor | float, tau1: float, tau2: float) -> torch.Tensor:
@@ -96,7 +111,7 @@ def cads(g: GuidanceInputs) -> EpsFn:
         noise = counter_normal(g.seed, g.index, STREAM_CADS, step, tuple(g.y.shape[1:])).to(g.y)
         y = cads_condition(g.y, step / g.timesteps, noise, opts["tau1"], opts["tau2"], opts["noise_scale"],
                            opts["psi"], opts["rescale"])
-        return _cfg_combine(g.net, x, t, y, g.y_null, g.weight)
+        return _cfg_combine(g.net, x, t, y, g.y_null, g.weight_at(step))
 
     return eps
 
@@ -107,10 +122,10 @@ def autoguidance(g: GuidanceInputs) -> EpsFn:
         raise ValueError("autoguidance needs the guiding ('bad') model and its condition")
 
     def eps(x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
-        good = g.net(x, t, g.y)
-        if g.weight == 1.0:
+        good, weight = g.net(x, t, g.y), g.weight_at(int(t[0]))
+        if weight == 1.0:
             return good
         bad = g.guide(x, t, g.y_guide)
-        return bad + g.weight * (good - bad)
+        return bad + weight * (good - bad)
 
     return eps

@@ -2,7 +2,8 @@
 
 A *model role* is a network the DAG trains (``mdm``: class-conditional baseline, ``mdm_bad``: the smaller,
 shorter-trained guide for autoguidance, ``kaleido``: class + latent with its AR prior). A *method* is a model
-role plus a guidance scheme (and, for autoguidance, the guiding role). Adding a method = one registry line.
+role plus a guidance scheme (and, for autoguidance, the guiding role; with ``interval``, the weight applies only
+within the experiment's ``guidance_interval``). Adding a method = one registry line.
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ class Method:
     model: str
     guidance: str
     guide_model: str | None = None
+    interval: bool = False
 
     @property
     def roles(self) -> tuple[str, ...]:
@@ -44,6 +46,8 @@ for _method in (
     Method("mdm_autoguidance", "mdm", "autoguidance", guide_model="mdm_bad"),
     Method("kaleido", "kaleido", "cfg"),
     Method("kaleido_cads", "kaleido", "cads"),
+    Method("mdm_interval", "mdm", "cfg", interval=True),
+    Method("kaleido_interval", "kaleido", "cfg", interval=True),
 ):
     METHODS.register(_method.name)(_method)
 

@@ -20,8 +20,8 @@ from tqdm import tqdm
 
 from kaleido import checkpoint, config
 from kaleido.cli import load_stage_config, run_cli, stage_parser
-from kaleido.diffusion.ddpm import ddpm_sample
 from kaleido.diffusion.losses import output_to_eps
+from kaleido.diffusion.samplers import run_sampler
 from kaleido.diffusion.schedule import Schedule
 from kaleido.errors import InputError
 from kaleido.guidance import SCHEMES, STREAM_DIFFUSION, STREAM_PRIOR, GuidanceInputs
@@ -51,10 +51,14 @@ def data_space(model: torch.nn.Module, x: torch.Tensor) -> np.ndarray:
 
 @torch.no_grad()
 def generate(exp: dict[str, Any], seed: int, method: str, weight: float, indices: Sequence[int],
-             models: dict[str, ConditionalDenoiser], batch_size: int = 2048, progress: bool = False
-             ) -> dict[str, np.ndarray]:
+             models: dict[str, ConditionalDenoiser], batch_size: int = 2048, progress: bool = False,
+             tokens: np.ndarray | None = None) -> dict[str, np.ndarray]:
     """Samples for global ``indices``: ``x`` (n, D) float32 or uint8 images (n, H, W, C) (:func:`data_space`),
-    ``labels`` (n,), ``index`` (n,), ``tokens`` (n, L)."""
+    ``labels`` (n,), ``index`` (n,), ``tokens`` (n, L).
+
+    ``tokens`` (n, L) int64, for a latent method: use these latents instead of drawing them from the prior (latent
+    editing: the same indices and seed give the same diffusion noise, so only the latent differs).
+    """
     spec = METHODS.get(method)
     main, guide = models[spec.model], models.get(spec.guide_model) if spec.guide_model else None
     schedule = Schedule.from_spec(exp["diffusion"]["schedule"], exp["diffusion"]["timesteps"])
@@ -66,21 +70,28 @@ def generate(exp: dict[str, Any], seed: int, method: str, weight: float, indices
                       disable=not progress):
         index = index_all[start:start + batch_size]
         labels = (index % main.num_classes).to(device)
-        tokens = None
-        if main.uses_latent:
-            tokens = main.prior.sample(main.context(labels), main.seq_len, seed, index, STREAM_PRIOR,
-                                       exp["sampler"]["prior_temperature"]).to(device)
-            toks.append(tokens.cpu())
-        y, _ = main.encode(labels, tokens)
+        z = None
+        if main.uses_latent and tokens is not None:
+            z = torch.as_tensor(tokens[start:start + batch_size], dtype=torch.int64, device=device)
+        elif main.uses_latent:
+            z = main.prior.sample(main.context(labels), main.seq_len, seed, index, STREAM_PRIOR,
+                                  exp["sampler"]["prior_temperature"]).to(device)
+        if z is not None:
+            toks.append(z.cpu())
+        y, _ = main.encode(labels, z)
         inputs = GuidanceInputs(net=_eps_net(main, schedule, prediction), y=y, y_null=main.null_condition(len(index)),
                                 weight=weight, index=index, seed=seed, timesteps=schedule.timesteps,
-                                options=exp["cads"] if spec.guidance == "cads" else {})
+                                options=exp["cads"] if spec.guidance == "cads" else {},
+                                interval=(exp["guidance_interval"]["sigma_lo"], exp["guidance_interval"]["sigma_hi"])
+                                if spec.interval else None, alphas_cumprod=schedule.alphas_cumprod)
         if guide is not None:
             inputs.guide, inputs.y_guide = _eps_net(guide, schedule, prediction), guide.encode(labels)[0]
         eps_fn = SCHEMES.get(spec.guidance)(inputs)
         noise_fn = lambda k, index=index: counter_normal(  # noqa: E731
             seed, index, STREAM_DIFFUSION, k, (main.data_dim,)).to(device)
-        xs.append(ddpm_sample(eps_fn, schedule, exp["sampler"]["steps"], noise_fn,
+        sampler = exp["sampler"]
+        xs.append(run_sampler(sampler["name"], eps_fn, schedule, sampler["steps"], noise_fn,
+                              {k: sampler[k] for k in config.SAMPLERS[sampler["name"]] if k in sampler},
                               clip_x0=1.0 if hasattr(main, "unpack") else None).cpu())  # images live in [-1, 1]
     out = {"x": data_space(main, torch.cat(xs)), "labels": (index_all % main.num_classes).numpy(),
            "index": index_all.numpy()}

@@ -93,6 +93,30 @@ def test_cads_window_order(default_config):
     assert "tau1=0.95 must be smaller than tau2=0.9" in _error(default_config)
 
 
+def test_sampler_names_match_the_registry_and_options_belong_to_their_sampler(default_config):
+    from kaleido.diffusion.samplers import SAMPLERS
+
+    assert sorted(config.SAMPLERS) == SAMPLERS.names()
+    default_config["experiments"]["toy2d"]["sampler"]["eta"] = 0.5
+    assert "['eta'] do not apply to sampler 'ddpm'" in _error(default_config)
+    default_config["experiments"]["toy2d"]["sampler"]["name"] = "ddim"
+    config.validate(copy.deepcopy(default_config))
+    default_config["experiments"]["toy2d"]["sampler"]["name"] = "euler"
+    assert "'euler'" in _error(default_config) and "heun" in _error(default_config)
+
+
+def test_guidance_interval_order_and_stage_spec(default_config):
+    default_config["experiments"]["toy2d"]["methods"].append("mdm_interval")
+    cfg = config.validate(copy.deepcopy(default_config))
+    interval = config.stage_spec(cfg, "toy2d", "sample", method="mdm_interval", latent="none", guidance="8",
+                                 shard="0")
+    plain = config.stage_spec(cfg, "toy2d", "sample", method="mdm", latent="none", guidance="8", shard="0")
+    assert "guidance_interval" not in plain  # only interval methods read it: editing it reruns only them
+    assert interval["guidance_interval"] == config.GUIDANCE_INTERVAL_DEFAULTS
+    default_config["experiments"]["toy2d"]["guidance_interval"] = {"sigma_lo": 3.0, "sigma_hi": 1.0}
+    assert "sigma_lo=3.0 must be smaller than sigma_hi=1.0" in _error(default_config)
+
+
 def test_unsafe_experiment_name(default_config):
     default_config["experiments"]["../evil"] = default_config["experiments"]["toy2d"]
     assert "'../evil'" in _error(default_config)

@@ -114,3 +114,101 @@ def test_clipped_x0_keeps_eps_sampling_of_bounded_data_stable():
     clipped = ddpm_sample(eps_fn, schedule, 50, noise_fn, clip_x0=1.0)
     assert (clipped - target).abs().mean() < 0.05
     assert (raw - target).abs().mean() > 1.0  # why images need the clamp
+
+
+def _gaussian_ode_case(schedule_name: str, n: int = 2048, mu: float = 0.7, s: float = 0.3):
+    """Data N(mu, s²): exact ε and the exact probability-flow ODE solution x̃_0 = μ + (x̃_T - μ) s/√(s²+σ_T²)
+    for x̃_T = x_T/√ᾱ_T (the trajectory in σ is μ + c √(s² + σ²))."""
+    schedule = Schedule.from_spec(schedule_name, 1000)
+    x_T = torch.randn(n, 1, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
+
+    def eps_fn(x, t):
+        ab = torch.as_tensor(schedule.alphas_cumprod, dtype=x.dtype)[t][:, None]
+        return (1 - ab).sqrt() * (x - ab.sqrt() * mu) / (ab * s * s + 1 - ab)
+
+    ab_T = float(schedule.alphas_cumprod[-1])
+    sigma_T2 = (1 - ab_T) / ab_T
+    exact = mu + (x_T / ab_T**0.5 - mu) * s / (s * s + sigma_T2) ** 0.5
+    return schedule, eps_fn, x_T, exact
+
+
+@pytest.mark.parametrize("schedule_name", ["linear", "cosine"])
+def test_ode_samplers_converge_to_the_closed_form_at_their_order(schedule_name):
+    from kaleido.diffusion.samplers import SAMPLERS
+
+    schedule, eps_fn, x_T, exact = _gaussian_ode_case(schedule_name)
+    err = {(name, steps): float((SAMPLERS.get(name)(eps_fn, schedule, steps, lambda k: x_T) - exact).abs().max())
+           for name in ("ddim", "heun") for steps in (50, 100)}
+    assert 1.6 < err["ddim", 50] / err["ddim", 100] < 2.6  # first order
+    assert err["heun", 50] / err["heun", 100] > 3.5  # second order
+    assert err["heun", 100] < 2e-3 and err["heun", 100] < err["ddim", 100] / 10
+
+
+def test_ddim_with_eta_one_is_ddpm_and_heun_counts_evaluations():
+    from kaleido.diffusion.samplers import SAMPLERS
+
+    schedule, eps_fn, x_T, _ = _gaussian_ode_case("cosine", n=256)
+
+    def noise_fn(k):
+        return x_T if k == 20 else torch.randn(x_T.shape, generator=torch.Generator().manual_seed(k),
+                                               dtype=torch.float64)
+
+    ddpm = SAMPLERS.get("ddpm")(eps_fn, schedule, 20, noise_fn)
+    assert torch.allclose(SAMPLERS.get("ddim")(eps_fn, schedule, 20, noise_fn, eta=1.0), ddpm, atol=1e-10)
+    calls = []
+    SAMPLERS.get("heun")(lambda x, t: calls.append(int(t[0])) or eps_fn(x, t), schedule, 20, noise_fn)
+    assert len(calls) == 2 * 20 - 2 and set(calls) <= set(schedule.respaced(20).tolist())
+
+
+def test_guidance_interval_switches_the_weight_by_noise_level():
+    schedule = Schedule.from_spec("cosine", 1000)
+    torch.manual_seed(0)
+    lin = torch.nn.Linear(2 + 3, 2)
+
+    def net(x, t, y):
+        return lin(torch.cat([x, y], 1))
+
+    x = torch.randn(5, 2)
+    sigma = np.sqrt((1 - schedule.alphas_cumprod) / schedule.alphas_cumprod)
+    inside, outside = int(np.argmin(np.abs(sigma - 1.0))), int(np.argmin(np.abs(sigma - 20.0)))
+    for step, expected_weight in ((inside, 4.0), (outside, 1.0)):
+        g = _inputs(net, 4.0)
+        g.interval, g.alphas_cumprod = (0.28, 5.42), schedule.alphas_cumprod
+        assert g.weight_at(step) == expected_weight
+        t = torch.full((5,), step)
+        expected = SCHEMES.get("cfg")(_inputs(net, expected_weight))(x, t)
+        assert torch.allclose(SCHEMES.get("cfg")(g)(x, t), expected, atol=1e-6)
+        g.guide, g.y_guide = net, torch.zeros(5, 3)
+        expected = SCHEMES.get("autoguidance")(_inputs(net, expected_weight, guide=net))(x, t)
+        assert torch.allclose(SCHEMES.get("autoguidance")(g)(x, t), expected, atol=1e-6)
+
+
+@pytest.mark.parametrize("sampler", [{"name": "ddim", "steps": 50}, {"name": "heun", "steps": 30},
+                                     {"name": "ddim", "steps": 50, "eta": 1.0}])
+def test_every_sampler_keeps_the_oracle_modes_without_guidance(default_config, sampler):
+    exp = config.validate(default_config)["experiments"]["toy2d"]
+    exp["sampler"].update(sampler)
+    exp["diffusion"]["prediction"] = "eps"
+    sched = Schedule.from_spec(exp["diffusion"]["schedule"], exp["diffusion"]["timesteps"])
+    out = generate(exp, seed=11, method="mdm", weight=1.0, indices=range(3000),
+                   models={"mdm": ExactGMMDenoiser(exp["data"], sched)})
+    centres = np.asarray(exp["data"]["centres"])
+    mode = np.argmin(np.abs(out["x"][:, :1] - centres[None, :, 0]), axis=1)
+    near = np.abs(out["x"] - centres[mode]).max(axis=1) < 4 * exp["data"]["std"]
+    assert near.mean() > 0.98  # samples land on the mixture's modes
+    assert np.mean(mode[out["labels"] == 0] == 1) == pytest.approx(0.5, abs=0.05)
+
+
+def test_given_latents_reproduce_the_prior_sampled_images(default_config):
+    exp = config.validate(default_config)["experiments"]["toy2d"]
+    exp["sampler"]["steps"] = 20
+    exp["diffusion"]["prediction"] = "eps"
+    sched = Schedule.from_spec(exp["diffusion"]["schedule"], exp["diffusion"]["timesteps"])
+    models = {"kaleido": ExactGMMDenoiser(exp["data"], sched, latent=True)}
+    drawn = generate(exp, seed=3, method="kaleido", weight=3.0, indices=range(40, 80), models=models)
+    again = generate(exp, seed=3, method="kaleido", weight=3.0, indices=range(40, 80), models=models,
+                     tokens=drawn["tokens"], batch_size=16)
+    assert np.array_equal(again["x"], drawn["x"]) and np.array_equal(again["tokens"], drawn["tokens"])
+    flipped = generate(exp, seed=3, method="kaleido", weight=3.0, indices=range(40, 80), models=models,
+                       tokens=1 - drawn["tokens"])
+    assert not np.allclose(flipped["x"], drawn["x"])

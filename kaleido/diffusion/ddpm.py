@@ -16,6 +16,12 @@ EpsFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 NoiseFn = Callable[[int], torch.Tensor]
 
 
+def predicted_x0(x: torch.Tensor, eps: torch.Tensor, abar: float, clip_x0: float | None) -> torch.Tensor:
+    """x̂_0 = (x_t - √(1-ᾱ) ε̂) / √ᾱ, clamped to [-clip_x0, clip_x0] when given."""
+    x0 = (x - (1.0 - abar) ** 0.5 * eps) / abar**0.5
+    return x0 if clip_x0 is None else x0.clamp(-clip_x0, clip_x0)
+
+
 def ddpm_sample(eps_fn: EpsFn, schedule: Schedule, steps: int, noise_fn: NoiseFn, progress: bool = False,
                 clip_x0: float | None = None) -> torch.Tensor:
     """Draw x_0 (B, D) from x_T = noise_fn(steps) with ``steps`` ancestral steps (posterior variance β̃).
@@ -34,9 +40,7 @@ def ddpm_sample(eps_fn: EpsFn, schedule: Schedule, steps: int, noise_fn: NoiseFn
         eps = eps_fn(x, t)
         ab, ab_prev = float(abar[k]), float(abar_prev[k])
         beta = 1.0 - ab / ab_prev
-        x0 = (x - (1.0 - ab) ** 0.5 * eps) / ab**0.5
-        if clip_x0 is not None:
-            x0 = x0.clamp(-clip_x0, clip_x0)
+        x0 = predicted_x0(x, eps, ab, clip_x0)
         # posterior mean of q(x_{t-1} | x_t, x_0), Ho et al. eq. 7
         mean = (ab_prev**0.5 * beta / (1.0 - ab)) * x0 + ((1.0 - beta) ** 0.5 * (1.0 - ab_prev) / (1.0 - ab)) * x
         if k > 0:

@@ -23,7 +23,8 @@ from kaleido.io import read_json
 from kaleido.provenance import config_hash
 
 #: Fixed method order of table1 and the figures; methods not listed follow alphabetically.
-METHOD_ORDER: tuple[str, ...] = ("mdm", "mdm_cads", "mdm_autoguidance", "kaleido", "kaleido_cads")
+METHOD_ORDER: tuple[str, ...] = ("mdm", "mdm_cads", "mdm_autoguidance", "mdm_interval", "kaleido", "kaleido_cads",
+                                 "kaleido_interval")
 #: Metrics every table has a column for (empty where a run lacks one, e.g. mode metrics on images).
 CORE_METRICS: tuple[str, ...] = ("fd", "precision", "recall", "density", "coverage", "vendi", "modes_covered",
                                  "mode_entropy")

@@ -42,6 +42,8 @@ METHOD_LABELS: dict[str, str] = {
     "mdm_autoguidance": "MDM + autoguidance",
     "kaleido": "Kaleido",
     "kaleido_cads": "Kaleido + CADS",
+    "mdm_interval": "MDM + guidance interval",
+    "kaleido_interval": "Kaleido + guidance interval",
 }
 METHOD_COLORS: dict[str, str] = {
     "mdm": "#1f77b4",
@@ -49,9 +51,11 @@ METHOD_COLORS: dict[str, str] = {
     "mdm_autoguidance": "#9467bd",
     "kaleido": "#d62728",
     "kaleido_cads": "#ff7f0e",
+    "mdm_interval": "#2ca02c",
+    "kaleido_interval": "#8c564b",
 }
 #: Colours for methods outside :data:`METHOD_COLORS`, assigned by name so a method keeps its colour.
-_SPARE_COLORS = ("#2ca02c", "#8c564b", "#e377c2", "#7f7f7f", "#bcbd22", "#393b79", "#637939")
+_SPARE_COLORS = ("#e377c2", "#7f7f7f", "#bcbd22", "#393b79", "#637939")
 #: Markers by latent; "none" (methods without latents) is always a circle.
 _MARKERS = ("s", "^", "D", "v", "P", "X", "*", "<", ">")
 #: Extra ``savefig`` metadata per format so equal figures give equal bytes (no creation date).

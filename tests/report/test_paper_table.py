@@ -86,3 +86,12 @@ def test_written_files_and_csv_bounds(tmp_path):
     assert csv[0].startswith("method,latent,row,guidance,fd,precision,recall") and "_ci_" not in csv[0]
     assert csv[1].startswith("mdm,none,MDM,7,7,")
     assert "±" not in (tmp_path / "reports" / "table1_shapes.md").read_text()
+
+
+def test_every_method_has_a_row_label_a_colour_and_a_place():
+    from kaleido.methods import METHODS
+    from kaleido.report.collect import METHOD_ORDER
+    from kaleido.report.style import METHOD_COLORS, METHOD_LABELS
+
+    assert set(METHOD_LABELS) == set(METHOD_COLORS) == set(METHOD_ORDER) == set(METHODS.names())
+    assert len(set(METHOD_COLORS.values())) == len(METHOD_COLORS)
