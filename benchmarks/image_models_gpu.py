@@ -95,7 +95,7 @@ def train_throughput(model, data, tokens, args, precision: str, compiled: bool, 
 
 def sample_throughput(model, args, precision: str, compiled: bool) -> float:
     exp = {"diffusion": {"timesteps": 1000, "schedule": "cosine", "prediction": "eps"},
-           "sampler": {"steps": args.sample_steps, "prior_temperature": 1.0}, "cads": {}}
+           "sampler": {"name": "ddpm", "steps": args.sample_steps, "prior_temperature": 1.0}, "cads": {}}
     trunk = model.trunk
     if compiled:
         model.trunk = torch.compile(trunk)

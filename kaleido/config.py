@@ -22,6 +22,7 @@ import yaml
 from kaleido.data import DATASETS
 from kaleido.errors import ConfigError
 from kaleido.latents import EXTRACTORS
+from kaleido.latents.edits import EDITS
 from kaleido.methods import METHODS, NO_LATENT, ROLES
 from kaleido.models.archs import ARCHS
 from metrics.features import FEATURE_NETS
@@ -59,6 +60,7 @@ def schema() -> dict[str, Any]:
     exp["models"]["propertyNames"]["enum"] = ROLES.names()
     exp["sampler"]["properties"]["name"]["enum"] = list(SAMPLERS)
     exp["methods"]["items"]["enum"] = METHODS.names()
+    exp["edits"]["items"]["properties"]["edit"]["enum"] = EDITS.names()
     exp["metrics"]["properties"]["feature_net"]["enum"] = FEATURE_NETS.names()
     sch["properties"]["resources"]["propertyNames"] = {"enum": list(RULES)}
     return sch
@@ -126,11 +128,46 @@ def validate(cfg: dict[str, Any]) -> dict[str, Any]:
         exp["train"] = {**TRAIN_DEFAULTS, **exp["train"]}
         exp["sampler"] = {"prior_temperature": 1.0, **exp["sampler"]}
         exp["metrics"] = {**METRIC_DEFAULTS, **exp["metrics"]}
+        exp["edits"] = [_check_edit(exp, {"method": "kaleido", "count": 16, **item}, f"{where}.edits[{i}]")
+                        for i, item in enumerate(exp.get("edits", []))]
         exp["report"] = {"guidance": "best_fd", **exp.get("report", {})}
         if exp["report"]["guidance"] != "best_fd" and exp["report"]["guidance"] not in exp["guidance"]:
             raise ConfigError(f"{where}.report.guidance: {exp['report']['guidance']!r} is not one of the guidance "
                               f"weights {exp['guidance']}; accepted: one of them or 'best_fd'")
     return cfg
+
+
+def _check_edit(exp: dict[str, Any], item: dict[str, Any], where: str) -> dict[str, Any]:
+    """An ``edits`` entry must name a latent the experiment extracts and the edit accepts, a latent method the
+    experiment runs, a weight of its guidance grid and at most one shard of samples."""
+    edit = EDITS.get(item["edit"])
+    if item["latent"] not in exp["latents"] or item["latent"] not in edit.latents:
+        raise ConfigError(f"{where}.latent: {item['latent']!r}; edit {item['edit']!r} accepts "
+                          f"{sorted(set(edit.latents) & set(exp['latents'])) or list(edit.latents)} "
+                          f"(of the experiment's latents {sorted(exp['latents'])})")
+    if item["method"] not in exp["methods"] or not ROLES.get(METHODS.get(item["method"]).model).uses_latent:
+        accepted = [m for m in exp["methods"] if ROLES.get(METHODS.get(m).model).uses_latent]
+        raise ConfigError(f"{where}.method: {item['method']!r}; accepted: the experiment's latent methods {accepted}")
+    if item["guidance"] not in exp["guidance"]:
+        raise ConfigError(f"{where}.guidance: {item['guidance']} is not in the guidance grid {exp['guidance']}")
+    if item["count"] > min(exp["shard_size"], exp["num_samples"]):
+        raise ConfigError(f"{where}.count: {item['count']} exceeds the samples of one shard "
+                          f"({min(exp['shard_size'], exp['num_samples'])})")
+    return item
+
+
+def edit_runs(exp: dict[str, Any]) -> list[tuple[str, str, str, str]]:
+    """(method, latent, guidance as formatted in paths, edit) of every configured edit."""
+    return [(e["method"], e["latent"], format_guidance(e["guidance"]), e["edit"]) for e in exp["edits"]]
+
+
+def edit_item(exp: dict[str, Any], method: str, latent: str, guidance: str, edit: str) -> dict[str, Any]:
+    """The ``edits`` entry of (method, latent, formatted guidance, edit)."""
+    for item, key in zip(exp["edits"], edit_runs(exp), strict=True):
+        if key == (method, latent, guidance, edit):
+            return item
+    raise ConfigError(f"no edits entry for method={method} latent={latent} guidance={guidance} edit={edit}; "
+                      f"configured: {edit_runs(exp)}")
 
 
 def _data_space(model: dict[str, Any]) -> tuple[str, int]:
@@ -278,6 +315,11 @@ def stage_spec(cfg: dict[str, Any], name: str, stage: str, **keys: str) -> dict[
             spec["cads"] = exp["cads"]
         if method.interval:
             spec["guidance_interval"] = exp["guidance_interval"]
+    elif stage == "edit":  # the sampling slice of its samples, how latents are read off images, the edit itself
+        spec.update(stage_spec(cfg, name, "sample", method=keys["method"], latent=keys["latent"],
+                               guidance=keys["guidance"], shard="0"),
+                    stage="edit", latent_spec=exp["latents"][keys["latent"]],
+                    edit=edit_item(exp, keys["method"], keys["latent"], keys["guidance"], keys["edit"]))
     elif stage == "features":  # only what changes the features: the network and how it runs, and the data set
         spec.update(data=exp["data"], num_samples=exp["num_samples"], feature_net=exp["metrics"]["feature_net"],
                     feature_options={k: v for k, v in exp["metrics"].items() if k.startswith("feature_")})

@@ -103,7 +103,8 @@ class MetricRecord:
 
 @dataclass(frozen=True)
 class ExtraRecord:
-    """One validated extra per-experiment JSON file (e.g. latent-recovery quality of one latent extractor)."""
+    """One validated extra per-experiment JSON file: latent-recovery quality of one latent extractor (``stage``
+    ``latents``, the default) or the rates of one latent edit (``edit_<method>_w<g>_<edit>``)."""
 
     path: Path
     experiment: str
@@ -112,11 +113,12 @@ class ExtraRecord:
     provenance: dict[str, Any]
     content_hash: str
     raw: dict[str, Any] = field(repr=False)
+    stage: str = "latents"
 
     @property
     def run_name(self) -> str:
-        """MLflow run name: ``{experiment}/latents/{latent}``."""
-        return f"{self.experiment}/latents/{self.latent}"
+        """MLflow run name: ``{experiment}/{stage}/{latent}``."""
+        return f"{self.experiment}/{self.stage}/{self.latent}"
 
     @property
     def run_key(self) -> str:
@@ -250,6 +252,7 @@ def parse_extra_record(path: Path, doc: Any) -> tuple[ExtraRecord | None, list[s
         provenance=check.mapping("provenance", required=False),
         content_hash=config_hash(doc),
         raw=check.doc,
+        stage=check.name("stage") if isinstance(doc, dict) and "stage" in doc else "latents",
     )
     return (None if check.problems else record), check.problems
 

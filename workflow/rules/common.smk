@@ -50,6 +50,7 @@ wildcard_constraints:
     latent=_NAME,
     net=_NAME,
     guidance=r"[0-9][0-9.e+-]*",
+    edit=_NAME,
     shard=r"[0-9][0-9][0-9]+",
 
 
@@ -95,6 +96,12 @@ def shard_paths(exp, method, latent, guidance):
     return [f"{RESULTS}/{exp}/samples/{method}/{latent}/w{guidance}/shard{k:03d}.npz" for k in range(n)]
 
 
+def edit_paths(exp_name, ext):
+    """The configured edits' outputs of an experiment (``ext``: npz image pairs or json rates)."""
+    return [f"{RESULTS}/{exp_name}/edits/{method}/{latent}/w{guidance}/{edit}.{ext}"
+            for method, latent, guidance, edit in kcfg.edit_runs(kcfg.experiment(CFG, exp_name))]
+
+
 def metric_path(run):
     return f"{RESULTS}/{run.experiment}/metrics/{run.method}/{run.latent}/w{run.guidance}.json"
 
@@ -137,6 +144,9 @@ def report_outputs(flag=False):
             for w in exp["guidance"]:
                 stem = f"{REPORTS}/figures/samples_{name}_w{kcfg.format_guidance(w)}"
                 outs += [shown(f"{stem}.png", "samples", "Samples", name), f"{stem}.pdf"]
+        for method, latent, guidance, edit in kcfg.edit_runs(exp):
+            stem = f"{REPORTS}/figures/edit_{name}_{method}_{latent}_w{guidance}_{edit}"
+            outs += [shown(f"{stem}.png", "edits", "Latent edits", name), f"{stem}.pdf"]
     if any(exp["data"]["name"] == "toy2d" for exp in CFG["experiments"].values()):
         outs += [shown(f"{REPORTS}/figures/toy_modes.png", "toy_modes", "Figures"), f"{REPORTS}/figures/toy_modes.pdf"]
     return outs

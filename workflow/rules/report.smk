@@ -9,6 +9,8 @@ rule report:
         metrics=[metric_path(run) for run in kcfg.runs(CFG)],
         quality=[f"{RESULTS}/{name}/latents/{latent}_quality.json"
                  for name, exp in CFG["experiments"].items() for latent in exp["latents"]],
+        edits=[path for name in CFG["experiments"] for path in edit_paths(name, "npz")],
+        edit_rates=[path for name in CFG["experiments"] for path in edit_paths(name, "json")],
         train_logs=[f"{RESULTS}/{name}/train/{role}/{latent}/train_log.jsonl"
                     for name in CFG["experiments"] for role, latent in kcfg.trained_models(CFG, name)],
     output:
@@ -18,12 +20,14 @@ rule report:
     params:
         code=code("kaleido.report"),
         tracking_uri=TRACKING_URI,
-        quality=lambda w, input: f"--extra-json {' '.join(input.quality)}" if input.quality else "",
+        quality=lambda w, input: f"--extra-json {' '.join([*input.quality, *input.edit_rates])}"
+        if input.quality or input.edit_rates else "",
+        edits=lambda w, input: f"--edits {' '.join(input.edits)}" if input.edits else "",
         table_guidance=" ".join(f"{name}={exp['report']['guidance']}" for name, exp in CFG["experiments"].items()),
     resources:
         mem_mb=res("report", "mem_mb"),
         runtime=res("report", "runtime"),
     shell:
         "{PYTHON} -m kaleido.report --metrics {input.metrics} {params.quality} --out-dir {REPORTS}"
-        " --train-logs {input.train_logs} --tracking-uri {params.tracking_uri}"
+        " --train-logs {input.train_logs} {params.edits} --tracking-uri {params.tracking_uri}"
         " --table-guidance {params.table_guidance} > {log} 2>&1"
