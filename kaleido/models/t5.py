@@ -160,6 +160,21 @@ class T5LatentPrior(nn.Module):
         return self.decoder(input_ids=inp, attention_mask=attn, encoder_hidden_states=self.enc_proj(states),
                             encoder_attention_mask=mask.long()).last_hidden_state
 
+    def _cached_step(self, context: tuple[torch.Tensor, torch.Tensor]) -> Callable[[torch.Tensor], torch.Tensor]:
+        """A decoding step that feeds only the newest id of the prefix (B, k+1) and returns its state (B, d)."""
+        from transformers.cache_utils import DynamicCache, EncoderDecoderCache
+
+        states, mask = context
+        enc, enc_mask = self.enc_proj(states), mask.long()
+        cache = EncoderDecoderCache(DynamicCache(), DynamicCache())
+
+        def step(prefix: torch.Tensor) -> torch.Tensor:
+            out = self.decoder(input_ids=prefix[:, -1:], encoder_hidden_states=enc, encoder_attention_mask=enc_mask,
+                               past_key_values=cache, use_cache=True)
+            return out.last_hidden_state[:, -1]
+
+        return step
+
     def forward(self, context: tuple[torch.Tensor, torch.Tensor], tokens: torch.Tensor
                 ) -> tuple[torch.Tensor, torch.Tensor]:
         """Teacher forcing: next-token logits (B, L, V) for z_1..z_L and final-layer states (B, L, d) at z_1..z_L."""
@@ -175,20 +190,23 @@ class T5LatentPrior(nn.Module):
     @torch.no_grad()
     def generate(self, context: tuple[torch.Tensor, torch.Tensor], seq_len: int, seed: int, index: torch.Tensor,
                  stream: int, temperature: float = 1.0, top_k: int = 0, top_p: float = 1.0,
-                 constraint: Constraint | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+                 constraint: Constraint | None = None, use_cache: bool = True) -> tuple[torch.Tensor, torch.Tensor]:
         """Sample z (B, seq_len) and return (ids, final-layer states (B, seq_len, d)).
 
         Token k of sample i is an inverse-CDF draw with uniform (seed, index[i], stream, k), so each row depends only
         on its own counters (batch-size independent). After EOS a row is filled with ``pad_id``. ``constraint``
-        masks the logits given the prefix so callers can force well-formed strings.
+        masks the logits given the prefix so callers can force well-formed strings. ``use_cache`` keeps the
+        self- and cross-attention keys/values between steps (O(L) decoder work instead of O(L^2)); the returned
+        states always come from one teacher-forced pass over the sampled ids, so they do not depend on it.
         """
         if temperature <= 0:
             raise ConfigError(f"prior temperature must be > 0, got {temperature}")
         b, dev = context[0].shape[0], context[0].device
         ids = torch.full((b, 1), self.start_id, dtype=torch.int64, device=dev)
         done = torch.zeros(b, dtype=torch.bool, device=dev)
+        step = self._cached_step(context) if use_cache else (lambda prefix: self._decode(context, prefix)[:, -1])
         for k in range(seq_len):
-            h = self._decode(context, ids)[:, -1]
+            h = step(ids)
             scale = self.dim ** -0.5 if self.config.tie_word_embeddings else 1.0
             logits = self.lm_head(h * scale).double() / temperature
             if constraint is not None:
