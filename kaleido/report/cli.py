@@ -5,13 +5,16 @@ Usage::
     python -m kaleido.report --metrics results/*/metrics/*/*/w*.json \\
         [--extra-json results/*/latents/*/quality.json] --out-dir reports \\
         [--tracking-uri sqlite:///results/mlflow.db] [--toy-guidance 1 5 8 25] [--toy-max-points 3000] \\
-        [--table-guidance toy2d=best_fd shapes=3] [--edits results/*/edits/*/*/w*/*.npz]
+        [--table-guidance toy2d=best_fd shapes=3] [--edits results/*/edits/*/*/w*/*.npz] \\
+        [--color-latents shapes=results/shapes/latents/color.npz]
 
 Writes (atomically) ``{out}/table1.csv`` (every run, with 95 % interval columns), ``{out}/table1.md``,
 ``{out}/table1_{experiment}.csv/.md/.tex`` (the paper's layout, :mod:`kaleido.report.paper_table`),
 ``{out}/figures/fid_recall_vs_guidance_{experiment}.png/.pdf``, ``{out}/figures/toy_modes.png/.pdf`` (toy data
 only), ``{out}/figures/samples_{experiment}_w{g}.png/.pdf`` (image experiments: sample grids),
-``{out}/figures/edit_{experiment}_{method}_{latent}_w{g}_{edit}.png/.pdf`` (latent-edit pairs, ``--edits``) and
+``{out}/figures/edit_{experiment}_{method}_{latent}_w{g}_{edit}.png/.pdf`` (latent-edit pairs, ``--edits``),
+``{out}/figures/colors_{experiment}_w{g}.png/.pdf`` (MDM | Kaleido's sampled colour clusters | Kaleido images,
+``--color-latents``) and
 ``{out}/mlflow_runs.json`` (run key -> MLflow run id), after syncing the MLflow runs: per experiment a parent run
 holding the tables and figures, and as its children one run per metric JSON, extra JSON and training log
 (``--train-logs``: step metrics, the training curves).
@@ -71,6 +74,13 @@ def _table_guidance(text: str) -> tuple[str, float | str]:
         raise argparse.ArgumentTypeError(f"{text!r}: the weight must be a number or {BEST_FD}") from None
 
 
+def _color_latents(text: str) -> tuple[str, str]:
+    experiment, sep, path = text.partition("=")
+    if not sep or not experiment or not path:
+        raise argparse.ArgumentTypeError(f"{text!r}: expected EXPERIMENT=PATH of its color latents .npz")
+    return experiment, path
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The CLI's argument parser."""
     from kaleido.report.tracking import DEFAULT_TRACKING_URI
@@ -100,6 +110,9 @@ def build_parser() -> argparse.ArgumentParser:
                              "each, its fields as step metrics")
     parser.add_argument("--edits", nargs="*", default=[], metavar="NPZ",
                         help="latent-edit outputs of python -m kaleido.edit: one figure of image pairs each")
+    parser.add_argument("--color-latents", nargs="+", default=[], metavar="EXP=NPZ", type=_color_latents,
+                        help="an experiment's colour latents file (its tokenizer decodes Kaleido's sampled colour "
+                             "latents): one colour-cluster comparison figure per guidance weight")
     parser.add_argument("--table-guidance", nargs="+", default=[], metavar="EXP=W", type=_table_guidance,
                         help="guidance weight of each row of table1_<EXP> (a number, or best_fd: each row at its "
                              "lowest FD; default best_fd)")
@@ -112,12 +125,14 @@ def run_report(metrics: Sequence[str | os.PathLike[str]], out_dir: str | os.Path
                toy_max_points: int = DEFAULT_TOY_MAX_POINTS, artifact_root: Path | None = None,
                table_guidance: Mapping[str, float | str] | None = None,
                train_logs: Sequence[str | os.PathLike[str]] = (),
-               edits: Sequence[str | os.PathLike[str]] = ()) -> ReportOutputs:
+               edits: Sequence[str | os.PathLike[str]] = (),
+               color_latents: Mapping[str, str | os.PathLike[str]] | None = None) -> ReportOutputs:
     """Validate every input, write table1 + figures, sync MLflow, write ``mlflow_runs.json``.
 
     Raises:
         ReportInputError: a metric/extra JSON is missing, malformed or duplicates another's key (all named).
     """
+    from kaleido.report.colors import write_color_figures
     from kaleido.report.edits import write_edit_figures
     from kaleido.report.figures import write_guidance_figures, write_toy_modes
     from kaleido.report.grids import write_sample_grids
@@ -140,6 +155,7 @@ def run_report(metrics: Sequence[str | os.PathLike[str]], out_dir: str | os.Path
     figures += write_toy_modes(records, toy_guidance, toy_max_points, figures_dir)
     figures += write_sample_grids(records, figures_dir)
     figures += write_edit_figures(edits, figures_dir)
+    figures += write_color_figures(records, color_latents or {}, figures_dir)
     log.info("wrote %s, table1.md (%d rows), %d paper tables and %d figure files", out_dir / "table1.csv",
              len(table), len(tables), len(figures))
 
@@ -161,7 +177,8 @@ def _experiment_files(experiment: str, records: Sequence, files: Sequence[Path],
     experiment)."""
     toy = any(r.experiment == experiment and r.is_toy for r in records)
     stems = {f"table1_{experiment}", f"fid_recall_vs_guidance_{experiment}", *(["toy_modes"] if toy else [])}
-    mine = [p for p in files if p.stem in stems or re.fullmatch(rf"samples_{re.escape(experiment)}_w[^_]+", p.stem)
+    mine = [p for p in files if p.stem in stems
+            or re.fullmatch(rf"(samples|colors)_{re.escape(experiment)}_w[^_]+", p.stem)
             or p.stem.startswith(f"edit_{experiment}_")]
     return [out_dir / "table1.csv", out_dir / "table1.md", *mine]
 
@@ -181,7 +198,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                              extra_json=args.extra_json, toy_guidance=args.toy_guidance,
                              toy_max_points=args.toy_max_points, artifact_root=args.artifact_root,
                              table_guidance=dict(args.table_guidance), train_logs=args.train_logs,
-                             edits=args.edits)
+                             edits=args.edits, color_latents=dict(args.color_latents))
     except (ReportInputError, FileNotFoundError, ValueError) as err:  # input problems name their file
         print(f"kaleido.report: error: {err}", file=sys.stderr)
         return 2

@@ -102,6 +102,12 @@ def edit_paths(exp_name, ext):
             for method, latent, guidance, edit in kcfg.edit_runs(kcfg.experiment(CFG, exp_name))]
 
 
+def color_figure_experiments():
+    """Image experiments that get the colour-cluster comparison figure: MDM and Kaleido with a ``color`` latent."""
+    return [name for name, exp in CFG["experiments"].items() if exp["data"]["name"] != "toy2d"
+            and "color" in exp["latents"] and {"mdm", "kaleido"} <= set(exp["methods"])]
+
+
 def metric_path(run):
     return f"{RESULTS}/{run.experiment}/metrics/{run.method}/{run.latent}/w{run.guidance}.json"
 
@@ -144,6 +150,10 @@ def report_outputs(flag=False):
             for w in exp["guidance"]:
                 stem = f"{REPORTS}/figures/samples_{name}_w{kcfg.format_guidance(w)}"
                 outs += [shown(f"{stem}.png", "samples", "Samples", name), f"{stem}.pdf"]
+        if name in color_figure_experiments():
+            for w in exp["guidance"]:
+                stem = f"{REPORTS}/figures/colors_{name}_w{kcfg.format_guidance(w)}"
+                outs += [shown(f"{stem}.png", "colors", "Samples", name), f"{stem}.pdf"]
         for method, latent, guidance, edit in kcfg.edit_runs(exp):
             stem = f"{REPORTS}/figures/edit_{name}_{method}_{latent}_w{guidance}_{edit}"
             outs += [shown(f"{stem}.png", "edits", "Latent edits", name), f"{stem}.pdf"]

@@ -11,6 +11,7 @@ rule report:
                  for name, exp in CFG["experiments"].items() for latent in exp["latents"]],
         edits=[path for name in CFG["experiments"] for path in edit_paths(name, "npz")],
         edit_rates=[path for name in CFG["experiments"] for path in edit_paths(name, "json")],
+        color_latents=[latents_path(name, "color") for name in color_figure_experiments()],
         train_logs=[f"{RESULTS}/{name}/train/{role}/{latent}/train_log.jsonl"
                     for name in CFG["experiments"] for role, latent in kcfg.trained_models(CFG, name)],
     output:
@@ -23,6 +24,8 @@ rule report:
         quality=lambda w, input: f"--extra-json {' '.join([*input.quality, *input.edit_rates])}"
         if input.quality or input.edit_rates else "",
         edits=lambda w, input: f"--edits {' '.join(input.edits)}" if input.edits else "",
+        colors=" --color-latents " + " ".join(f"{name}={latents_path(name, 'color')}" for name in names)
+        if (names := color_figure_experiments()) else "",
         table_guidance=" ".join(f"{name}={exp['report']['guidance']}" for name, exp in CFG["experiments"].items()),
     resources:
         mem_mb=res("report", "mem_mb"),
@@ -30,4 +33,5 @@ rule report:
     shell:
         "{PYTHON} -m kaleido.report --metrics {input.metrics} {params.quality} --out-dir {REPORTS}"
         " --train-logs {input.train_logs} {params.edits} --tracking-uri {params.tracking_uri}"
+        "{params.colors}"
         " --table-guidance {params.table_guidance} > {log} 2>&1"
