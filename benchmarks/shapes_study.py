@@ -40,7 +40,7 @@ def write_config(root: Path, steps: int, num_samples: int, num_train: int, devic
     cfg["results_dir"] = str(root / "results")
     cfg["reports_dir"] = str(root / "reports")
     exp = cfg["experiments"][EXPERIMENT]
-    exp["train"].update(steps=steps, checkpoint_every=250, precision="bf16")
+    exp["train"].update(steps=steps, checkpoint_every=250, precision="bf16" if device.startswith("cuda") else "fp32")
     exp["methods"] = ["mdm", "kaleido"]
     exp["guidance"] = [int(g) for g in guidance]
     exp.update(num_samples=num_samples, shard_size=num_samples)

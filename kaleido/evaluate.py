@@ -8,7 +8,8 @@ Set metrics (FD, precision/recall, density/coverage, Vendi, KID, per-condition V
 Score when the generated features file holds ``logits``) come from the feature files, with percentile-bootstrap
 95% intervals under the top-level key ``ci95`` when ``metrics.bootstrap_resamples`` > 0; for the toy data set
 the mode metrics (modes covered, per-class mode entropy) come from the raw samples in the shard files and the
-generator's true mode centres.
+generator's true mode centres; for ``shapes`` images, class accuracy and colour / count entropies read off the
+images by the offline object finder (:mod:`kaleido.data.shapes_modes`).
 """
 
 from __future__ import annotations
@@ -21,6 +22,8 @@ import numpy as np
 
 from kaleido import config
 from kaleido.cli import load_stage_config, run_cli, stage_parser
+from kaleido.data import DATASETS
+from kaleido.data.shapes_modes import shapes_mode_metrics
 from kaleido.errors import InputError
 from kaleido.io import load_npz, write_json_atomic
 from kaleido.methods import METHODS, NO_LATENT, ROLES
@@ -86,10 +89,13 @@ def main(argv: Sequence[str] | None = None) -> None:
                                           latent=args.latent if ROLES.get(role).uses_latent else NO_LATENT)
                   for role in method.roles},
     }
+    samples, labels = np.concatenate([s["x"] for s in shards]), np.concatenate([s["labels"] for s in shards])
     if exp["data"]["name"] == "toy2d":
-        values.update(toy_mode_metrics(np.concatenate([s["x"] for s in shards]),
-                                       np.concatenate([s["labels"] for s in shards]), exp["data"],
-                                       opts["modes_min_share"]))
+        values.update(toy_mode_metrics(samples, labels, exp["data"], opts["modes_min_share"]))
+    elif exp["data"]["name"] == "shapes":
+        data = DATASETS.get("shapes")
+        values.update(shapes_mode_metrics(samples, labels, data.class_names(exp["data"]),
+                                          exp["data"].get("label", "shape")))
     record: dict[str, Any] = {
         "experiment": args.experiment, "dataset": exp["data"]["name"], "method": args.method, "latent": args.latent,
         "guidance": weight, "num_samples": int(len(fake["features"])), "feature_net": opts["feature_net"],

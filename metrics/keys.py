@@ -28,6 +28,13 @@ MSS = "mss"  # CADS/Kaleido mean similarity score: mean over conditions of the m
 MODES_COVERED = "modes_covered"  # number of true modes receiving >= min_share of their own class's samples.
 MODE_ENTROPY = "mode_entropy"  # mean over classes of the entropy (nats) of a class's samples over its own modes.
 
+# Shapes-image metrics, read off the pixels by the offline object finder (kaleido.data.shapes_modes).
+CLASS_ACCURACY = "class_accuracy"  # share of images whose main object (shape/colour) or object count is the class.
+COLOR_ENTROPY = "color_entropy"  # mean over classes of the entropy (nats) of the main object's colour.
+COLORS_PER_CLASS = "colors_per_class"  # mean over classes of the number of distinct main-object colours.
+COUNT_ENTROPY = "count_entropy"  # mean over classes of the entropy (nats) of the object count.
+NO_OBJECT_SHARE = "no_object_share"  # share of images in which no object is found.
+
 # Settings recorded next to the numbers (CLI output).
 K_PR = "k_pr"
 K_DC = "k_dc"
