@@ -205,7 +205,7 @@ METRIC_DEFAULTS: dict[str, Any] = {
     "k_pr": 3, "k_dc": 5, "vendi_q": 1.0, "modes_min_share": 0.05, "kid_subsets": 100, "kid_subset_size": 1000,
     "is_splits": 10, "mss_include_diagonal": True, "bootstrap_resamples": 0, "knn_device": "cpu",
     "knn_chunk_size": 1024, "feature_weights": None, "feature_batch_size": 64, "feature_precision": "fp32",
-    "feature_device": "cpu", "feature_domain_steps": 2000,
+    "feature_device": "cpu", "feature_domain_steps": 2000, "diversity_conditions": 0, "diversity_per_condition": 0,
 }
 
 

@@ -5,11 +5,12 @@
         --out results/toy2d/metrics/mdm/none/w8.json [shard.npz ...]
 
 Set metrics (FD, precision/recall, density/coverage, Vendi, KID, per-condition Vendi and MSS, and the Inception
-Score when the generated features file holds ``logits``) come from the feature files, with percentile-bootstrap
-95% intervals under the top-level key ``ci95`` when ``metrics.bootstrap_resamples`` > 0; for the toy data set
-the mode metrics (modes covered, per-class mode entropy) come from the raw samples in the shard files and the
-generator's true mode centres; for ``shapes`` images, class accuracy and colour / count entropies read off the
-images by the offline object finder (:mod:`kaleido.data.shapes_modes`).
+Score when the generated features file holds ``logits``) come from the feature files (per-condition Vendi and MSS
+on the ``metrics.diversity_conditions`` x ``diversity_per_condition`` subset when set: the paper's 1K x 10), with
+percentile-bootstrap 95% intervals under the top-level key ``ci95`` when ``metrics.bootstrap_resamples`` > 0.
+For the toy data set the mode metrics (modes covered, per-class mode entropy) come from the raw samples in the
+shard files and the generator's true mode centres; for ``shapes`` images, class accuracy and colour / count
+entropies read off the images by the offline object finder (:mod:`kaleido.data.shapes_modes`).
 """
 
 from __future__ import annotations
@@ -31,7 +32,7 @@ from kaleido.provenance import provenance
 from kaleido.seeding import derive_seed
 from metrics import keys
 from metrics.modes import mode_entropy, mode_entropy_per_class, modes_covered
-from metrics.suite import compute_with_ci
+from metrics.suite import compute_with_ci, condition_subset
 
 
 def toy_mode_metrics(samples: np.ndarray, labels: np.ndarray, data_spec: dict[str, Any], min_share: float
@@ -76,6 +77,19 @@ def main(argv: Sequence[str] | None = None) -> None:
             k_dc=opts["k_dc"], vendi_q=opts["vendi_q"], is_splits=opts["is_splits"], kid_subsets=opts["kid_subsets"],
             kid_subset_size=kid_subset_size, mss_include_diagonal=opts["mss_include_diagonal"],
             device=opts["knn_device"], chunk_size=opts["knn_chunk_size"])
+        diversity_rows = None
+        if opts["diversity_conditions"] or opts["diversity_per_condition"]:  # the paper's 1K x 10 protocol
+            diversity_rows = condition_subset(fake["labels"], opts["diversity_conditions"],
+                                              opts["diversity_per_condition"])
+            sub, sub_ci = compute_with_ci(
+                real["features"], fake["features"][diversity_rows], labels_fake=fake["labels"][diversity_rows],
+                metrics=["vendi", "mss"], bootstrap_resamples=opts["bootstrap_resamples"],
+                bootstrap_seed=bootstrap_seed, vendi_q=opts["vendi_q"],
+                mss_include_diagonal=opts["mss_include_diagonal"], device=opts["knn_device"])
+            for key in (keys.VENDI_PER_CONDITION, keys.MSS):
+                values[key] = sub[key]
+                if key in sub_ci:
+                    ci95[key] = sub_ci[key]
     except ValueError as err:
         raise InputError(f"metrics of {args.fake} vs {args.real}: {err}") from None
     shards = [load_npz(p, required=("x", "labels")) for p in args.samples]
@@ -102,7 +116,11 @@ def main(argv: Sequence[str] | None = None) -> None:
         "metrics": {k: (float(v) if isinstance(v, float | np.floating) else int(v)) for k, v in values.items()},
         "metric_options": {**{k: opts[k] for k in ("k_pr", "k_dc", "vendi_q", "modes_min_share", "kid_subsets",
                                                    "is_splits", "mss_include_diagonal", "bootstrap_resamples")},
-                           "kid_subset_size": kid_subset_size, "bootstrap_seed": bootstrap_seed},
+                           "kid_subset_size": kid_subset_size, "bootstrap_seed": bootstrap_seed,
+                           "diversity_conditions": opts["diversity_conditions"],
+                           "diversity_per_condition": opts["diversity_per_condition"],
+                           "diversity_num_samples": int(len(fake["features"]) if diversity_rows is None
+                                                        else len(diversity_rows))},
         "samples": [str(p) for p in args.samples],
         "provenance": provenance("kaleido.evaluate", lineage),
     }

@@ -158,3 +158,32 @@ def compute_with_ci(
     names = tuple(name for name in values if name not in keys.SPREAD_KEYS)
     return values, bootstrap_ci(metrics_of_rows, fake.shape[0], resamples, bootstrap_seed, names=names,
                                 strata=labels)
+
+
+def condition_subset(labels: np.ndarray, conditions: int, per_condition: int) -> np.ndarray:
+    """Rows of the diversity protocol (CADS/Kaleido: MSS and per-condition Vendi on 1K conditions x 10 samples):
+    the first ``per_condition`` rows of each of the first ``conditions`` condition ids in row order (0 = all).
+
+    labels (n,) int, rows in sample-index order. Returns sorted row indices (m,) int64. Raises ValueError naming
+    the conditions that have fewer than ``per_condition`` rows, or when fewer than ``conditions`` conditions exist.
+    """
+    labels = np.asarray(labels)
+    conditions = check_positive_int(conditions, "diversity_conditions", minimum=0)
+    per_condition = check_positive_int(per_condition, "diversity_per_condition", minimum=0)
+    _, first = np.unique(labels, return_index=True)
+    chosen = labels[np.sort(first)]  # condition ids in order of first appearance
+    if conditions:
+        if len(chosen) < conditions:
+            raise ValueError(f"diversity_conditions={conditions}, but the samples hold {len(chosen)} conditions")
+        chosen = chosen[:conditions]
+    rows = []
+    short = []
+    for c in chosen:
+        where = np.flatnonzero(labels == c)
+        if per_condition and len(where) < per_condition:
+            short.append(f"{c} ({len(where)})")
+        rows.append(where[:per_condition] if per_condition else where)
+    if short:
+        raise ValueError(f"diversity_per_condition={per_condition}: conditions with fewer samples: "
+                         f"{', '.join(short[:10])}{' ...' if len(short) > 10 else ''}; raise num_samples or lower it")
+    return np.sort(np.concatenate(rows)).astype(np.int64)

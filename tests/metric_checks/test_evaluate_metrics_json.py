@@ -9,6 +9,7 @@ import pytest
 import yaml
 
 from kaleido import evaluate
+from kaleido.errors import InputError
 from kaleido.io import save_npz_atomic
 from metrics import keys
 from metrics.suite import compute_with_ci
@@ -59,3 +60,35 @@ def test_metrics_and_ci95_written(inputs) -> None:
 def test_no_ci95_key_without_resamples(inputs) -> None:
     record = _run(inputs, bootstrap_resamples=0)
     assert keys.CI95 not in record and keys.FD in record["metrics"]
+
+
+def test_diversity_protocol_uses_the_first_samples_of_the_first_conditions(inputs) -> None:
+    """MSS and per-condition Vendi on conditions x per_condition rows (the paper's 1K x 10), checked against a
+    direct numpy computation on those rows; the other metrics stay on every sample."""
+    record = _run(inputs, bootstrap_resamples=0, kid_subsets=0, diversity_conditions=2, diversity_per_condition=7)
+    fake, labels = inputs["fake"], inputs["labels"]
+    rows = np.concatenate([np.flatnonzero(labels == c)[:7] for c in (0, 1)])
+    mss, vendi = [], []
+    for c in (0, 1):
+        x = fake[rows][labels[rows] == c].astype(np.float64)
+        x /= np.linalg.norm(x, axis=1, keepdims=True)
+        k = x @ x.T
+        mss.append(k.mean())
+        eig = np.clip(np.linalg.eigvalsh(k / len(x)), 0.0, None)
+        eig = eig[eig > 0]
+        vendi.append(np.exp(-(eig * np.log(eig)).sum()))
+    assert record["metrics"][keys.MSS] == pytest.approx(np.mean(mss), rel=1e-9)
+    assert record["metrics"][keys.VENDI_PER_CONDITION] == pytest.approx(np.mean(vendi), rel=1e-9)
+    options = record["metric_options"]
+    assert (options["diversity_conditions"], options["diversity_per_condition"], options["diversity_num_samples"]) \
+        == (2, 7, 14)
+    everything = _run(inputs, bootstrap_resamples=0, kid_subsets=0, diversity_conditions=0, diversity_per_condition=0)
+    assert everything["metrics"][keys.FD] == record["metrics"][keys.FD]  # FD etc. still on all N samples
+    assert everything["metrics"][keys.MSS] != record["metrics"][keys.MSS]
+
+
+def test_diversity_protocol_rejects_too_few_samples(inputs) -> None:
+    with pytest.raises(InputError, match=r"diversity_per_condition=40: conditions with fewer samples: 0 \(30\)"):
+        _run(inputs, bootstrap_resamples=0, kid_subsets=0, diversity_conditions=1, diversity_per_condition=40)
+    with pytest.raises(InputError, match="diversity_conditions=3, but the samples hold 2 conditions"):
+        _run(inputs, bootstrap_resamples=0, kid_subsets=0, diversity_conditions=3, diversity_per_condition=2)
