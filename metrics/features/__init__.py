@@ -2,7 +2,7 @@
 
 An extractor declares the input array it reads from a sample/data file (``input_key``) and turns a batch of
 those arrays into features. ``identity`` serves vector data (the 2-D toy experiment). The image networks
-(``inception``, ``dinov2``, ``dinov2-b``, ``dinov2-hf``, ``sscd``, ``sscd-320``, ``vgg16``,
+(``inception``, ``dinov2``, ``dinov2-b``, ``dinov2-hf``, ``dinov2-dgm``, ``sscd``, ``sscd-320``, ``vgg16``,
 ``domain``) read uint8 (n, H, W, 3)
 RGB images under ``x``; their code (torch, torch-fidelity, transformers) is imported only when they run, so this
 registry imports with numpy alone. Options (weights path, batch size, device, precision) are set with
@@ -88,6 +88,7 @@ FEATURE_NETS.register("inception")(ImageFeatureNet("inception"))
 FEATURE_NETS.register("dinov2")(ImageFeatureNet("dinov2", variant="dinov2_vitl14"))
 FEATURE_NETS.register("dinov2-b")(ImageFeatureNet("dinov2", variant="dinov2_vitb14"))
 FEATURE_NETS.register("dinov2-hf")(ImageFeatureNet("dinov2", variant="hf"))
+FEATURE_NETS.register("dinov2-dgm")(ImageFeatureNet("dinov2_dgm", variant="dinov2_vitl14"))
 FEATURE_NETS.register("sscd")(ImageFeatureNet("sscd"))
 FEATURE_NETS.register("sscd-320")(ImageFeatureNet("sscd", variant="square320"))
 FEATURE_NETS.register("vgg16")(ImageFeatureNet("vgg16"))

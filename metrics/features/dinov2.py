@@ -10,7 +10,8 @@ Backends (by ``variant``):
   (the layer-normed CLS token, the same quantity).
 
 Preprocessing is torch-fidelity's ``dinov2-vit-*-14`` extractor's (uint8 -> TF1-compatible bilinear resize to
-224 -> ImageNet mean/std), i.e. dgm-eval's resize-224 + ImageNet normalisation.
+224 -> ImageNet mean/std). dgm-eval resizes with PIL bicubic instead: that is the ``dinov2-dgm`` network
+(:mod:`metrics.features.dinov2_dgm`, same model).
 """
 
 from __future__ import annotations

@@ -40,6 +40,24 @@ def test_dinov2_local_hub_equals_torch_fidelity_extractor(hub_home) -> None:
     assert FEATURE_NETS.get("dinov2-b")(images).shape == (5, 16)
 
 
+def test_dinov2_dgm_matches_dgm_eval_transform(hub_home) -> None:
+    """``dinov2-dgm`` = dgm-eval's DINOv2Encoder.transform (torchvision Resize((224, 224), BICUBIC) on a PIL image,
+    ToTensor, Normalize) followed by the same hub model; differs from torch-fidelity's bilinear ``dinov2``."""
+    from PIL import Image
+    from torchvision import transforms
+
+    images = random_images(4, seed=3, size=36)
+    ours = FEATURE_NETS.get("dinov2-dgm").with_options(batch_size=3)(images)
+    dgm_eval = transforms.Compose([transforms.Resize((224, 224), transforms.InterpolationMode.BICUBIC),
+                                   transforms.ToTensor(),
+                                   transforms.Normalize([0.485, 0.456, 0.406], [0.229, 0.224, 0.225])])
+    model = dinov2_net.load("dinov2_vitl14", None, "cpu")
+    with torch.no_grad():
+        expected = model(torch.stack([dgm_eval(Image.fromarray(im)) for im in images]))
+    np.testing.assert_allclose(ours, expected.numpy(), rtol=1e-5, atol=1e-5)
+    assert np.abs(ours - FEATURE_NETS.get("dinov2")(images)).max() > 1e-3  # the resize matters
+
+
 def test_dinov2_hf_backend_loads_save_pretrained_dir(tmp_path) -> None:
     from transformers import Dinov2Model
 
