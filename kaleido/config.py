@@ -28,7 +28,7 @@ from kaleido.models.archs import ARCHS
 from metrics.features import FEATURE_NETS
 
 #: names of kaleido.diffusion.samplers.SAMPLERS (kept here so loading a config does not import torch; a test
-#: checks the two agree) and the options each accepts beyond name/steps/prior_temperature
+#: checks the two agree) and the options each accepts beyond name/steps/prior_*
 SAMPLERS: dict[str, tuple[str, ...]] = {"ddpm": (), "ddim": ("eta",), "heun": ()}
 #: Snakemake rules that accept per-rule resources (plus ``default``)
 RULES = ("default", "data", "latents", "train", "sample", "features", "evaluate", "report")
@@ -117,7 +117,7 @@ def validate(cfg: dict[str, Any]) -> dict[str, Any]:
         if exp["sampler"]["steps"] > exp["diffusion"]["timesteps"]:
             raise ConfigError(f"{where}.sampler.steps: {exp['sampler']['steps']} exceeds diffusion.timesteps="
                               f"{exp['diffusion']['timesteps']}")
-        extra = sorted(set(exp["sampler"]) - {"name", "steps", "prior_temperature", *SAMPLERS[exp["sampler"]["name"]]})
+        extra = sorted(set(exp["sampler"]) - {"name", "steps", *PRIOR_SAMPLING, *SAMPLERS[exp["sampler"]["name"]]})
         if extra:
             raise ConfigError(f"{where}.sampler: {extra} do not apply to sampler {exp['sampler']['name']!r}; its "
                               f"options: {list(SAMPLERS[exp['sampler']['name']]) or 'none'}")
@@ -126,7 +126,7 @@ def validate(cfg: dict[str, Any]) -> dict[str, Any]:
             raise ConfigError(f"{where}.guidance_interval: sigma_lo={exp['guidance_interval']['sigma_lo']} must be "
                               f"smaller than sigma_hi={exp['guidance_interval']['sigma_hi']}")
         exp["train"] = {**TRAIN_DEFAULTS, **exp["train"]}
-        exp["sampler"] = {"prior_temperature": 1.0, **exp["sampler"]}
+        exp["sampler"] = {**PRIOR_SAMPLING, **exp["sampler"]}
         exp["metrics"] = {**METRIC_DEFAULTS, **exp["metrics"]}
         exp["edits"] = [_check_edit(exp, {"method": "kaleido", "count": 16, **item}, f"{where}.edits[{i}]")
                         for i, item in enumerate(exp.get("edits", []))]
@@ -196,6 +196,8 @@ def _check_same_data_space(models: dict[str, Any], roles: tuple[str, ...], where
 #: Kynkäänniemi et al. 2024's interval for EDM2 on ImageNet (σ of data with std 0.5, like images in [-1, 1])
 GUIDANCE_INTERVAL_DEFAULTS: dict[str, float] = {"sigma_lo": 0.28, "sigma_hi": 5.42}
 CADS_DEFAULTS: dict[str, Any] = {"tau1": 0.6, "tau2": 0.9, "noise_scale": 0.25, "psi": 1.0, "rescale": True}
+#: how the AR prior draws latents (every sampler): temperature, top-k (0 = off), nucleus mass (1.0 = off)
+PRIOR_SAMPLING: dict[str, Any] = {"prior_temperature": 1.0, "prior_top_k": 0, "prior_top_p": 1.0}
 TRAIN_DEFAULTS: dict[str, Any] = {
     "warmup_steps": 0, "lr_schedule": "constant", "grad_clip": 1.0, "ema_decay": 0.999, "cond_drop_prob": 0.1,
     "ar_loss_weight": 1.0, "checkpoint_every": 1000, "bad_model_steps_fraction": 0.25, "grad_accum": 1,

@@ -75,7 +75,8 @@ def generate(exp: dict[str, Any], seed: int, method: str, weight: float, indices
             z = torch.as_tensor(tokens[start:start + batch_size], dtype=torch.int64, device=device)
         elif main.uses_latent:
             z = main.prior.sample(main.context(labels), main.seq_len, seed, index, STREAM_PRIOR,
-                                  exp["sampler"]["prior_temperature"]).to(device)
+                                  exp["sampler"]["prior_temperature"], top_k=exp["sampler"]["prior_top_k"],
+                                  top_p=exp["sampler"]["prior_top_p"]).to(device)
         if z is not None:
             toks.append(z.cpu())
         y, _ = main.encode(labels, z)

@@ -9,6 +9,7 @@ import torch
 from kaleido import config
 from kaleido.diffusion.losses import diffusion_target, output_to_eps
 from kaleido.diffusion.schedule import Schedule
+from kaleido.errors import ConfigError
 from kaleido.guidance import SCHEMES, GuidanceInputs, cads_condition, cads_gamma
 from kaleido.models.exact_gmm import ExactGMMDenoiser
 from kaleido.sample import generate
@@ -212,3 +213,22 @@ def test_given_latents_reproduce_the_prior_sampled_images(default_config):
     flipped = generate(exp, seed=3, method="kaleido", weight=3.0, indices=range(40, 80), models=models,
                        tokens=1 - drawn["tokens"])
     assert not np.allclose(flipped["x"], drawn["x"])
+
+
+def test_prior_top_k_and_top_p_truncate_the_gru_prior(default_config):
+    """top_k=1 (and a tiny nucleus) is greedy decoding; the exact oracle refuses truncation (it would drop modes)."""
+    from kaleido.models.conditioning import LatentPrior
+
+    torch.manual_seed(0)
+    prior = LatentPrior(vocab_size=6, dim=16).eval()
+    context, index = torch.randn(5, 16), torch.arange(5)
+    greedy = prior.sample(context, 4, seed=1, index=index, stream=0, top_k=1)
+    assert torch.equal(prior.sample(context, 4, seed=1, index=index, stream=0, top_p=1e-9), greedy)
+    logits, _ = prior(context, greedy)
+    assert torch.equal(logits.argmax(-1), greedy)  # each token is the argmax given its prefix
+    free = torch.stack([prior.sample(context, 4, seed=s, index=index, stream=0) for s in range(8)])
+    assert (free != greedy).any()  # untruncated sampling is not greedy
+    exp = config.validate(default_config)["experiments"]["toy2d"]
+    with pytest.raises(ConfigError, match="prior_top_k=2"):
+        ExactGMMDenoiser(exp["data"], Schedule.from_spec("cosine", 100), latent=True).prior.sample(
+            context, 1, seed=0, index=index, stream=0, top_k=2)

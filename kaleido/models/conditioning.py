@@ -12,6 +12,20 @@ from torch import nn
 from kaleido.rng import counter_uniform
 
 
+def filter_logits(logits: torch.Tensor, top_k: int, top_p: float) -> torch.Tensor:
+    """Top-k then nucleus (top-p) filtering of (B, V) logits; row-wise, so batch composition never matters."""
+    if top_k > 0 and top_k < logits.shape[-1]:
+        kth = torch.topk(logits, top_k, dim=-1).values[:, -1:]
+        logits = logits.masked_fill(logits < kth, float("-inf"))
+    if top_p < 1.0:
+        sorted_logits, order = torch.sort(logits, dim=-1, descending=True)
+        cum = torch.cumsum(torch.softmax(sorted_logits, dim=-1), dim=-1)
+        drop_sorted = (cum - torch.softmax(sorted_logits, dim=-1)) >= top_p  # keep the token that crosses top_p
+        drop = torch.zeros_like(drop_sorted).scatter(-1, order, drop_sorted)
+        logits = logits.masked_fill(drop, float("-inf"))
+    return logits
+
+
 class ClassContext(nn.Module):
     """Class id (B,) -> context vector (B, dim). Index ``num_classes`` is the learned "no condition" entry (CFG)."""
 
@@ -53,14 +67,16 @@ class LatentPrior(nn.Module):
 
     @torch.no_grad()
     def sample(self, context: torch.Tensor, seq_len: int, seed: int, index: torch.Tensor, stream: int,
-               temperature: float = 1.0) -> torch.Tensor:
-        """Ancestral sampling of z (B, seq_len); token k of sample i uses uniform (seed, index[i], stream, k)."""
+               temperature: float = 1.0, top_k: int = 0, top_p: float = 1.0) -> torch.Tensor:
+        """Ancestral sampling of z (B, seq_len); token k of sample i uses uniform (seed, index[i], stream, k);
+        ``top_k`` / ``top_p`` (0 / 1.0 = off) truncate each step's distribution (:func:`filter_logits`)."""
         hidden = self._start(context)
         inp = torch.full((context.shape[0], 1), self.bos, dtype=torch.int64, device=context.device)
         tokens = []
         for k in range(seq_len):
             out, hidden = self.rnn(self.embed(inp), hidden)
-            probs = torch.softmax(self.head(out[:, -1]).double() / temperature, dim=-1)  # (B, V)
+            logits = filter_logits(self.head(out[:, -1]).double() / temperature, top_k, top_p)
+            probs = torch.softmax(logits, dim=-1)  # (B, V)
             u = counter_uniform(seed, index, stream, k, 1).to(probs.device)  # (B, 1)
             # inverse-CDF draw: batch-independent and identical on every device
             choice = torch.searchsorted(torch.cumsum(probs, dim=-1), u).clamp_(max=self.vocab_size - 1)

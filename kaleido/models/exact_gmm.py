@@ -17,6 +17,7 @@ import torch
 from torch import nn
 
 from kaleido.diffusion.schedule import Schedule
+from kaleido.errors import ConfigError
 from kaleido.rng import counter_uniform
 
 
@@ -28,7 +29,10 @@ class _UniformModePrior(nn.Module):
         self.vocab_size = modes_per_class
 
     def sample(self, context: torch.Tensor, seq_len: int, seed: int, index: torch.Tensor, stream: int,
-               temperature: float = 1.0) -> torch.Tensor:
+               temperature: float = 1.0, top_k: int = 0, top_p: float = 1.0) -> torch.Tensor:
+        if top_k or top_p < 1.0:
+            raise ConfigError(f"the exact oracle's prior is uniform over the modes; prior_top_k={top_k} / "
+                              f"prior_top_p={top_p} would drop modes arbitrarily (use 0 / 1.0)")
         u = counter_uniform(seed, index, stream, 0, 1)
         return (u * self.vocab_size).floor().long().clamp_(max=self.vocab_size - 1)
 

@@ -17,6 +17,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from kaleido.errors import ConfigError, InputError
+from kaleido.models.conditioning import filter_logits
 from kaleido.rng import counter_uniform
 
 # Random-init T5 sizes for CPU tests and small runs (T5Config keyword arguments).
@@ -116,20 +117,6 @@ class T5ContextEncoder(nn.Module):
         return states * mask[..., None], mask.bool()
 
 
-def _filter_logits(logits: torch.Tensor, top_k: int, top_p: float) -> torch.Tensor:
-    """Top-k then nucleus (top-p) filtering of (B, V) logits; row-wise, so batch composition never matters."""
-    if top_k > 0 and top_k < logits.shape[-1]:
-        kth = torch.topk(logits, top_k, dim=-1).values[:, -1:]
-        logits = logits.masked_fill(logits < kth, float("-inf"))
-    if top_p < 1.0:
-        sorted_logits, order = torch.sort(logits, dim=-1, descending=True)
-        cum = torch.cumsum(torch.softmax(sorted_logits, dim=-1), dim=-1)
-        drop_sorted = (cum - torch.softmax(sorted_logits, dim=-1)) >= top_p  # keep the token that crosses top_p
-        drop = torch.zeros_like(drop_sorted).scatter(-1, order, drop_sorted)
-        logits = logits.masked_fill(drop, float("-inf"))
-    return logits
-
-
 class T5LatentPrior(nn.Module):
     """p_AR(z | c): a T5 decoder stack + LM head over latent token ids, cross-attending to encoder states.
 
@@ -211,7 +198,7 @@ class T5LatentPrior(nn.Module):
             logits = self.lm_head(h * scale).double() / temperature
             if constraint is not None:
                 logits = constraint(ids[:, 1:], logits)
-            probs = torch.softmax(_filter_logits(logits, top_k, top_p), dim=-1)
+            probs = torch.softmax(filter_logits(logits, top_k, top_p), dim=-1)
             u = counter_uniform(seed, index, stream, k, 1).to(dev)
             choice = torch.searchsorted(torch.cumsum(probs, dim=-1), u).clamp_(max=self.vocab_size - 1)
             choice = torch.where(done[:, None], torch.full_like(choice, self.pad_id), choice)
