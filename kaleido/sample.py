@@ -123,7 +123,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--shard", required=True, type=int)
     parser.add_argument("--model", action="append", default=[], help="ROLE=PATH of a trained model (repeat)")
     parser.add_argument("--batch-size", type=int, default=2048,
-                        help="samples per forward pass; changes speed only, never the samples (beyond float rounding)")
+                        help="samples per forward pass; changes speed only, never the samples")
     parser.add_argument("--quiet", action="store_true")
     parser.add_argument("--device", default="cpu", help="cpu, cuda or cuda:K (shards can go to different GPUs; "
                         "the samples do not depend on it beyond floating-point rounding)")

@@ -81,14 +81,6 @@ class AttnBlock(nn.Module):
         return tok.transpose(1, 2).reshape(b, c, hh, ww)
 
 
-def pooled(cond: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
-    """Mean of the condition tokens (B, S, C) over the valid ones (mask (B, S) bool; all when None) -> (B, C)."""
-    if mask is None:
-        return cond.mean(dim=1)
-    weights = mask.to(cond.dtype)[..., None]
-    return (cond * weights).sum(dim=1) / weights.sum(dim=1).clamp(min=1.0)
-
-
 class UNet(nn.Module):
     """UNet at one resolution with ``len(channels)`` levels, optionally wrapping an ``inner`` UNet at its bottleneck.
 
@@ -103,10 +95,6 @@ class UNet(nn.Module):
         self.in_ch, self.channels, self.inner = in_ch, list(channels), inner
         self.time_mlp = nn.Sequential(nn.Linear(emb_dim, emb_dim), nn.SiLU(), nn.Linear(emb_dim, emb_dim)) \
             if time_embed else None
-        # The pooled condition joins the time embedding (as Imagen's pooled text embedding / ADM's class embedding),
-        # so every ResBlock sees the class; cross-attention alone (zero-initialised) left a small conditional UNet
-        # ignoring it for thousands of steps (measured on shapes: sample class accuracy at chance after 3000).
-        self.cond_pool = nn.Linear(cond_dim, emb_dim) if time_embed else None
         self.emb_dim = emb_dim
         self.conv_in = nn.Conv2d(in_ch, channels[0], 3, padding=1)
         self.down = nn.ModuleList()
@@ -194,7 +182,7 @@ class UNet(nn.Module):
         xs = [x] if isinstance(x, torch.Tensor) else list(x)
         if len(xs) != self.resolutions_depth:
             raise ValueError(f"this UNet denoises {self.resolutions_depth} resolution(s); got {len(xs)} inputs")
-        emb = self.time_mlp(timestep_embedding(t, self.emb_dim)) + self.cond_pool(pooled(cond, mask))
+        emb = self.time_mlp(timestep_embedding(t, self.emb_dim))
         preds, _ = self._run(xs, emb, cond, mask)
         return preds[0] if isinstance(x, torch.Tensor) else preds
 
@@ -202,9 +190,9 @@ class UNet(nn.Module):
 # Size registry (like DiT's ``DiT_models``): name -> NestedUNet spec. ``levels`` lists one entry per nested
 # resolution, outermost first. ``unet_*`` have a single resolution. ``mdm_in256`` has ml-mdm's ImageNet-256 shape
 # (a 256 outer level wrapping a 64 inner UNet, attention only in the inner low-resolution levels) with widths chosen
-# here to give the paper's ~500M parameters (509.9M at cond_dim 1024); it is not a copy of ml-mdm's config file.
-# Parameter counts (cond_dim 64 unless noted): unet_tiny 0.76M, unet_small 18.07M, nested_tiny 0.94M,
-# nested_small 31.76M, mdm_in256 509.91M (cond_dim 1024).
+# here to give the paper's ~500M parameters (508.9M at cond_dim 1024); it is not a copy of ml-mdm's config file.
+# Parameter counts (cond_dim 64 unless noted): unet_tiny 0.76M, unet_small 18.05M, nested_tiny 0.94M,
+# nested_small 31.74M, mdm_in256 508.86M (cond_dim 1024).
 UNET_SIZES: dict[str, dict[str, Any]] = {
     "unet_tiny": {"levels": [{"channels": [32, 64], "num_res_blocks": 1, "attn_levels": [1]}],
                   "emb_dim": 64, "heads": 2},
