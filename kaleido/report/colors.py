@@ -26,11 +26,13 @@ from kaleido.report.style import report_style, save_figure
 
 DEFAULT_PER_CLASS = 3
 DEFAULT_MAX_CLASSES = 4
+EDGE_GREY = 150
 
 
 def palette_image(clusters: Sequence[ColorCluster], size: int) -> np.ndarray:
-    """Vertical stripes, one per cluster, widths proportional to its share: (size, size, 3) uint8. A string the
-    parser rejected, or no clusters, gives a grey cell crossed by a white diagonal (visibly "no latent")."""
+    """Vertical stripes, one per cluster, widths proportional to its share (at least 2 px when they fit), and a grey
+    right edge: (size, size, 3) uint8. A string the parser rejected, or no clusters, gives a grey cell crossed by a
+    white diagonal."""
     from skimage.color import lab2rgb
 
     if not clusters or sum(c.share for c in clusters) == 0:
@@ -40,8 +42,12 @@ def palette_image(clusters: Sequence[ColorCluster], size: int) -> np.ndarray:
     lab = np.array([[c.L, c.a, c.b] for c in clusters], dtype=np.float64)
     rgb = (np.clip(lab2rgb(lab[None])[0], 0.0, 1.0) * 255.0).round().astype(np.uint8)
     shares = np.array([c.share for c in clusters], dtype=np.float64)
-    edges = np.round(np.concatenate([[0.0], np.cumsum(shares) / shares.sum()]) * size).astype(int)
-    cell = np.empty((size, size, 3), np.uint8)
+    room = size - 1  # the last column is a grey edge that parts neighbouring palettes (white is a palette colour)
+    least = 2 if 2 * len(clusters) <= room else 1  # a small object's cluster stays visible
+    widths = np.maximum(least, np.round(shares / shares.sum() * room)).astype(int)
+    widths[widths.argmax()] -= widths.sum() - room  # the largest cluster absorbs the rounding
+    edges = np.concatenate([[0], np.cumsum(widths)])
+    cell = np.full((size, size, 3), EDGE_GREY, np.uint8)
     for colour, lo, hi in zip(rgb, edges[:-1], edges[1:], strict=True):
         cell[:, lo:hi] = colour
     return cell

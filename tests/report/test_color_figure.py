@@ -12,7 +12,7 @@ from stage_helpers import run_module
 from kaleido.io import load_npz, save_npz_atomic
 from kaleido.latents.formats import ColorCluster
 from kaleido.report.collect import MetricRecord
-from kaleido.report.colors import DEFAULT_PER_CLASS, color_rows, palette_image, write_color_figures
+from kaleido.report.colors import DEFAULT_PER_CLASS, EDGE_GREY, color_rows, palette_image, write_color_figures
 
 SIZE = 32
 
@@ -67,7 +67,10 @@ def test_palettes_decode_the_kaleido_tokens_and_match_their_images(tmp_path, def
 
 
 def test_palette_stripes_follow_the_shares_and_an_unreadable_latent_is_marked():
-    cell = palette_image([ColorCluster(50, 0, 0, 75), ColorCluster(100, 0, 0, 25)], 8)
-    assert (cell[:, :6] == cell[0, 0]).all() and (cell[:, 6:] == 255).all() and cell[0, 0, 0] < 200
+    cell = palette_image([ColorCluster(50, 0, 0, 75), ColorCluster(100, 0, 0, 25)], 9)  # 8 columns + grey edge
+    assert (cell[:, :6] == cell[0, 0]).all() and (cell[:, 6:8] == 255).all() and cell[0, 0, 0] < 200
+    assert (cell[:, 8] == EDGE_GREY).all()
+    tiny = palette_image([ColorCluster(10, 0, 0, 99), ColorCluster(60, 60, 40, 1)], 9)
+    assert (tiny[0, 6:8] == tiny[0, 6]).all() and (tiny[0, 6] != tiny[0, 0]).any()  # a 1 % cluster keeps 2 columns
     empty = palette_image([], 8)
     assert (np.diag(empty[..., 0]) == 255).all() and empty[0, 1, 0] == 160
