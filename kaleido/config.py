@@ -128,6 +128,11 @@ def validate(cfg: dict[str, Any]) -> dict[str, Any]:
         exp["train"] = {**TRAIN_DEFAULTS, **exp["train"]}
         exp["sampler"] = {**PRIOR_SAMPLING, **exp["sampler"]}
         exp["metrics"] = {**METRIC_DEFAULTS, **exp["metrics"]}
+        others = [n for n in FEATURE_NETS.names() if n not in ("identity", exp["metrics"]["feature_net"])]
+        for net in exp["metrics"]["extra_feature_nets"]:
+            if net not in others:
+                raise ConfigError(f"{where}.metrics.extra_feature_nets: {net!r}; accepted: image feature networks "
+                                  f"other than feature_net {exp['metrics']['feature_net']!r}: {others}")
         exp["edits"] = [_check_edit(exp, {"method": "kaleido", "count": 16, **item}, f"{where}.edits[{i}]")
                         for i, item in enumerate(exp.get("edits", []))]
         exp["report"] = {"guidance": "best_fd", **exp.get("report", {})}
@@ -208,6 +213,7 @@ METRIC_DEFAULTS: dict[str, Any] = {
     "is_splits": 10, "mss_include_diagonal": True, "bootstrap_resamples": 0, "knn_device": "cpu",
     "knn_chunk_size": 1024, "feature_weights": None, "feature_batch_size": 64, "feature_precision": "fp32",
     "feature_device": "cpu", "feature_domain_steps": 2000, "diversity_conditions": 0, "diversity_per_condition": 0,
+    "extra_feature_nets": {},
 }
 
 
@@ -323,8 +329,12 @@ def stage_spec(cfg: dict[str, Any], name: str, stage: str, **keys: str) -> dict[
                     stage="edit", latent_spec=exp["latents"][keys["latent"]],
                     edit=edit_item(exp, keys["method"], keys["latent"], keys["guidance"], keys["edit"]))
     elif stage == "features":  # only what changes the features: the network and how it runs, and the data set
-        spec.update(data=exp["data"], num_samples=exp["num_samples"], feature_net=exp["metrics"]["feature_net"],
-                    feature_options={k: v for k, v in exp["metrics"].items() if k.startswith("feature_")})
+        opts = exp["metrics"]
+        net = spec.pop("net", opts["feature_net"])  # feature_net below records it
+        options = {k: v for k, v in opts.items() if k.startswith("feature_")}
+        if net != opts["feature_net"]:  # an extra network: its own weights, the main network's run options
+            options["feature_weights"] = opts["extra_feature_nets"][net]
+        spec.update(data=exp["data"], num_samples=exp["num_samples"], feature_net=net, feature_options=options)
     elif stage == "evaluate":
         spec.update(metrics=exp["metrics"], num_samples=exp["num_samples"], data=exp["data"])
     else:

@@ -48,6 +48,49 @@ def toy_mode_metrics(samples: np.ndarray, labels: np.ndarray, data_spec: dict[st
         out[f"{keys.MODE_ENTROPY}_class{c}"] = h
     return out
 
+#: metric groups and keys computed on an extra feature network (the paper's FD-DINOv2, Vendi / MSS on SSCD, ...)
+EXTRA_NET_GROUPS = ("fid", "vendi", "mss")
+EXTRA_NET_KEYS = frozenset({keys.FD, keys.VENDI, keys.VENDI_PER_CONDITION, keys.MSS})
+
+
+def network_metrics(real_path: Path, fake_path: Path, exp: dict[str, Any], bootstrap_seed: int,
+                    groups: Sequence[str] | None = None
+                    ) -> tuple[dict[str, float], dict[str, tuple[float, float]], np.ndarray | None, int]:
+    """Metrics of one network's generated features against its reference features, with bootstrap intervals.
+
+    Per-condition Vendi and MSS follow the diversity protocol (``metrics.diversity_conditions`` x
+    ``diversity_per_condition``) when set. ``groups``: :data:`metrics.suite.METRIC_GROUPS` to compute (None = all
+    that apply). Returns (values, ci95, the protocol's rows or None, the KID subset size used).
+    """
+    opts = exp["metrics"]
+    real = load_npz(real_path, required=("features",))
+    fake = load_npz(fake_path, required=("features", "labels"))
+    if len(fake["features"]) != exp["num_samples"]:
+        raise InputError(f"{fake_path}: {len(fake['features'])} generated items, config asks for "
+                         f"num_samples={exp['num_samples']}; rerun the sample and features steps")
+    kid_subset_size = min(opts["kid_subset_size"], len(real["features"]), len(fake["features"]))
+    options = {"bootstrap_resamples": opts["bootstrap_resamples"], "bootstrap_seed": bootstrap_seed,
+               "vendi_q": opts["vendi_q"], "mss_include_diagonal": opts["mss_include_diagonal"],
+               "device": opts["knn_device"]}
+    try:
+        values, ci95 = compute_with_ci(
+            real["features"], fake["features"], labels_fake=fake["labels"], logits_fake=fake.get("logits"),
+            k_pr=opts["k_pr"], k_dc=opts["k_dc"], is_splits=opts["is_splits"],
+            kid_subsets=opts["kid_subsets"] if groups is None else 0, kid_subset_size=kid_subset_size,
+            chunk_size=opts["knn_chunk_size"], metrics=None if groups is None else list(groups), **options)
+        rows = None
+        if opts["diversity_conditions"] or opts["diversity_per_condition"]:  # the paper's 1K x 10 protocol
+            rows = condition_subset(fake["labels"], opts["diversity_conditions"], opts["diversity_per_condition"])
+            sub, sub_ci = compute_with_ci(real["features"], fake["features"][rows], labels_fake=fake["labels"][rows],
+                                          metrics=["vendi", "mss"], **options)
+            for key in (keys.VENDI_PER_CONDITION, keys.MSS):
+                values[key] = sub[key]
+                if key in sub_ci:
+                    ci95[key] = sub_ci[key]
+    except ValueError as err:
+        raise InputError(f"metrics of {fake_path} vs {real_path}: {err}") from None
+    return values, ci95, rows, kid_subset_size
+
 
 def main(argv: Sequence[str] | None = None) -> None:
     parser = stage_parser(__doc__.split("\n\n")[0])
@@ -56,6 +99,9 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--guidance", required=True)
     parser.add_argument("--real", required=True, type=Path, help="reference features npz")
     parser.add_argument("--fake", required=True, type=Path, help="generated features npz")
+    parser.add_argument("--extra", nargs=3, action="append", default=[], metavar=("NET", "REAL", "FAKE"),
+                        help="features of another network (metrics.extra_feature_nets): its FD, Vendi and MSS are "
+                             "added as <metric>_<net> (repeat per network)")
     parser.add_argument("samples", nargs="+", type=Path, help="the sample shards the features came from")
     args = parser.parse_args(argv)
     cfg, exp = load_stage_config(args)
@@ -63,35 +109,14 @@ def main(argv: Sequence[str] | None = None) -> None:
     opts = exp["metrics"]
     spec = config.stage_spec(cfg, args.experiment, "evaluate", method=args.method, latent=args.latent,
                              guidance=args.guidance)
-    real = load_npz(args.real, required=("features",))
-    fake = load_npz(args.fake, required=("features", "labels"))
-    if len(fake["features"]) != exp["num_samples"]:
-        raise InputError(f"{args.fake}: {len(fake['features'])} generated items, config asks for "
-                         f"num_samples={exp['num_samples']}; rerun the sample and features steps")
-    kid_subset_size = min(opts["kid_subset_size"], len(real["features"]), len(fake["features"]))
     bootstrap_seed = derive_seed(args.experiment, exp["seed"], "evaluate", "bootstrap")
-    try:
-        values, ci95 = compute_with_ci(
-            real["features"], fake["features"], labels_fake=fake["labels"], logits_fake=fake.get("logits"),
-            bootstrap_resamples=opts["bootstrap_resamples"], bootstrap_seed=bootstrap_seed, k_pr=opts["k_pr"],
-            k_dc=opts["k_dc"], vendi_q=opts["vendi_q"], is_splits=opts["is_splits"], kid_subsets=opts["kid_subsets"],
-            kid_subset_size=kid_subset_size, mss_include_diagonal=opts["mss_include_diagonal"],
-            device=opts["knn_device"], chunk_size=opts["knn_chunk_size"])
-        diversity_rows = None
-        if opts["diversity_conditions"] or opts["diversity_per_condition"]:  # the paper's 1K x 10 protocol
-            diversity_rows = condition_subset(fake["labels"], opts["diversity_conditions"],
-                                              opts["diversity_per_condition"])
-            sub, sub_ci = compute_with_ci(
-                real["features"], fake["features"][diversity_rows], labels_fake=fake["labels"][diversity_rows],
-                metrics=["vendi", "mss"], bootstrap_resamples=opts["bootstrap_resamples"],
-                bootstrap_seed=bootstrap_seed, vendi_q=opts["vendi_q"],
-                mss_include_diagonal=opts["mss_include_diagonal"], device=opts["knn_device"])
-            for key in (keys.VENDI_PER_CONDITION, keys.MSS):
-                values[key] = sub[key]
-                if key in sub_ci:
-                    ci95[key] = sub_ci[key]
-    except ValueError as err:
-        raise InputError(f"metrics of {args.fake} vs {args.real}: {err}") from None
+    values, ci95, diversity_rows, kid_subset_size = network_metrics(args.real, args.fake, exp, bootstrap_seed)
+    for net, real_path, fake_path in args.extra:  # FD, Vendi and MSS on another network: keys "<metric>_<net>"
+        extra, extra_ci, _, _ = network_metrics(Path(real_path), Path(fake_path), exp, bootstrap_seed,
+                                                groups=EXTRA_NET_GROUPS)
+        suffix = "_" + net.replace("-", "_")
+        values.update({k + suffix: v for k, v in extra.items() if k in EXTRA_NET_KEYS})
+        ci95.update({k + suffix: v for k, v in extra_ci.items() if k in EXTRA_NET_KEYS})
     shards = [load_npz(p, required=("x", "labels")) for p in args.samples]
     # The whole lineage of these numbers, for MLflow: every stage's config slice (each upstream slice is what its
     # stage recorded or, for training, what the DAG hashed; a change there reruns it and so this step too).
@@ -112,14 +137,14 @@ def main(argv: Sequence[str] | None = None) -> None:
                                           exp["data"].get("label", "shape")))
     record: dict[str, Any] = {
         "experiment": args.experiment, "dataset": exp["data"]["name"], "method": args.method, "latent": args.latent,
-        "guidance": weight, "num_samples": int(len(fake["features"])), "feature_net": opts["feature_net"],
+        "guidance": weight, "num_samples": exp["num_samples"], "feature_net": opts["feature_net"],
         "metrics": {k: (float(v) if isinstance(v, float | np.floating) else int(v)) for k, v in values.items()},
         "metric_options": {**{k: opts[k] for k in ("k_pr", "k_dc", "vendi_q", "modes_min_share", "kid_subsets",
                                                    "is_splits", "mss_include_diagonal", "bootstrap_resamples")},
                            "kid_subset_size": kid_subset_size, "bootstrap_seed": bootstrap_seed,
                            "diversity_conditions": opts["diversity_conditions"],
                            "diversity_per_condition": opts["diversity_per_condition"],
-                           "diversity_num_samples": int(len(fake["features"]) if diversity_rows is None
+                           "diversity_num_samples": int(exp["num_samples"] if diversity_rows is None
                                                         else len(diversity_rows))},
         "samples": [str(p) for p in args.samples],
         "provenance": provenance("kaleido.evaluate", lineage),

@@ -150,12 +150,15 @@ def _net_settings(args: argparse.Namespace, net: object) -> dict[str, object]:
 
 
 def _options_from_config(args: argparse.Namespace) -> None:
-    """Fill the network options not given on the command line from ``experiments.<exp>.metrics`` of --config."""
+    """Fill the network options not given on the command line from ``experiments.<exp>.metrics`` of --config
+    (the weights of a network listed in ``extra_feature_nets`` from there)."""
     from kaleido import config
 
     if args.experiment is None:
         raise ValueError("--config needs --experiment NAME (the experiment whose metrics block to read)")
     opts = config.experiment(config.load(args.config), args.experiment)["metrics"]
+    if args.net in opts["extra_feature_nets"]:  # an extra network has its own weights
+        opts = {**opts, "feature_weights": opts["extra_feature_nets"][args.net]}
     for arg, key in (("weights", "feature_weights"), ("batch_size", "feature_batch_size"),
                      ("precision", "feature_precision"), ("device", "feature_device")):
         if getattr(args, arg) is None:

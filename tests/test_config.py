@@ -140,3 +140,22 @@ def test_guidance_formatting_round_trip(default_config):
     assert config.parse_guidance(exp, "2.5") == 2.5
     with pytest.raises(ConfigError, match="not in the configured guidance grid"):
         config.parse_guidance(exp, "3")
+
+
+def test_extra_feature_nets_are_other_image_networks_and_key_their_own_features_spec(default_config):
+    cfg = copy.deepcopy(default_config)
+    metrics = cfg["experiments"]["toy2d"]["metrics"]
+    metrics["extra_feature_nets"] = {"sscd": "/models/sscd.pt", "dinov2": None}
+    resolved = config.validate(cfg)
+    main = config.stage_spec(resolved, "toy2d", "features")
+    sscd = config.stage_spec(resolved, "toy2d", "features", net="sscd")
+    assert main["feature_net"] == "identity" and "net" not in main
+    assert sscd["feature_net"] == "sscd" and sscd["feature_options"]["feature_weights"] == "/models/sscd.pt"
+    metrics["extra_feature_nets"] = {"sscd": "/models/other.pt", "dinov2": None}  # new weights: only sscd changes
+    changed = config.validate(cfg)
+    assert config.stage_spec(changed, "toy2d", "features") == main
+    assert config.stage_spec(changed, "toy2d", "features", net="sscd") != sscd
+    for bad in ("identity", "nonsense"):
+        metrics["extra_feature_nets"] = {bad: None}
+        with pytest.raises(ConfigError, match=rf"metrics.extra_feature_nets: '{bad}'; accepted: image feature"):
+            config.validate(cfg)

@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 import yaml
 from dag_helpers import REPO, make_workdir, snakemake, tiny_shapes
+from metric_checks.img_nets import save_tiny_sscd
 
 from kaleido.io import load_npz, read_json
 
@@ -24,6 +25,8 @@ def shapes_run(tmp_path_factory):
     cfg = tiny_shapes(yaml.safe_load((REPO / "config" / "shapes.yaml").read_text()), methods=METHODS, guidance=[4],
                       edits=[{"latent": "bbox", "edit": "move", "guidance": 4, "count": 8}])
     cfg["experiments"]["shapes"]["latents"] = {"bbox": {}}
+    # a second feature network (a tiny random SSCD in its TorchScript release format): the paper's MSS / Vendi columns
+    cfg["experiments"]["shapes"]["metrics"]["extra_feature_nets"] = {"sscd": str(save_tiny_sscd(workdir / "sscd.pt"))}
     (workdir / "config" / "config.yaml").write_text(yaml.safe_dump(cfg))
     snakemake(workdir, "--cores", "2", "reports/table1.csv")
     return workdir
@@ -45,11 +48,15 @@ def test_image_report(shapes_run):
     assert [(r["method"], r["latent"]) for r in rows] == [("mdm", "none"), ("mdm_autoguidance", "none"),
                                                          ("kaleido", "bbox")]
     assert all(float(r["fd"]) > 0 and r["fd_ci_low"] and r["mss"] for r in rows)
-    assert "FD (domain) ↓" in (reports / "table1_shapes.md").read_text()
+    assert all(r["mss_sscd"] and r["vendi_sscd"] and r["fd_sscd_ci_low"] for r in rows)  # the extra network
+    markdown = (reports / "table1_shapes.md").read_text()
+    assert "FD (domain) ↓" in markdown and "MSS (sscd) ↓" in markdown and "Vendi (sscd) ↑" in markdown
     grid = reports / "figures" / "samples_shapes_w4.png"
     assert grid.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and grid.stat().st_size > 5000
     metrics = read_json(shapes_run / "results/shapes/metrics/kaleido/bbox/w4.json")
     assert metrics["feature_net"] == "domain" and "ci95" in metrics
+    assert {"fd_sscd", "mss_sscd", "vendi_sscd", "vendi_per_condition_sscd"} <= set(metrics["metrics"])
+    assert "precision_sscd" not in metrics["metrics"] and "fd_sscd" in metrics["ci95"]
 
 
 def test_latent_edit_stage(shapes_run):

@@ -4,7 +4,9 @@ One row per (method, latent) -- MDM, MDM + CADS, MDM + autoguidance, Kaleido (on
 Kaleido + CADS -- at one guidance weight per row, chosen by ``report.guidance`` in the experiment's config: a
 number (the paper reports CFG 4.0) or ``best_fd`` (each row at its own lowest FD over the guidance grid). Columns:
 the guidance used, then FD (FID with Inception features), precision, recall, density, coverage, MSS, Vendi, ... each
-with its bootstrap 95 % interval when the metrics have one, the feature network named in the FD header. The best
+with its bootstrap 95 % interval when the metrics have one, the feature network named in the FD header; then the
+metrics of each extra feature network (``metrics.extra_feature_nets``), titled with it: "FD (dinov2)",
+"MSS (sscd)", "Vendi (sscd)", ... The best
 value of each column is bold in Markdown and LaTeX (lowest FD / MSS, highest of the others).
 
 The CSV keeps numbers unrounded (``%.6g``), the interval bounds in ``<metric>_ci_low`` / ``_ci_high`` columns; the
@@ -56,6 +58,25 @@ def fd_title(feature_net: str) -> str:
         return "FD-DINOv2"
     return f"FD ({feature_net})"
 
+#: metrics computed on extra feature networks (``metrics.extra_feature_nets``), keyed ``<metric>_<net>``
+_EXTRA_BASES: tuple[Column, ...] = (
+    Column("fd", "FD", True), Column("mss", "MSS", True), Column("vendi", "Vendi", False),
+    Column("vendi_per_condition", "Vendi / class", False),
+)
+
+
+def extra_columns(names: Sequence[str]) -> list[Column]:
+    """Columns of extra-network metrics among ``names`` (e.g. ``mss_sscd`` -> "MSS (sscd)"), by network then metric."""
+    from metrics.features import FEATURE_NETS
+
+    nets = {n.replace("-", "_"): n for n in FEATURE_NETS.names()}
+    found = []
+    for suffix, net in sorted(nets.items()):
+        for base in _EXTRA_BASES:
+            if f"{base.metric}_{suffix}" in names:
+                found.append(Column(f"{base.metric}_{suffix}", f"{base.title} ({net})", base.lower_is_better))
+    return found
+
 
 def select_rows(records: Sequence[MetricRecord], choice: float | str) -> list[MetricRecord]:
     """One record per (method, latent) of one experiment, at guidance ``choice`` or its best FD (:data:`BEST_FD`).
@@ -87,7 +108,7 @@ def paper_table(records: Sequence[MetricRecord], choice: float | str) -> pd.Data
     frame: dict[str, list] = {"method": [r.method for r in rows], "latent": [r.latent for r in rows],
                               "row": [series_label(r.method, r.latent) for r in rows],
                               "guidance": [r.guidance for r in rows]}
-    for column in PAPER_COLUMNS:
+    for column in [*PAPER_COLUMNS, *extra_columns(sorted({k for r in rows for k in r.metrics}))]:
         values = [r.metrics.get(column.metric, math.nan) for r in rows]
         if all(math.isnan(v) for v in values):
             continue
@@ -99,7 +120,7 @@ def paper_table(records: Sequence[MetricRecord], choice: float | str) -> pd.Data
 
 
 def shown_columns(table: pd.DataFrame) -> list[Column]:
-    return [c for c in PAPER_COLUMNS if c.metric in table]
+    return [c for c in PAPER_COLUMNS if c.metric in table] + extra_columns(list(table.columns))
 
 
 def best_rows(table: pd.DataFrame, column: Column) -> set[int]:

@@ -92,3 +92,33 @@ def test_diversity_protocol_rejects_too_few_samples(inputs) -> None:
         _run(inputs, bootstrap_resamples=0, kid_subsets=0, diversity_conditions=1, diversity_per_condition=40)
     with pytest.raises(InputError, match="diversity_conditions=3, but the samples hold 2 conditions"):
         _run(inputs, bootstrap_resamples=0, kid_subsets=0, diversity_conditions=3, diversity_per_condition=2)
+
+
+def test_extra_feature_network_adds_suffixed_fd_vendi_mss(inputs) -> None:
+    """``--extra NET REAL FAKE``: FD, Vendi (overall and per condition) and MSS of another network's features, keyed
+    ``<metric>_<net>``, equal to the suite on those features; the main network's metrics are unchanged."""
+    d = inputs["dir"]
+    rng = np.random.default_rng(5)
+    real_b = rng.normal(size=(80, 4)).astype(np.float32)
+    fake_b = (rng.normal(size=(N, 4)) * 1.5).astype(np.float32)
+    save_npz_atomic(d / "real_b.npz", features=real_b, labels=np.arange(80) % 2)
+    save_npz_atomic(d / "fake_b.npz", features=fake_b, labels=inputs["labels"])
+    cfg = inputs["config"]
+    exp = cfg["experiments"]["toy2d"]
+    exp["num_samples"] = N
+    exp["metrics"].update(bootstrap_resamples=3, kid_subsets=0, extra_feature_nets={"dinov2-dgm": None})
+    (d / "config.yaml").write_text(yaml.safe_dump(cfg))
+    evaluate.main(["--config", str(d / "config.yaml"), "--experiment", "toy2d", "--method", "mdm", "--latent",
+                   "none", "--guidance", "8", "--real", str(d / "real.npz"), "--fake", str(d / "fake.npz"),
+                   "--extra", "dinov2-dgm", str(d / "real_b.npz"), str(d / "fake_b.npz"),
+                   "--out", str(d / "m.json"), str(d / "shard.npz")])
+    record = json.loads((d / "m.json").read_text())
+    seed = record["metric_options"]["bootstrap_seed"]
+    values, ci = compute_with_ci(real_b, fake_b, labels_fake=inputs["labels"], bootstrap_resamples=3,
+                                 bootstrap_seed=seed, metrics=["fid", "vendi", "mss"])
+    for key in (keys.FD, keys.VENDI, keys.VENDI_PER_CONDITION, keys.MSS):
+        assert record["metrics"][f"{key}_dinov2_dgm"] == pytest.approx(values[key], rel=1e-12), key
+        assert record[keys.CI95][f"{key}_dinov2_dgm"] == [pytest.approx(v, rel=1e-12) for v in ci[key]]
+    assert "precision_dinov2_dgm" not in record["metrics"]
+    main, _ = compute_with_ci(inputs["real"], inputs["fake"], labels_fake=inputs["labels"], kid_subsets=0)
+    assert record["metrics"][keys.FD] == pytest.approx(main[keys.FD], rel=1e-12)

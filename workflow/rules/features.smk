@@ -37,7 +37,7 @@ rule features_reference:
     log:
         f"{RESULTS}/{{exp}}/logs/features_{{net}}_reference.log",
     params:
-        spec=spec("features"),
+        spec=spec("features", net="net"),
         code=code("metrics"),
         weights=weights_flag,
     resources:
@@ -58,7 +58,7 @@ rule features_samples:
     log:
         f"{RESULTS}/{{exp}}/logs/features_{{net}}_{{method}}_{{latent}}_w{{guidance}}.log",
     params:
-        spec=spec("features"),
+        spec=spec("features", net="net"),
         code=code("metrics"),
         weights=weights_flag,
     resources:
