@@ -13,7 +13,7 @@ import numpy as np
 import torch
 from image_helpers import word_tokenizer
 
-from kaleido import checkpoint
+from kaleido import checkpoint, config
 from kaleido.sample import generate
 from kaleido.train import train
 
@@ -41,7 +41,7 @@ def test_class_conditional_samples_take_their_class_colour(tmp_path):
     model.load_state_dict(train(spec, x, labels, None, tmp_path / "run", meta, progress=False)["ema"])
     model.eval()
     exp = {"diffusion": diffusion, "cads": {},
-           "sampler": {"name": "ddpm", "steps": 20, "prior_temperature": 1.0, "prior_top_k": 0, "prior_top_p": 1.0}}
+           "sampler": {"name": "ddpm", "steps": 20, **config.PRIOR_SAMPLING}}
     out = generate(exp, 7, "mdm", 1.0, range(40), {"mdm": model})
     mean = out["x"].reshape(40, -1, 3).mean(axis=1)
     nearest = np.linalg.norm(mean[:, None] - COLOURS[None], axis=-1).argmin(axis=1)

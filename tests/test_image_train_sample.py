@@ -13,7 +13,7 @@ import torch
 from image_helpers import word_tokenizer
 from latent_images import draw
 
-from kaleido import checkpoint
+from kaleido import checkpoint, config
 from kaleido.sample import generate
 from kaleido.train import train
 
@@ -64,7 +64,7 @@ def test_image_models_train_resume_and_sample(tmp_path, role):
     model = checkpoint.build_denoiser(meta)
     model.load_state_dict(full["ema"])
     model.eval()
-    exp = {"diffusion": spec["diffusion"], "sampler": {"name": "ddpm", "steps": 5, "prior_temperature": 1.0},
+    exp = {"diffusion": spec["diffusion"], "sampler": {"name": "ddpm", "steps": 5, **config.PRIOR_SAMPLING},
            "cads": {}}
     method = "kaleido" if role == "kaleido" else "mdm"
     one = generate(exp, 3, method, 3.0, range(5), {role: model}, batch_size=5)
