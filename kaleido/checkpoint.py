@@ -59,5 +59,10 @@ def load_denoiser(path: str | Path, device: str | torch.device = "cpu") -> tuple
     if "ema" not in ckpt or "meta" not in ckpt:
         raise InputError(f"{path}: not a finished model file (keys {sorted(ckpt)}); rerun the training step")
     model = build_denoiser(ckpt["meta"])
-    model.load_state_dict(ckpt["ema"])
+    try:
+        model.load_state_dict(ckpt["ema"])
+    except RuntimeError as err:  # the model code changed since this file was trained
+        first = str(err).splitlines()[1].strip() if len(str(err).splitlines()) > 1 else str(err)
+        raise InputError(f"{path}: its weights do not fit this version's model ({first}); it was trained by "
+                         "other code: delete it and rerun the training step") from None
     return model.to(device).eval(), ckpt["meta"]

@@ -16,6 +16,7 @@ from stage_helpers import run_module as _run
 from stage_helpers import train_cmd as _train_cmd
 
 from kaleido import checkpoint, config
+from kaleido.errors import InputError
 from kaleido.sample import generate
 from kaleido.train import NonFiniteLossError, train
 
@@ -29,6 +30,12 @@ def test_loss_decreases_and_model_loads(tiny):
     assert abs(log[-1]["loss_ar"] - np.log(2)) < 0.03
     model, meta = checkpoint.load_denoiser(tmp / "a" / "model.pt")
     assert meta["vocab_size"] == 2 and model.uses_latent
+    # weights from other model code (here: a layer removed) are refused with the remedy, not a torch traceback
+    stale = checkpoint.load(tmp / "a" / "model.pt")
+    stale["ema"].pop(next(iter(stale["ema"])))
+    checkpoint.save(tmp / "stale.pt", stale)
+    with pytest.raises(InputError, match=r"stale.pt: its weights do not fit this version's model \(Missing key"):
+        checkpoint.load_denoiser(tmp / "stale.pt")
 
 
 def test_killed_training_resumes_to_identical_weights(tiny):
