@@ -48,9 +48,9 @@ def toy_mode_metrics(samples: np.ndarray, labels: np.ndarray, data_spec: dict[st
         out[f"{keys.MODE_ENTROPY}_class{c}"] = h
     return out
 
-#: metric groups and keys computed on an extra feature network (the paper's FD-DINOv2, Vendi / MSS on SSCD, ...)
+
+#: metric groups computed on an extra feature network, of which keys.EXTRA_NET_METRICS are kept
 EXTRA_NET_GROUPS = ("fid", "vendi", "mss")
-EXTRA_NET_KEYS = frozenset({keys.FD, keys.VENDI, keys.VENDI_PER_CONDITION, keys.MSS})
 
 
 def network_metrics(real_path: Path, fake_path: Path, exp: dict[str, Any], bootstrap_seed: int,
@@ -115,8 +115,8 @@ def main(argv: Sequence[str] | None = None) -> None:
         extra, extra_ci, _, _ = network_metrics(Path(real_path), Path(fake_path), exp, bootstrap_seed,
                                                 groups=EXTRA_NET_GROUPS)
         suffix = "_" + net.replace("-", "_")
-        values.update({k + suffix: v for k, v in extra.items() if k in EXTRA_NET_KEYS})
-        ci95.update({k + suffix: v for k, v in extra_ci.items() if k in EXTRA_NET_KEYS})
+        values.update({k + suffix: v for k, v in extra.items() if k in keys.EXTRA_NET_METRICS})
+        ci95.update({k + suffix: v for k, v in extra_ci.items() if k in keys.EXTRA_NET_METRICS})
     shards = [load_npz(p, required=("x", "labels")) for p in args.samples]
     # The whole lineage of these numbers, for MLflow: every stage's config slice (each upstream slice is what its
     # stage recorded or, for training, what the DAG hashed; a change there reruns it and so this step too).

@@ -28,6 +28,9 @@ MSS = "mss"  # CADS/Kaleido mean similarity score: mean over conditions of the m
 MODES_COVERED = "modes_covered"  # number of true modes receiving >= min_share of their own class's samples.
 MODE_ENTROPY = "mode_entropy"  # mean over classes of the entropy (nats) of a class's samples over its own modes.
 
+# Metrics also computed on each extra feature network (kaleido.evaluate --extra), keyed "<metric>_<net>".
+EXTRA_NET_METRICS = (FD, MSS, VENDI, VENDI_PER_CONDITION)
+
 # Shapes-image metrics, read off the pixels by the offline object finder (kaleido.data.shapes_modes).
 CLASS_ACCURACY = "class_accuracy"  # share of images whose main object (shape/colour) or object count is the class.
 COLOR_ENTROPY = "color_entropy"  # mean over classes of the entropy (nats) of the main object's colour.

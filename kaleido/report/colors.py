@@ -53,9 +53,8 @@ def palette_image(clusters: Sequence[ColorCluster], size: int) -> np.ndarray:
     return cell
 
 
-def first_per_class(shard: str | os.PathLike[str], max_classes: int, per_class: int) -> dict[int, list[int]]:
-    """label -> positions in the shard of its first ``per_class`` samples, for labels < ``max_classes``."""
-    labels = load_npz(Path(shard), required=("labels",))["labels"]
+def first_per_class(labels: np.ndarray, max_classes: int, per_class: int) -> dict[int, list[int]]:
+    """label -> positions in ``labels`` (n,) of its first ``per_class`` samples, for labels < ``max_classes``."""
     picks: dict[int, list[int]] = {}
     for pos, label in enumerate(labels):
         if int(label) < max_classes and len(picks.setdefault(int(label), [])) < per_class:
@@ -70,8 +69,7 @@ def color_rows(mdm: MetricRecord, kaleido: MetricRecord, tokenizer_path: Path, m
               (("mdm", mdm), ("kaleido", kaleido))}
     if "tokens" not in shards["kaleido"]:
         raise InputError(f"{kaleido.samples[0]}: no 'tokens' (the sampled latents); is it a Kaleido shard?")
-    picks = {name: first_per_class(r.samples[0], max_classes, per_class) for name, r in
-             (("mdm", mdm), ("kaleido", kaleido))}
+    picks = {name: first_per_class(shard["labels"], max_classes, per_class) for name, shard in shards.items()}
     classes = sorted(set(picks["mdm"]) & set(picks["kaleido"]))
     size = int(shards["kaleido"]["x"].shape[1])
     positions = [p for c in classes for p in picks["kaleido"][c]]

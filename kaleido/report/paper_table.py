@@ -58,21 +58,18 @@ def fd_title(feature_net: str) -> str:
         return "FD-DINOv2"
     return f"FD ({feature_net})"
 
-#: metrics computed on extra feature networks (``metrics.extra_feature_nets``), keyed ``<metric>_<net>``
-_EXTRA_BASES: tuple[Column, ...] = (
-    Column("fd", "FD", True), Column("mss", "MSS", True), Column("vendi", "Vendi", False),
-    Column("vendi_per_condition", "Vendi / class", False),
-)
 
 
 def extra_columns(names: Sequence[str]) -> list[Column]:
     """Columns of extra-network metrics among ``names`` (e.g. ``mss_sscd`` -> "MSS (sscd)"), by network then metric."""
+    from metrics import keys
     from metrics.features import FEATURE_NETS
 
+    bases = [c for c in PAPER_COLUMNS if c.metric in keys.EXTRA_NET_METRICS]
     nets = {n.replace("-", "_"): n for n in FEATURE_NETS.names()}
     found = []
     for suffix, net in sorted(nets.items()):
-        for base in _EXTRA_BASES:
+        for base in bases:
             if f"{base.metric}_{suffix}" in names:
                 found.append(Column(f"{base.metric}_{suffix}", f"{base.title} ({net})", base.lower_is_better))
     return found
