@@ -48,7 +48,7 @@ def build_denoiser(meta: dict[str, Any]) -> Any:
 
         return ImageDenoiser(meta["arch"], data_shape=meta["data_shape"], num_classes=meta["num_classes"],
                              vocab_size=meta.get("vocab_size", 0), seq_len=meta.get("seq_len", 0),
-                             class_names=meta.get("class_names"))
+                             class_names=meta.get("class_names"), latent_grammar=meta.get("latent_grammar"))
     return ConditionalDenoiser(meta["arch"], data_dim=meta["data_dim"], num_classes=meta["num_classes"],
                                vocab_size=meta["vocab_size"], seq_len=meta["seq_len"])
 

@@ -202,7 +202,8 @@ def _check_same_data_space(models: dict[str, Any], roles: tuple[str, ...], where
 GUIDANCE_INTERVAL_DEFAULTS: dict[str, float] = {"sigma_lo": 0.28, "sigma_hi": 5.42}
 CADS_DEFAULTS: dict[str, Any] = {"tau1": 0.6, "tau2": 0.9, "noise_scale": 0.25, "psi": 1.0, "rescale": True}
 #: how the AR prior draws latents (every sampler): temperature, top-k (0 = off), nucleus mass (1.0 = off)
-PRIOR_SAMPLING: dict[str, Any] = {"prior_temperature": 1.0, "prior_top_k": 0, "prior_top_p": 1.0}
+PRIOR_SAMPLING: dict[str, Any] = {"prior_temperature": 1.0, "prior_top_k": 0, "prior_top_p": 1.0,
+                                  "prior_grammar": True}
 TRAIN_DEFAULTS: dict[str, Any] = {
     "warmup_steps": 0, "lr_schedule": "constant", "grad_clip": 1.0, "ema_decay": 0.999, "cond_drop_prob": 0.1,
     "ar_loss_weight": 1.0, "checkpoint_every": 1000, "bad_model_steps_fraction": 0.25, "grad_accum": 1,

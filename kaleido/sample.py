@@ -26,6 +26,7 @@ from kaleido.diffusion.schedule import Schedule
 from kaleido.errors import InputError
 from kaleido.guidance import SCHEMES, STREAM_DIFFUSION, STREAM_PRIOR, GuidanceInputs
 from kaleido.io import save_npz_atomic
+from kaleido.latents import grammar
 from kaleido.methods import METHODS, NO_LATENT
 from kaleido.models.denoiser import ConditionalDenoiser
 from kaleido.provenance import provenance
@@ -66,6 +67,9 @@ def generate(exp: dict[str, Any], seed: int, method: str, weight: float, indices
     index_all = torch.as_tensor(list(indices), dtype=torch.int64)  # on the CPU: the counter RNG runs there
     device = next((t.device for t in (*main.parameters(), *main.buffers())), torch.device("cpu"))
     xs, toks = [], []
+    constraint = {}  # the toy prior takes no constraint: pass one only where a grammar exists
+    if exp["sampler"]["prior_grammar"] and getattr(main, "latent_grammar", None):
+        constraint["constraint"] = grammar.from_meta(main.latent_grammar, main.prior.eos_id)
     for start in tqdm(range(0, len(index_all), batch_size), desc=f"sample {method} w={weight:g}",
                       disable=not progress):
         index = index_all[start:start + batch_size]
@@ -76,7 +80,7 @@ def generate(exp: dict[str, Any], seed: int, method: str, weight: float, indices
         elif main.uses_latent:
             z = main.prior.sample(main.context(labels), main.seq_len, seed, index, STREAM_PRIOR,
                                   exp["sampler"]["prior_temperature"], top_k=exp["sampler"]["prior_top_k"],
-                                  top_p=exp["sampler"]["prior_top_p"]).to(device)
+                                  top_p=exp["sampler"]["prior_top_p"], **constraint).to(device)
         if z is not None:
             toks.append(z.cpu())
         y, _ = main.encode(labels, z)

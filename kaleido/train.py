@@ -38,6 +38,9 @@ from kaleido.diffusion.losses import diffusion_target, noised
 from kaleido.diffusion.schedule import Schedule
 from kaleido.errors import InputError
 from kaleido.io import load_npz, write_text_atomic
+from kaleido.latents import grammar
+from kaleido.latents import tokenizer as tok
+from kaleido.latents.stage import tokenizer_dir
 from kaleido.methods import NO_LATENT, ROLES
 from kaleido.preemption import EXIT_PREEMPTED, Preempted, PreemptionFlag
 from kaleido.provenance import provenance
@@ -233,7 +236,7 @@ def main(argv: Sequence[str] | None = None) -> None:
                          + (f"one of {sorted(exp['latents'])}" if role.uses_latent else f"'{NO_LATENT}'"))
     spec = config.stage_spec(cfg, args.experiment, "train", role=args.role, latent=args.latent)
     data = load_data(args.data)
-    tokens, vocab_size, seq_len = None, 0, 0
+    tokens, vocab_size, seq_len, latent_grammar = None, 0, 0, None
     arch = dict(exp["models"][args.role])
     if role.uses_latent:
         if args.latents is None:
@@ -245,6 +248,9 @@ def main(argv: Sequence[str] | None = None) -> None:
             raise InputError(f"{args.latents}: {len(tokens)} latents for {len(data['x'])} items in {args.data}")
         if "pad_token_id" in lat:  # image latents: token strings through a tokenizer (pad / EOS ids)
             arch.update(pad_id=int(lat["pad_token_id"]), eos_id=int(lat["eos_token_id"]))
+            latent_grammar = grammar.grammar_meta(
+                args.latent, tok.load_pretrained(str(tokenizer_dir(args.latents))), vocab_size,
+                [str(n) for n in lat.get("names", [])])
     prov = provenance("kaleido.train", spec)
     num_classes = (len(data["class_names"]) if "class_names" in data
                    else DATASETS.get(exp["data"]["name"]).num_classes(exp["data"]))
@@ -254,6 +260,8 @@ def main(argv: Sequence[str] | None = None) -> None:
             "provenance_json": json.dumps(prov, sort_keys=True)}
     if data["x"].ndim == 4:  # uint8 images (n, H, W, C): the image denoiser conditions on the class names
         meta.update(data_shape=list(data["x"].shape[1:]), class_names=[str(c) for c in data["class_names"]])
+    if latent_grammar is not None:  # what the sampler needs to keep the prior's strings well formed
+        meta["latent_grammar"] = latent_grammar
     else:
         meta["data_dim"] = int(np.prod(data["x"].shape[1:]))
     group = distributed.init(args.device)

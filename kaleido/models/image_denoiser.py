@@ -34,7 +34,8 @@ class ImageDenoiser(nn.Module):
     """
 
     def __init__(self, arch: dict[str, Any], data_shape: list[int], num_classes: int, vocab_size: int = 0,
-                 seq_len: int = 0, class_names: list[str] | None = None) -> None:
+                 seq_len: int = 0, class_names: list[str] | None = None,
+                 latent_grammar: dict[str, Any] | None = None) -> None:
         super().__init__()
         if len(data_shape) != 3 or data_shape[0] != data_shape[1]:
             raise ConfigError(f"data_shape must be [H, W, C] with H == W, got {data_shape}")
@@ -60,6 +61,7 @@ class ImageDenoiser(nn.Module):
         else:
             self.class_states = self.class_mask = None
         self.prior: T5LatentPrior | None = None
+        self.latent_grammar = latent_grammar  # kaleido.latents.grammar.grammar_meta's record, or None
         if vocab_size:
             pspec = arch.get("prior", {"size": "t5_tiny"})
             with torch.random.fork_rng(devices=[]):

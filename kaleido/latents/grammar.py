@@ -1,0 +1,227 @@
+"""Constrained decoding for the item latents: the AR prior can only write strings its format's parser accepts.
+
+A bbox (or blob) latent is ``name (n1, ..., nk)`` items joined by ``"; "`` (:mod:`kaleido.latents.formats`). During
+prior sampling :class:`ItemGrammar` masks, at every step, the tokens that would make the string impossible to
+complete: names outside the latent's object vocabulary, malformed separators, non-canonical or out-of-range
+numbers, and order violations (bbox ``x1 <= x2``, ``y1 <= y2``; blob ``r_minor <= r_major``). EOS is allowed only
+where the string is complete (after an item, or at the start: an image without objects). Every string that ends in
+EOS therefore parses; a string cut by the prior's ``seq_len`` before EOS stays unfinished (the edit stage counts it
+as not editable).
+
+Works on any tokenizer given each token id's decoded text; tokens whose text is not plain ASCII (byte fragments,
+visual tokens, specials) are never allowed. The state of each row is a small hashable tuple advanced one character
+at a time; the allowed-token mask of a state is computed from the tokens whose first character the state accepts
+and cached, so a step costs a dictionary lookup per row.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+
+from kaleido.errors import ConfigError
+from kaleido.latents.formats import COORD_MAX, ITEM_SEP
+
+State = tuple  # ("name", prefix, first) | ("num", field, digits, values) | ("lit", text, then) | ("after",) | ("done",)
+
+
+@dataclass(frozen=True)
+class ItemFormat:
+    """One item format: field ranges and order relations between fields.
+
+    ``bounds[i]`` = (lo, hi) inclusive for field i; ``at_least[i]`` = j means field i >= field j (bbox x2 >= x1),
+    ``at_most[i]`` = j means field i <= field j (blob r_minor <= r_major).
+    """
+
+    bounds: tuple[tuple[int, int], ...]
+    at_least: dict[int, int]
+    at_most: dict[int, int]
+
+
+#: the latent types with a grammar (methods.md "Latent types"); color/voken/text/combined are sampled unconstrained
+FORMATS: dict[str, ItemFormat] = {
+    "bbox": ItemFormat(bounds=((0, COORD_MAX),) * 4, at_least={2: 0, 3: 1}, at_most={}),
+    "blob": ItemFormat(bounds=((0, COORD_MAX),) * 4 + ((0, 179),), at_least={}, at_most={3: 2}),
+}
+
+
+def _prefix_feasible(digits: str, lo: int, hi: int) -> bool:
+    """Whether some canonical integer in [lo, hi] (no leading zeros, no ``-0``) starts with ``digits``."""
+    if lo > hi:
+        return False
+    if digits in ("", "-"):
+        return digits == "" or lo <= -1
+    negative = digits.startswith("-")
+    body = digits[1:] if negative else digits
+    if not body.isdigit() or (body[0] == "0" and (len(body) > 1 or negative)):
+        return False
+    mag_lo, mag_hi = (max(1, -hi), -lo) if negative else (max(0, lo), hi)
+    if mag_lo > mag_hi:
+        return False
+    base = int(body)
+    if base == 0:
+        return mag_lo == 0
+    for extra in range(len(str(mag_hi)) - len(body) + 1):
+        first, last = base * 10 ** extra, base * 10 ** extra + 10 ** extra - 1
+        if first <= mag_hi and last >= mag_lo:
+            return True
+    return False
+
+
+class ItemGrammar:
+    """A prior-sampling constraint (``Constraint`` of :mod:`kaleido.models.t5`) for one item latent type.
+
+    ``token_texts[i]`` is token i's decoded text (None for special tokens); ``names`` the object vocabulary;
+    ``eos_id`` the end token. Call it as ``constraint(prefix_ids (B, k), logits (B, V)) -> logits``; it keeps each
+    row's parse state between consecutive calls of one generation (k = 0 starts a new batch).
+    """
+
+    def __init__(self, latent: str, token_texts: Sequence[str | None], names: Sequence[str], eos_id: int) -> None:
+        if latent not in FORMATS:
+            raise ConfigError(f"no grammar for latent type {latent!r}; grammars exist for {sorted(FORMATS)}")
+        if not names:
+            raise ConfigError(f"the {latent} grammar needs the object names of the latents (got none)")
+        self.format, self.eos_id, self.vocab_size = FORMATS[latent], eos_id, len(token_texts)
+        self.heads = [f"{name} (" for name in names]
+        self.texts = [t if t and t.isascii() and t.isprintable() else None for t in token_texts]
+        self.by_first: dict[str, list[int]] = {}
+        for i, text in enumerate(self.texts):
+            if text is not None:
+                self.by_first.setdefault(text[0], []).append(i)
+        self._masks: dict[State, torch.Tensor] = {}
+        self._states: list[State] = []
+
+    # -- character-level automaton ---------------------------------------------------------------------------
+    def _bounds(self, field: int, values: tuple[int, ...]) -> tuple[int, int]:
+        lo, hi = self.format.bounds[field]
+        if field in self.format.at_least:
+            lo = max(lo, values[self.format.at_least[field]])
+        if field in self.format.at_most:
+            hi = min(hi, values[self.format.at_most[field]])
+        return lo, hi
+
+    def _number_done(self, field: int, digits: str, values: tuple[int, ...]) -> int | None:
+        """The field's value if ``digits`` (a feasible canonical prefix) may end here, else None."""
+        if digits in ("", "-"):
+            return None
+        lo, hi = self._bounds(field, values)
+        return int(digits) if lo <= int(digits) <= hi else None
+
+    def _step(self, state: State, char: str) -> State | None:
+        kind = state[0]
+        if kind == "name":
+            prefix = state[1] + char
+            if prefix in self.heads:
+                return ("num", 0, "", ())
+            return ("name", prefix, False) if any(h.startswith(prefix) for h in self.heads) else None
+        if kind == "num":
+            _, field, digits, values = state
+            if char.isdigit() or char == "-":
+                lo, hi = self._bounds(field, values)
+                return ("num", field, digits + char, values) if _prefix_feasible(digits + char, lo, hi) else None
+            value = self._number_done(field, digits, values)
+            if value is None:
+                return None
+            last = field == len(self.format.bounds) - 1
+            if char == "," and not last:
+                return ("lit", " ", ("num", field + 1, "", values + (value,)))
+            if char == ")" and last:
+                return ("after",)
+            return None
+        if kind == "lit":
+            _, text, then = state
+            if char != text[0]:
+                return None
+            return then if len(text) == 1 else ("lit", text[1:], then)
+        if kind == "after":
+            return ("lit", ITEM_SEP[1:], ("name", "", False)) if char == ITEM_SEP[0] else None
+        return None
+
+    def advance(self, state: State, text: str) -> State | None:
+        """The state after reading ``text`` from ``state``; None if ``text`` cannot continue a valid string."""
+        for char in text:
+            state = self._step(state, char)
+            if state is None:
+                return None
+        return state
+
+    def _first_chars(self, state: State) -> set[str]:
+        kind = state[0]
+        if kind == "name":
+            return {h[len(state[1])] for h in self.heads if h.startswith(state[1]) and len(h) > len(state[1])}
+        if kind == "num":
+            return set("0123456789-,)")
+        if kind == "lit":
+            return {state[1][0]}
+        return {ITEM_SEP[0]} if kind == "after" else set()
+
+    def allowed(self, state: State) -> torch.Tensor:
+        """(V,) bool: the tokens that keep ``state`` completable (EOS where the string may end)."""
+        mask = self._masks.get(state)
+        if mask is None:
+            mask = torch.zeros(self.vocab_size, dtype=torch.bool)
+            if state[0] == "done":
+                mask[:] = True  # finished rows are overwritten with pad by the sampler; any finite row will do
+            for char in self._first_chars(state):
+                for i in self.by_first.get(char, ()):
+                    if self.advance(state, self.texts[i]) is not None:
+                        mask[i] = True
+            if state == ("name", "", True) or state == ("after",):
+                mask[self.eos_id] = True
+            if not mask.any():  # the vocabulary cannot spell what the state needs: leave the row unconstrained
+                mask[:] = True
+            if len(self._masks) < 20_000:  # number states carry the earlier values: bound the cache (2 B x V each)
+                self._masks[state] = mask
+        return mask
+
+    # -- the Constraint interface ----------------------------------------------------------------------------
+    def __call__(self, prefix: torch.Tensor, logits: torch.Tensor) -> torch.Tensor:
+        rows, k = prefix.shape
+        if k == 0 or len(self._states) != rows:
+            self._states = [("name", "", True)] * rows
+            if k > 0:  # called mid-way without the earlier steps: replay the prefix
+                for step in range(k):
+                    self._advance_rows(prefix[:, step])
+        else:
+            self._advance_rows(prefix[:, -1])
+        masks = torch.stack([self.allowed(s) for s in self._states]).to(logits.device)
+        return logits.masked_fill(~masks, float("-inf"))
+
+    def _advance_rows(self, tokens: torch.Tensor) -> None:
+        for row, token in enumerate(tokens.tolist()):
+            state = self._states[row]
+            if state[0] == "done":
+                continue
+            if token == self.eos_id:
+                self._states[row] = ("done",)
+                continue
+            text = self.texts[token] if 0 <= token < self.vocab_size else None
+            nxt = None if text is None else self.advance(state, text)
+            # a token the mask forbade (the caller sampled without the constraint): stop constraining this row
+            self._states[row] = nxt if nxt is not None else ("done",)
+
+
+def token_texts(tokenizer: Any, vocab_size: int) -> list[str | None]:
+    """Each id's decoded text (None for special tokens), the vocabulary :class:`ItemGrammar` reads."""
+    special = set(getattr(tokenizer, "all_special_ids", []))
+    return [None if i in special else tokenizer.decode([i], clean_up_tokenization_spaces=False)
+            for i in range(vocab_size)]
+
+
+def grammar_meta(latent: str, tokenizer: Any, vocab_size: int, names: Sequence[str]) -> dict[str, Any] | None:
+    """What a trained model keeps to rebuild its grammar at sampling time (None if the type has no grammar)."""
+    if latent not in FORMATS or not len(names):
+        return None
+    return {"latent": latent, "names": [str(n) for n in names], "token_texts": token_texts(tokenizer, vocab_size)}
+
+
+def from_meta(meta: dict[str, Any] | None, eos_id: int | None) -> Callable[[torch.Tensor, torch.Tensor],
+                                                                            torch.Tensor] | None:
+    """An :class:`ItemGrammar` from :func:`grammar_meta`'s record, or None (no record / no EOS token)."""
+    if not meta or eos_id is None:
+        return None
+    return ItemGrammar(meta["latent"], meta["token_texts"], meta["names"], eos_id)
+
