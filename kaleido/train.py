@@ -250,7 +250,7 @@ def main(argv: Sequence[str] | None = None) -> None:
             arch.update(pad_id=int(lat["pad_token_id"]), eos_id=int(lat["eos_token_id"]))
             latent_grammar = grammar.grammar_meta(
                 args.latent, tok.load_pretrained(str(tokenizer_dir(args.latents))), vocab_size,
-                [str(n) for n in lat.get("names", [])])
+                [str(n) for n in lat.get("names", [])], tokens, [str(t) for t in lat.get("strings", [])])
     prov = provenance("kaleido.train", spec)
     num_classes = (len(data["class_names"]) if "class_names" in data
                    else DATASETS.get(exp["data"]["name"]).num_classes(exp["data"]))

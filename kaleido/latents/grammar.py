@@ -8,18 +8,21 @@ where the string is complete (after an item, or at the start: an image without o
 EOS therefore parses; a string cut by the prior's ``seq_len`` before EOS stays unfinished (the edit stage counts it
 as not editable).
 
-Works on any tokenizer given each token id's decoded text; tokens whose text is not plain ASCII (byte fragments,
-visual tokens, specials) are never allowed. The state of each row is a small hashable tuple advanced one character
-at a time; the allowed-token mask of a state is computed from the tokens whose first character the state accepts
-and cached, so a step costs a dictionary lookup per row.
+Works on any tokenizer whose tokens spell the strings one at a time (:func:`grammar_meta` checks this on the
+training latents: byte-level BPE read by decoding each id, SentencePiece read from its pieces); tokens whose text is
+not plain printable ASCII (byte fragments, specials) are never allowed. Each row's state is a small hashable tuple
+advanced one character at a time; a state's allowed-token mask is computed from the tokens whose first character
+the state accepts and cached, so a step costs a dictionary lookup per row.
 """
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+import numpy as np
 import torch
 
 from kaleido.errors import ConfigError
@@ -74,17 +77,20 @@ def _prefix_feasible(digits: str, lo: int, hi: int) -> bool:
 class ItemGrammar:
     """A prior-sampling constraint (``Constraint`` of :mod:`kaleido.models.t5`) for one item latent type.
 
-    ``token_texts[i]`` is token i's decoded text (None for special tokens); ``names`` the object vocabulary;
-    ``eos_id`` the end token. Call it as ``constraint(prefix_ids (B, k), logits (B, V)) -> logits``; it keeps each
-    row's parse state between consecutive calls of one generation (k = 0 starts a new batch).
+    ``token_texts[i]`` is token i's text (None for special tokens); ``names`` the object vocabulary; ``eos_id``
+    the end token; ``leading_space``: the string may open with one space (SentencePiece's word marker). Call it
+    as ``constraint(prefix_ids (B, k), logits (B, V)) -> logits``; it keeps each row's parse state between
+    consecutive calls of one generation (k = 0 starts a new batch).
     """
 
-    def __init__(self, latent: str, token_texts: Sequence[str | None], names: Sequence[str], eos_id: int) -> None:
+    def __init__(self, latent: str, token_texts: Sequence[str | None], names: Sequence[str], eos_id: int,
+                 leading_space: bool = False) -> None:
         if latent not in FORMATS:
             raise ConfigError(f"no grammar for latent type {latent!r}; grammars exist for {sorted(FORMATS)}")
         if not names:
             raise ConfigError(f"the {latent} grammar needs the object names of the latents (got none)")
         self.format, self.eos_id, self.vocab_size = FORMATS[latent], eos_id, len(token_texts)
+        self.leading_space = leading_space  # SentencePiece pieces start the string with the word marker's space
         self.heads = [f"{name} (" for name in names]
         self.texts = [t if t and t.isascii() and t.isprintable() else None for t in token_texts]
         self.by_first: dict[str, list[int]] = {}
@@ -113,6 +119,8 @@ class ItemGrammar:
     def _step(self, state: State, char: str) -> State | None:
         kind = state[0]
         if kind == "name":
+            if state[2] and char == " " and self.leading_space:
+                return ("name", "", False)
             prefix = state[1] + char
             if prefix in self.heads:
                 return ("num", 0, "", ())
@@ -151,7 +159,8 @@ class ItemGrammar:
     def _first_chars(self, state: State) -> set[str]:
         kind = state[0]
         if kind == "name":
-            return {h[len(state[1])] for h in self.heads if h.startswith(state[1]) and len(h) > len(state[1])}
+            lead = {" "} if state[2] and self.leading_space else set()
+            return lead | {h[len(state[1])] for h in self.heads if h.startswith(state[1]) and len(h) > len(state[1])}
         if kind == "num":
             return set("0123456789-,)")
         if kind == "lit":
@@ -173,7 +182,7 @@ class ItemGrammar:
                 mask[self.eos_id] = True
             if not mask.any():  # the vocabulary cannot spell what the state needs: leave the row unconstrained
                 mask[:] = True
-            if len(self._masks) < 20_000:  # number states carry the earlier values: bound the cache (2 B x V each)
+            if len(self._masks) * self.vocab_size < 64_000_000:  # number states carry the earlier values: bound it
                 self._masks[state] = mask
         return mask
 
@@ -204,18 +213,48 @@ class ItemGrammar:
             self._states[row] = nxt if nxt is not None else ("done",)
 
 
-def token_texts(tokenizer: Any, vocab_size: int) -> list[str | None]:
-    """Each id's decoded text (None for special tokens), the vocabulary :class:`ItemGrammar` reads."""
+def _spell(texts: Sequence[str | None], row: Sequence[int], stop: set[int]) -> str:
+    """The string token ids spell by concatenating their texts (up to EOS / pad), one leading space dropped."""
+    out = []
+    for token in row:
+        if token in stop:
+            break
+        out.append(texts[token] if texts[token] is not None else "\0")
+    text = "".join(out)
+    return text[1:] if text.startswith(" ") else text
+
+
+def _candidate_texts(tokenizer: Any, vocab_size: int) -> list[list[str | None]]:
+    """Per-id texts two ways: decoding each id alone (byte-level BPE), and the raw pieces with SentencePiece's
+    word marker as a space (T5: decoding one id drops the space the piece carries)."""
     special = set(getattr(tokenizer, "all_special_ids", []))
-    return [None if i in special else tokenizer.decode([i], clean_up_tokenization_spaces=False)
-            for i in range(vocab_size)]
+    pieces = tokenizer.convert_ids_to_tokens(list(range(vocab_size)))
+    decoded = [None if i in special else tokenizer.decode([i], clean_up_tokenization_spaces=False)
+               for i in range(vocab_size)]
+    marked = [None if i in special or p is None else p.replace("\u2581", " ") for i, p in enumerate(pieces)]
+    return [decoded, marked]
 
 
-def grammar_meta(latent: str, tokenizer: Any, vocab_size: int, names: Sequence[str]) -> dict[str, Any] | None:
-    """What a trained model keeps to rebuild its grammar at sampling time (None if the type has no grammar)."""
+def grammar_meta(latent: str, tokenizer: Any, vocab_size: int, names: Sequence[str], ids: np.ndarray,
+                 strings: Sequence[str], check: int = 256) -> dict[str, Any] | None:
+    """What a trained model keeps to rebuild its grammar at sampling time, or None (no grammar for the type).
+
+    The token texts are checked against the first ``check`` training latents: their ids (n, L) must spell
+    ``strings`` token by token, since the grammar reads one token's text at a time. A tokenizer for which neither
+    reading works gets no grammar (a warning says so) rather than a wrong one.
+    """
     if latent not in FORMATS or not len(names):
         return None
-    return {"latent": latent, "names": [str(n) for n in names], "token_texts": token_texts(tokenizer, vocab_size)}
+    stop = {tokenizer.pad_token_id, tokenizer.eos_token_id}
+    rows = [[int(t) for t in row] for row in np.asarray(ids)[:check]]
+    for texts in _candidate_texts(tokenizer, vocab_size):
+        if all(_spell(texts, row, stop) == str(text) for row, text in zip(rows, strings, strict=False)):
+            leading = any("".join(texts[t] or "" for t in row[:1]).startswith(" ") for row in rows)
+            return {"latent": latent, "names": [str(n) for n in names], "token_texts": texts,
+                    "leading_space": leading}
+    warnings.warn(f"prior_grammar: the {latent} latents' tokenizer does not spell its strings one token at a "
+                  "time; this model samples its latents unconstrained", stacklevel=2)
+    return None
 
 
 def from_meta(meta: dict[str, Any] | None, eos_id: int | None) -> Callable[[torch.Tensor, torch.Tensor],
@@ -223,5 +262,6 @@ def from_meta(meta: dict[str, Any] | None, eos_id: int | None) -> Callable[[torc
     """An :class:`ItemGrammar` from :func:`grammar_meta`'s record, or None (no record / no EOS token)."""
     if not meta or eos_id is None:
         return None
-    return ItemGrammar(meta["latent"], meta["token_texts"], meta["names"], eos_id)
+    return ItemGrammar(meta["latent"], meta["token_texts"], meta["names"], eos_id,
+                       leading_space=bool(meta.get("leading_space", False)))
 
