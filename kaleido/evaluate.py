@@ -129,6 +129,8 @@ def main(argv: Sequence[str] | None = None) -> None:
                   for role in method.roles},
     }
     samples, labels = np.concatenate([s["x"] for s in shards]), np.concatenate([s["labels"] for s in shards])
+    if all("latent_ok" in s for s in shards):  # Kaleido with a latent grammar: share of well-formed latents
+        values[keys.LATENT_WELL_FORMED] = float(np.concatenate([s["latent_ok"] for s in shards]).mean())
     if exp["data"]["name"] == "toy2d":
         values.update(toy_mode_metrics(samples, labels, exp["data"], opts["modes_min_share"]))
     elif exp["data"]["name"] == "shapes":

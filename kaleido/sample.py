@@ -102,6 +102,9 @@ def generate(exp: dict[str, Any], seed: int, method: str, weight: float, indices
            "index": index_all.numpy()}
     if toks:
         out["tokens"] = torch.cat(toks).numpy()
+        if getattr(main, "latent_grammar", None):  # which drawn latents parse: a weak prior shows here first
+            out["latent_ok"] = grammar.well_formed(main.latent_grammar, out["tokens"], main.prior.eos_id,
+                                                   main.prior.pad_id)
     return out
 
 

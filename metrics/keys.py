@@ -38,6 +38,9 @@ COLORS_PER_CLASS = "colors_per_class"  # mean over classes of the number of dist
 COUNT_ENTROPY = "count_entropy"  # mean over classes of the entropy (nats) of the object count.
 NO_OBJECT_SHARE = "no_object_share"  # share of images in which no object is found.
 
+# Kaleido with a latent grammar (bbox / blob): share of the prior's latent strings that end and parse.
+LATENT_WELL_FORMED = "latent_well_formed"
+
 # Settings recorded next to the numbers (CLI output).
 K_PR = "k_pr"
 K_DC = "k_dc"

@@ -47,6 +47,9 @@ def test_image_samples_and_latents(shapes_run):
     assert ended.sum() >= 8, ended.sum()  # measured: 11 of 24 end within the tiny prior's 70 tokens
     for text in np.array(tok.decode(tokenizer, shard["tokens"]))[ended]:
         parse_bbox(text, names)
+    assert np.array_equal(shard["latent_ok"], ended)  # recorded per sample; evaluate reports the share
+    metrics = read_json(shapes_run / "results/shapes/metrics/kaleido/bbox/w4.json")["metrics"]
+    assert metrics["latent_well_formed"] == pytest.approx(ended.mean())
     quality = read_json(shapes_run / "results/shapes/latents/bbox_quality.json")["metrics"]
     assert quality["count_accuracy"] == 1.0 and quality["mean_iou"] > 0.9
 

@@ -56,6 +56,19 @@ def _parses(latent: str, text: str) -> bool:
     return True
 
 
+def _random_draws(constraint, tokenizer, rows: int, steps: int, seed: int) -> list[str]:
+    """Strings drawn token by token from random logits under ``constraint``; only those that reached EOS."""
+    gen = torch.Generator().manual_seed(seed)
+    prefix, done = torch.zeros(rows, 0, dtype=torch.int64), torch.zeros(rows, dtype=torch.bool)
+    for _ in range(steps):
+        logits = constraint(prefix, 3.0 * torch.randn(rows, len(tokenizer), generator=gen, dtype=torch.float64))
+        choice = torch.multinomial(torch.softmax(logits, -1), 1, generator=gen)[:, 0]
+        choice = torch.where(done, torch.full_like(choice, tokenizer.pad_token_id), choice)
+        done |= choice == tokenizer.eos_token_id
+        prefix = torch.cat([prefix, choice[:, None]], 1)
+    return [t for t, d in zip(tok.decode(tokenizer, prefix.numpy()), done.tolist(), strict=True) if d]
+
+
 def test_prefix_feasibility_matches_brute_force() -> None:
     for lo, hi in [(0, 1000), (37, 42), (0, 179), (-128, 127), (5, 5), (-7, -3), (3, 2)]:
         canonical = [str(n) for n in range(lo, hi + 1)]
@@ -80,20 +93,12 @@ def test_real_strings_are_never_masked(setup) -> None:
 def test_random_logits_give_only_well_formed_strings(setup) -> None:
     latent, tokenizer, _, meta = setup
     constraint = grammar.from_meta(meta, tokenizer.eos_token_id)
-    gen = torch.Generator().manual_seed(0)
-    rows, steps, eos, pad = 300, 60, tokenizer.eos_token_id, tokenizer.pad_token_id
-    prefix, done = torch.zeros(rows, 0, dtype=torch.int64), torch.zeros(rows, dtype=torch.bool)
-    for _ in range(steps):
-        logits = constraint(prefix, 3.0 * torch.randn(rows, len(tokenizer), generator=gen, dtype=torch.float64))
-        choice = torch.multinomial(torch.softmax(logits, -1), 1, generator=gen)[:, 0]
-        choice = torch.where(done, torch.full_like(choice, pad), choice)
-        done |= choice == eos
-        prefix = torch.cat([prefix, choice[:, None]], 1)
-    texts = tok.decode(tokenizer, prefix.numpy())
-    finished = [t for t, d in zip(texts, done.tolist(), strict=True) if d]
+    rows = 300
+    finished = _random_draws(constraint, tokenizer, rows, steps=60, seed=0)
     assert len(finished) > rows // 4  # measured: 256 of 500 for bbox at 70 steps
     assert all(_parses(latent, t) for t in finished), [t for t in finished if not _parses(latent, t)][:3]
     # unconstrained, the same random logits almost never write a valid string: the grammar does the work
+    gen = torch.Generator().manual_seed(0)
     unconstrained = torch.multinomial(torch.softmax(torch.randn(rows, len(tokenizer), generator=gen), -1), 20,
                                       replacement=True, generator=gen)
     assert sum(_parses(latent, t) and t != "" for t in tok.decode(tokenizer, unconstrained.numpy())) == 0
@@ -144,16 +149,7 @@ def test_sentencepiece_pieces_carry_the_space_decoding_drops() -> None:
     ids, _ = tok.encode(tokenizer, strings)
     meta = grammar.grammar_meta("bbox", tokenizer, len(tokenizer), NAMES, ids, strings)
     assert meta is not None and meta["leading_space"]
-    constraint = grammar.from_meta(meta, tokenizer.eos_token_id)
-    gen = torch.Generator().manual_seed(1)
-    prefix, done = torch.zeros(200, 0, dtype=torch.int64), torch.zeros(200, dtype=torch.bool)
-    for _ in range(60):
-        logits = constraint(prefix, 3.0 * torch.randn(200, len(tokenizer), generator=gen, dtype=torch.float64))
-        choice = torch.multinomial(torch.softmax(logits, -1), 1, generator=gen)[:, 0]
-        choice = torch.where(done, torch.full_like(choice, tokenizer.pad_token_id), choice)
-        done |= choice == tokenizer.eos_token_id
-        prefix = torch.cat([prefix, choice[:, None]], 1)
-    finished = [t for t, d in zip(tok.decode(tokenizer, prefix.numpy()), done.tolist(), strict=True) if d]
+    finished = _random_draws(grammar.from_meta(meta, tokenizer.eos_token_id), tokenizer, 200, steps=60, seed=1)
     assert len(finished) > 20 and all(_parses("bbox", t) for t in finished)
 
 
@@ -162,6 +158,20 @@ def test_a_tokenizer_that_cannot_spell_token_by_token_gets_no_grammar(setup) -> 
     shuffled = ids[:, ::-1].copy()  # these ids do not spell the strings: no reading of the vocabulary fits
     with pytest.warns(UserWarning, match="samples its latents unconstrained"):
         assert grammar.grammar_meta(latent, tokenizer, len(tokenizer), NAMES, shuffled, _strings(latent, 400)) is None
+
+
+def test_well_formed_flags(setup) -> None:
+    latent, tokenizer, ids, meta = setup
+    eos, pad = tokenizer.eos_token_id, tokenizer.pad_token_id
+    assert grammar.well_formed(meta, ids, eos, pad).all()  # the training latents themselves
+    cut = ids.copy()
+    cut[0, :] = np.where(cut[0] == eos, pad, cut[0])  # no EOS: unfinished
+    digit = tokenizer.convert_tokens_to_ids("9")
+    bracket = int(np.flatnonzero(np.array(tokenizer.convert_ids_to_tokens(list(ids[1]))) == ")")[0])
+    cut[1, bracket - 1] = digit  # a number grows a digit: 4 digits over 1000, or a corner out of order, or fine
+    flags = grammar.well_formed(meta, cut, eos, pad)
+    assert not flags[0] and flags[2:].all()
+    assert flags[1] == _parses(latent, tok.decode(tokenizer, cut[1:2])[0])
 
 
 def test_types_without_a_grammar_are_left_unconstrained() -> None:

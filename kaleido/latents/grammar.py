@@ -257,6 +257,23 @@ def grammar_meta(latent: str, tokenizer: Any, vocab_size: int, names: Sequence[s
     return None
 
 
+def well_formed(meta: dict[str, Any], ids: np.ndarray, eos_id: int, pad_id: int) -> np.ndarray:
+    """(n,) bool: which latent rows (n, L) end in EOS and parse under ``meta``'s format and names (an unfinished
+    row, cut by the latent length, is not well formed)."""
+    from kaleido.latents.formats import LatentFormatError, parse_latent
+
+    out = np.zeros(len(ids), dtype=bool)
+    for i, row in enumerate(np.asarray(ids).tolist()):
+        if eos_id not in row:
+            continue
+        try:
+            parse_latent(meta["latent"], _spell(meta["token_texts"], row, {eos_id, pad_id}), meta["names"])
+        except LatentFormatError:
+            continue
+        out[i] = True
+    return out
+
+
 def from_meta(meta: dict[str, Any] | None, eos_id: int | None) -> Callable[[torch.Tensor, torch.Tensor],
                                                                             torch.Tensor] | None:
     """An :class:`ItemGrammar` from :func:`grammar_meta`'s record, or None (no record / no EOS token)."""
