@@ -159,7 +159,8 @@ def sample(args: argparse.Namespace) -> None:
                               "--out", str(edit(kind))]
                  for kind in edits})
     parallel(jobs)
-    keys = ("fd", "precision", "recall", "density", "coverage", "vendi", "vendi_per_condition")
+    keys = ("fd", "precision", "recall", "coverage", "vendi", "vendi_per_condition", "class_accuracy",
+            "latent_well_formed")
     print(f"\n{'method':<10}{'latent':<8}{'w':>3}" + "".join(f"{k:>21}" for k in keys))
     for m, lat in args.runs:
         for w in args.guidance:
