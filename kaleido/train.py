@@ -260,10 +260,10 @@ def main(argv: Sequence[str] | None = None) -> None:
             "provenance_json": json.dumps(prov, sort_keys=True)}
     if data["x"].ndim == 4:  # uint8 images (n, H, W, C): the image denoiser conditions on the class names
         meta.update(data_shape=list(data["x"].shape[1:]), class_names=[str(c) for c in data["class_names"]])
-    if latent_grammar is not None:  # what the sampler needs to keep the prior's strings well formed
-        meta["latent_grammar"] = latent_grammar
     else:
         meta["data_dim"] = int(np.prod(data["x"].shape[1:]))
+    if latent_grammar is not None:  # what the sampler needs to keep the prior's strings well formed
+        meta["latent_grammar"] = latent_grammar
     group = distributed.init(args.device)
     try:
         with PreemptionFlag() as flag:

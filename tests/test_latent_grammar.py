@@ -176,6 +176,7 @@ def test_well_formed_flags(setup) -> None:
 
 def test_types_without_a_grammar_are_left_unconstrained() -> None:
     assert grammar.grammar_meta("color", None, 10, NAMES, np.zeros((1, 1)), [""]) is None
+    assert grammar.grammar_meta("bbox", None, 10, NAMES, np.zeros((0, 1)), []) is None  # nothing to check against
     assert grammar.from_meta(None, 1) is None
     with pytest.raises(ValueError, match="no grammar for latent type 'voken'"):
         grammar.ItemGrammar("voken", ["a"], NAMES, 1)

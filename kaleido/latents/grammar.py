@@ -243,7 +243,7 @@ def grammar_meta(latent: str, tokenizer: Any, vocab_size: int, names: Sequence[s
     ``strings`` token by token, since the grammar reads one token's text at a time. A tokenizer for which neither
     reading works gets no grammar (a warning says so) rather than a wrong one.
     """
-    if latent not in FORMATS or not len(names):
+    if latent not in FORMATS or not len(names) or not len(strings):
         return None
     stop = {tokenizer.pad_token_id, tokenizer.eos_token_id}
     rows = [[int(t) for t in row] for row in np.asarray(ids)[:check]]
