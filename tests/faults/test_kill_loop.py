@@ -62,12 +62,12 @@ def _job_pids(root: int) -> list[int]:
     for entry in Path("/proc").iterdir():
         if not entry.name.isdigit():
             continue
-        try:
-            stat = (entry / "stat").read_text()
-            parent[int(entry.name)] = int(stat.rsplit(")", 1)[1].split()[1])
-            argv[int(entry.name)] = (entry / "cmdline").read_bytes().split(b"\0")
+        try:  # read both before keeping either: a process may exit between the two reads
+            ppid = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
+            cmdline = (entry / "cmdline").read_bytes().split(b"\0")
         except (OSError, IndexError, ValueError):
             continue
+        parent[int(entry.name)], argv[int(entry.name)] = ppid, cmdline
     found, frontier = [], [root]
     while frontier:
         children = [pid for pid, ppid in parent.items() if ppid in frontier]
