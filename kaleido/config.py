@@ -301,6 +301,16 @@ def train_steps(exp: dict[str, Any], role: str) -> int:
 # --- per-stage slices (recorded in outputs; Snakemake rerun triggers) ------------------------------------------
 
 
+def feature_options(exp: dict[str, Any], net: str) -> dict[str, Any]:
+    """The ``metrics.feature_*`` options that extract ``net``'s features: a network listed in
+    ``extra_feature_nets`` has its own weights there and shares the main network's run options."""
+    opts = exp["metrics"]
+    options = {k: v for k, v in opts.items() if k.startswith("feature_")}
+    if net in opts["extra_feature_nets"]:
+        options["feature_weights"] = opts["extra_feature_nets"][net]
+    return options
+
+
 def stage_spec(cfg: dict[str, Any], name: str, stage: str, **keys: str) -> dict[str, Any]:
     """The part of the config that stage ``stage`` of experiment ``name`` reads, plus its wildcard ``keys``.
 
@@ -330,12 +340,9 @@ def stage_spec(cfg: dict[str, Any], name: str, stage: str, **keys: str) -> dict[
                     stage="edit", latent_spec=exp["latents"][keys["latent"]],
                     edit=edit_item(exp, keys["method"], keys["latent"], keys["guidance"], keys["edit"]))
     elif stage == "features":  # only what changes the features: the network and how it runs, and the data set
-        opts = exp["metrics"]
-        net = spec.pop("net", opts["feature_net"])  # feature_net below records it
-        options = {k: v for k, v in opts.items() if k.startswith("feature_")}
-        if net != opts["feature_net"]:  # an extra network: its own weights, the main network's run options
-            options["feature_weights"] = opts["extra_feature_nets"][net]
-        spec.update(data=exp["data"], num_samples=exp["num_samples"], feature_net=net, feature_options=options)
+        net = spec.pop("net", exp["metrics"]["feature_net"])  # feature_net below records it
+        spec.update(data=exp["data"], num_samples=exp["num_samples"], feature_net=net,
+                    feature_options=feature_options(exp, net))
     elif stage == "evaluate":
         spec.update(metrics=exp["metrics"], num_samples=exp["num_samples"], data=exp["data"])
     else:

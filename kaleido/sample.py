@@ -67,9 +67,10 @@ def generate(exp: dict[str, Any], seed: int, method: str, weight: float, indices
     index_all = torch.as_tensor(list(indices), dtype=torch.int64)  # on the CPU: the counter RNG runs there
     device = next((t.device for t in (*main.parameters(), *main.buffers())), torch.device("cpu"))
     xs, toks = [], []
+    latent_grammar = getattr(main, "latent_grammar", None)  # image models trained on bbox / blob latents
     constraint = {}  # the toy prior takes no constraint: pass one only where a grammar exists
-    if exp["sampler"]["prior_grammar"] and getattr(main, "latent_grammar", None):
-        constraint["constraint"] = grammar.from_meta(main.latent_grammar, main.prior.eos_id)
+    if exp["sampler"]["prior_grammar"] and latent_grammar:
+        constraint["constraint"] = grammar.from_meta(latent_grammar, main.prior.eos_id)
     for start in tqdm(range(0, len(index_all), batch_size), desc=f"sample {method} w={weight:g}",
                       disable=not progress):
         index = index_all[start:start + batch_size]
@@ -102,8 +103,8 @@ def generate(exp: dict[str, Any], seed: int, method: str, weight: float, indices
            "index": index_all.numpy()}
     if toks:
         out["tokens"] = torch.cat(toks).numpy()
-        if getattr(main, "latent_grammar", None):  # which drawn latents parse: a weak prior shows here first
-            out["latent_ok"] = grammar.well_formed(main.latent_grammar, out["tokens"], main.prior.eos_id,
+        if latent_grammar:  # which drawn latents parse: a weak prior shows here first
+            out["latent_ok"] = grammar.well_formed(latent_grammar, out["tokens"], main.prior.eos_id,
                                                    main.prior.pad_id)
     return out
 

@@ -156,9 +156,7 @@ def _options_from_config(args: argparse.Namespace) -> None:
 
     if args.experiment is None:
         raise ValueError("--config needs --experiment NAME (the experiment whose metrics block to read)")
-    opts = config.experiment(config.load(args.config), args.experiment)["metrics"]
-    if args.net in opts["extra_feature_nets"]:  # an extra network has its own weights
-        opts = {**opts, "feature_weights": opts["extra_feature_nets"][args.net]}
+    opts = config.feature_options(config.experiment(config.load(args.config), args.experiment), args.net)
     for arg, key in (("weights", "feature_weights"), ("batch_size", "feature_batch_size"),
                      ("precision", "feature_precision"), ("device", "feature_device")):
         if getattr(args, arg) is None:

@@ -249,7 +249,7 @@ def grammar_meta(latent: str, tokenizer: Any, vocab_size: int, names: Sequence[s
     rows = [[int(t) for t in row] for row in np.asarray(ids)[:check]]
     for texts in _candidate_texts(tokenizer, vocab_size):
         if all(_spell(texts, row, stop) == str(text) for row, text in zip(rows, strings, strict=False)):
-            leading = any("".join(texts[t] or "" for t in row[:1]).startswith(" ") for row in rows)
+            leading = any((texts[row[0]] or "").startswith(" ") for row in rows if row)
             return {"latent": latent, "names": [str(n) for n in names], "token_texts": texts,
                     "leading_space": leading}
     warnings.warn(f"prior_grammar: the {latent} latents' tokenizer does not spell its strings one token at a "
