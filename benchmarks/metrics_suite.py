@@ -95,6 +95,20 @@ def run_ours(real, fake, labels, weights, args) -> tuple[dict[str, float], dict[
     return values, {"extract_s": t1 - t0, "metrics_s": t2 - t1, "total_s": t2 - t0}, real_f, fake_f
 
 
+def metric_breakdown(real_f: np.ndarray, fake_f: np.ndarray, labels: np.ndarray, args) -> dict[str, float]:
+    """Seconds of each metric group of ``compute_all`` run alone (after the timed run, so caches are warm)."""
+    from metrics.suite import compute_all
+
+    times = {}
+    for group in ("fid", "prdc", "vendi", "mss"):
+        t = time.perf_counter()
+        compute_all(real_f, fake_f, labels_fake=labels, k_pr=args.k, k_dc=args.k, device=args.device,
+                    chunk_size=args.chunk_size, metrics=(group,))
+        _sync(args.device)
+        times[group] = time.perf_counter() - t
+    return times
+
+
 def run_reference(real, fake, labels, real_f, fake_f, weights, args) -> tuple[dict[str, float], dict[str, float]]:
     import torch_fidelity
     from prdc import compute_prdc
@@ -140,6 +154,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--chunk-size", type=int, default=4096, help="k-NN rows per distance block (default 4096)")
     parser.add_argument("--precision", choices=("fp32", "bf16"), default="fp32", help="our extractor's precision")
     parser.add_argument("--skip-reference", action="store_true", help="time ours only")
+    parser.add_argument("--breakdown", action="store_true", help="also time each metric group alone (untimed total)")
     parser.add_argument("--out", type=Path, help="also write the numbers as JSON here")
     args = parser.parse_args(argv)
     from img_nets import save_random_inception
@@ -154,13 +169,18 @@ def main(argv: list[str] | None = None) -> int:
     labels = np.arange(args.n) % conditions
     print(f"inputs: 2 x {args.n} images {args.size}x{args.size}, {conditions} conditions, device {args.device} "
           f"({torch.cuda.get_device_name() if args.device.startswith('cuda') else 'cpu'}); "
-          f"made in {time.perf_counter() - t:.1f} s", flush=True)
+          f"made in {time.perf_counter() - t:.1f} s; torch {torch.__version__}, both sides under PyTorch's math "
+          f"defaults: cudnn.allow_tf32={torch.backends.cudnn.allow_tf32} (TF32 convolutions), "
+          f"cuda.matmul.allow_tf32={torch.backends.cuda.matmul.allow_tf32}", flush=True)
 
     ours, ours_t, real_f, fake_f = run_ours(real, fake, labels, weights, args)
     images_per_s = 2 * args.n / ours_t["extract_s"]
     print(f"ours ({args.precision}): extract {ours_t['extract_s']:.2f} s ({images_per_s:.0f} img/s), "
           f"metrics {ours_t['metrics_s']:.2f} s, total {ours_t['total_s']:.2f} s", flush=True)
     print("ours values: " + json.dumps(ours), flush=True)
+    if args.breakdown:
+        parts = metric_breakdown(real_f, fake_f, labels, args)
+        print("ours, each metric group alone: " + ", ".join(f"{k} {v:.2f} s" for k, v in parts.items()), flush=True)
     flops = inception_flops(weights, args.size)
     result: dict[str, object] = {"n": args.n, "size": args.size, "device": args.device, "precision": args.precision,
                                  "ours": ours, "ours_times": ours_t, "inception_images_per_s": images_per_s,

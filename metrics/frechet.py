@@ -55,9 +55,9 @@ def _check_stats(mu: np.ndarray, sigma: np.ndarray, name: str) -> tuple[np.ndarr
     return mu, 0.5 * (sigma + sigma.T)
 
 
-def _psd_eigvalsh(matrix: np.ndarray, what: str) -> np.ndarray:
+def _psd_eigvalsh(matrix: torch.Tensor, what: str) -> np.ndarray:
     """Eigenvalues of a symmetric PSD matrix, rounding-level negatives clipped to 0; ValueError if clearly negative."""
-    return _clip_psd(np.linalg.eigvalsh(matrix), what)
+    return _clip_psd(torch.linalg.eigvalsh(matrix).cpu().numpy(), what)
 
 
 def _clip_psd(eigvals: np.ndarray, what: str) -> np.ndarray:
@@ -71,12 +71,14 @@ def _clip_psd(eigvals: np.ndarray, what: str) -> np.ndarray:
     return np.clip(eigvals, 0.0, None)
 
 
-def frechet_distance(mu1: np.ndarray, sigma1: np.ndarray, mu2: np.ndarray, sigma2: np.ndarray) -> float:
+def frechet_distance(mu1: np.ndarray, sigma1: np.ndarray, mu2: np.ndarray, sigma2: np.ndarray,
+                     device: str | torch.device = "cpu") -> float:
     """Fréchet distance between N(mu1, sigma1) and N(mu2, sigma2), in squared feature units.
 
     Args:
         mu1, mu2: (d,) means.
         sigma1, sigma2: (d, d) covariance matrices (symmetric positive semi-definite).
+        device: where the float64 (d, d) eigen-decompositions and products run (CUDA: cuSOLVER; CPU: LAPACK).
     Returns:
         ``||mu1 - mu2||^2 + Tr(sigma1) + Tr(sigma2) - 2 Tr((sigma1 sigma2)^(1/2))`` as a Python float, clipped
         at 0 (it is non-negative in exact arithmetic; rounding can make equal inputs give -1e-13).
@@ -88,13 +90,16 @@ def frechet_distance(mu1: np.ndarray, sigma1: np.ndarray, mu2: np.ndarray, sigma
     if mu1.shape != mu2.shape:
         raise ValueError(f"mu1 has shape {mu1.shape} but mu2 has shape {mu2.shape}; both must be (d,) for one d")
 
+    device = check_device(device)
+    s1 = torch.as_tensor(sigma1, device=device)
+    s2 = torch.as_tensor(sigma2, device=device)
     # sigma1^(1/2) from its eigendecomposition (PSD square root).
-    w1, v1 = np.linalg.eigh(sigma1)
-    w1 = _clip_psd(w1, "sigma1")
-    sqrt_sigma1 = (v1 * np.sqrt(w1)) @ v1.T
-    _psd_eigvalsh(sigma2, "sigma2")  # only to reject a non-covariance sigma2 with a clear message
+    w1, v1 = torch.linalg.eigh(s1)
+    w1 = torch.as_tensor(_clip_psd(w1.cpu().numpy(), "sigma1"), device=device)
+    sqrt_sigma1 = (v1 * w1.sqrt()) @ v1.T
+    _psd_eigvalsh(s2, "sigma2")  # only to reject a non-covariance sigma2 with a clear message
     # sigma1^(1/2) sigma2 sigma1^(1/2) is similar to sigma1 sigma2: same eigenvalues, but symmetric PSD.
-    middle = sqrt_sigma1 @ sigma2 @ sqrt_sigma1
+    middle = sqrt_sigma1 @ s2 @ sqrt_sigma1
     eig_product = _psd_eigvalsh(0.5 * (middle + middle.T), "sigma1^(1/2) sigma2 sigma1^(1/2)")
     trace_covmean = float(np.sqrt(eig_product).sum())
 
@@ -115,8 +120,8 @@ def _gaussian_stats_torch(features: np.ndarray, device: torch.device) -> tuple[n
 def fd_from_features(real: np.ndarray, fake: np.ndarray, device: str | torch.device = "cpu") -> float:
     """Fréchet distance between Gaussian fits of ``real`` (n_real, d) and ``fake`` (n_fake, d); n_* >= 2.
 
-    ``device``: where the (d, d) float64 covariances are accumulated (a CUDA device makes the O(n d^2) part fast
-    at 50K x 2048); the eigen-decompositions always run in float64 numpy.
+    ``device``: where the float64 (d, d) covariances are accumulated and decomposed (a CUDA device makes the
+    O(n d^2) and O(d^3) parts fast at 50K x 2048).
     """
     real = as_features(real, "real", min_rows=2)
     fake = as_features(fake, "fake", min_rows=2)
@@ -124,4 +129,4 @@ def fd_from_features(real: np.ndarray, fake: np.ndarray, device: str | torch.dev
     device = check_device(device)
     if device.type == "cpu":
         return frechet_distance(*gaussian_stats(real), *gaussian_stats(fake))
-    return frechet_distance(*_gaussian_stats_torch(real, device), *_gaussian_stats_torch(fake, device))
+    return frechet_distance(*_gaussian_stats_torch(real, device), *_gaussian_stats_torch(fake, device), device=device)

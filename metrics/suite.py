@@ -73,7 +73,8 @@ def compute_all(
         k_pr: k for precision/recall. k_dc: k for density/coverage.
         vendi_q: order of the Vendi score (1 = Shannon, ``math.inf`` allowed).
         labels_fake: optional (n_fake,) condition id per fake row; adds per-condition mean Vendi and MSS.
-        device: torch device for the k-NN distance blocks and KID kernels. chunk_size: rows per distance block.
+        device: torch device for the k-NN distance blocks, KID kernels and the float64 linear algebra of FD and
+            whole-set Vendi. chunk_size: rows per distance block.
         logits_fake: optional (n_fake, classes) classifier logits; adds the Inception Score (``is_splits`` splits).
         kid_subsets: number of KID subsets (0 = no KID); kid_subset_size rows each; kid_seed as torch-fidelity.
         mss_include_diagonal: MSS averages the full similarity matrix (True, CADS code) or its off-diagonal.
@@ -111,7 +112,7 @@ def compute_all(
     if "prdc" in groups:
         results.update(prdc(real, fake, k_pr=k_pr, k_dc=k_dc, chunk_size=chunk_size, device=device))
     if "vendi" in groups:
-        results[keys.VENDI] = vendi_score(fake, q=vendi_q)
+        results[keys.VENDI] = vendi_score(fake, q=vendi_q, device=device)
         if labels_fake is not None:
             results[keys.VENDI_PER_CONDITION] = vendi_per_condition(fake, labels_fake, q=vendi_q)
     if "mss" in groups and labels_fake is not None:

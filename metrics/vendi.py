@@ -16,8 +16,9 @@ from __future__ import annotations
 import math
 
 import numpy as np
+import torch
 
-from metrics._validate import as_features
+from metrics._validate import as_features, check_device
 
 
 def check_order(q: float) -> float:
@@ -31,8 +32,11 @@ def check_order(q: float) -> float:
     return order
 
 
-def _similarity_eigenvalues(features: np.ndarray, name: str) -> np.ndarray:
-    """Eigenvalues of K / n for the cosine kernel of (n, d) features; rounding-level values set to 0."""
+def _similarity_eigenvalues(features: np.ndarray, name: str, device: torch.device | None = None) -> np.ndarray:
+    """Eigenvalues of K / n for the cosine kernel of (n, d) features; rounding-level values set to 0.
+
+    ``device``: where the float64 Gram product and its eigenvalues are computed (None: numpy on the CPU).
+    """
     x = as_features(features, name)
     norms = np.linalg.norm(x, axis=1)
     zero_rows = np.flatnonzero(norms == 0)
@@ -43,10 +47,14 @@ def _similarity_eigenvalues(features: np.ndarray, name: str) -> np.ndarray:
         )
     x = x / norms[:, None]
     n, d = x.shape
-    gram = (x.T @ x if n > d else x @ x.T) / n  # (min(n, d), min(n, d)), same non-zero spectrum as K / n
-    eigvals = np.linalg.eigvalsh(gram)
+    if device is None:
+        gram = (x.T @ x if n > d else x @ x.T) / n  # (min(n, d), min(n, d)), same non-zero spectrum as K / n
+        eigvals = np.linalg.eigvalsh(gram)
+    else:
+        xt = torch.as_tensor(x, device=device)
+        eigvals = torch.linalg.eigvalsh((xt.T @ xt if n > d else xt @ xt.T) / n).cpu().numpy()
     # Eigenvalues at rounding level are zero (as in numpy.linalg.matrix_rank); matters only for small q.
-    tolerance = eigvals.max() * gram.shape[0] * np.finfo(np.float64).eps
+    tolerance = eigvals.max() * min(n, d) * np.finfo(np.float64).eps
     return np.where(eigvals > tolerance, eigvals, 0.0)
 
 
@@ -60,16 +68,19 @@ def _hill_number(probabilities: np.ndarray, q: float) -> float:
     return float(np.exp(np.log(np.sum(p**q)) / (1.0 - q)))
 
 
-def vendi_score(features: np.ndarray, q: float = 1.0) -> float:
+def vendi_score(features: np.ndarray, q: float = 1.0, device: str | torch.device = "cpu") -> float:
     """Vendi score of order ``q`` of one feature set, cosine kernel.
 
     Args:
         features: (n, d) features, no all-zero rows; rows are L2-normalised here.
         q: order >= 0; 1 = Shannon (the paper's default), ``math.inf`` = 1 / largest eigenvalue.
+        device: where the float64 (min(n, d))^2 Gram matrix is built and decomposed (CUDA: fast at 50K x 2048).
     Returns:
         Effective number of distinct samples, in [1, min(n, d)].
     """
-    return _hill_number(_similarity_eigenvalues(features, "features"), check_order(q))
+    q = check_order(q)
+    device = check_device(device)
+    return _hill_number(_similarity_eigenvalues(features, "features", None if device.type == "cpu" else device), q)
 
 
 def vendi_by_condition(features: np.ndarray, labels: np.ndarray, q: float = 1.0) -> dict[object, float]:

@@ -162,6 +162,22 @@ def test_offline_bbox_blob_on_drawn_shapes(drawn):
         assert q["count_accuracy"] == 1.0 and q["color_accuracy"] == 1.0 and q["shape_accuracy"] == 1.0, q
 
 
+def test_object_order_largest_first_or_as_found(drawn):
+    found = EXTRACTORS.get("bbox").extract_strings(drawn["x"], _ctx(drawn), {**SPEC, "order": "found"}, 0).strings
+    by_area = EXTRACTORS.get("bbox").extract_strings(drawn["x"], _ctx(drawn), SPEC, 0).strings  # default: area
+    for f, a in zip(found, by_area, strict=True):
+        boxes = fmt.parse_bbox(a)
+        assert sorted(boxes, key=lambda b: (b.y1, b.x1)) == fmt.parse_bbox(f)  # the finder: top-to-bottom
+        assert [b.area for b in boxes] == sorted((b.area for b in boxes), reverse=True)
+    assert sum(f != a for f, a in zip(found, by_area, strict=True)) > 5  # the order differs on some images
+    blobs = EXTRACTORS.get("blob").extract_strings(drawn["x"], _ctx(drawn), SPEC, 0).strings
+    for text in blobs:
+        areas = [b.r_major * b.r_minor for b in fmt.parse_blob(text)]
+        assert areas == sorted(areas, reverse=True)
+    with pytest.raises(ConfigError, match=r"order: 'size'; accepted: \['area', 'found'\]"):
+        EXTRACTORS.get("bbox").validate({"order": "size"}, "latents.bbox")
+
+
 def test_offline_quality_on_antialiased_noisy_shapes():
     """Harder images: edges anti-aliased (4x supersampling), Gaussian noise std 4. Measured on 1000 such images:
     bbox IoU 0.857, count 0.999, colour 1.0, shape 0.925; blob (ellipse box) IoU 0.721; colour-cluster recall 0.886.

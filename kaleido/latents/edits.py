@@ -10,7 +10,7 @@ An edit has two parts, both pure functions of strings:
   the edit (``after``) rather than the original (``before``)? Applied to the unedited image, the same test is the
   control: how often an image "follows" an edit it never received.
 
-Edits act on the first object of the string (objects are written top-to-bottom, left-to-right).
+Edits act on the first object of the string (the largest one under the default ``order: area``).
 
 - ``move``: shift the object's box horizontally by ``MOVE_SHIFT`` units (of 1000) toward the side with more room;
   took effect when the nearest detected box centre is closer to the new centre than to the old one.

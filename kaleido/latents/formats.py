@@ -41,6 +41,11 @@ class Box:
     x2: int
     y2: int
 
+    @property
+    def area(self) -> int:
+        """Box area in squared coordinate units."""
+        return (self.x2 - self.x1) * (self.y2 - self.y1)
+
 
 @dataclass(frozen=True)
 class Blob:
@@ -50,6 +55,11 @@ class Blob:
     r_major: int
     r_minor: int
     theta: int
+
+    @property
+    def area(self) -> int:
+        """r_major * r_minor: the ellipse area over pi, in squared coordinate units."""
+        return self.r_major * self.r_minor
 
 
 @dataclass(frozen=True)

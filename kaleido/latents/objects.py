@@ -17,7 +17,7 @@ from typing import Any
 
 import numpy as np
 
-from kaleido.checks import check_number
+from kaleido.checks import check_choice, check_number
 from kaleido.errors import ConfigError
 from kaleido.latents import EXTRACTORS
 from kaleido.latents import formats as fmt
@@ -38,6 +38,9 @@ from kaleido.latents.images import (
 from kaleido.latents.segment import Segment, segment_image
 
 DETECTOR_KEYS = {"detector_path", "score_threshold"}
+#: how the objects of one image are listed: largest first (default: the salient object leads the string, so the
+#: prior decides it first), or as found (the offline finder: top-to-bottom, left-to-right; a detector: by score)
+ORDERS = ("area", "found")
 HOW_TO_GET = ("download the model with `huggingface-cli download <repo> --local-dir DIR` on a machine with internet "
               "(or `model.save_pretrained(DIR)`), copy it here and set the path in the config")
 
@@ -52,6 +55,11 @@ def clean_name(label: str) -> str:
 
 
 # --- offline --------------------------------------------------------------------------------------------------
+
+
+def ordered(items: list[fmt.Box] | list[fmt.Blob], order: str) -> list[Any]:
+    """``items`` (as found) listed by ``order`` (:data:`ORDERS`); equal areas keep the order found."""
+    return sorted(items, key=lambda item: -item.area) if order == "area" else list(items)
 
 
 def segments_of(image: np.ndarray, spec: Mapping[str, Any]) -> list[Segment]:
@@ -174,7 +182,7 @@ class _ObjectExtractor:
 
     @property
     def keys(self) -> set[str]:
-        return COMMON_KEYS | SEGMENT_KEYS | self.pretrained_keys
+        return COMMON_KEYS | SEGMENT_KEYS | self.pretrained_keys | {"order"}
 
     def validate(self, spec: dict[str, Any], where: str) -> None:
         from kaleido.checks import check_keys
@@ -182,6 +190,7 @@ class _ObjectExtractor:
         check_keys(spec, self.keys, where)
         check_common(spec, where, ("offline", "pretrained"))
         check_segment(spec, where)
+        check_choice(spec, "order", where, ORDERS)
         check_number(spec, "score_threshold", where)
         for key in self.pretrained_keys - {"score_threshold"}:
             if key in spec and (not isinstance(spec[key], str) or not spec[key]):
@@ -197,7 +206,8 @@ class _ObjectExtractor:
 
 
 class BBoxExtractor(_ObjectExtractor):
-    """``bbox``: ``name (x1, y1, x2, y2); ...``, objects ordered top-to-bottom, left-to-right."""
+    """``bbox``: ``name (x1, y1, x2, y2); ...``, objects largest first (``order: area``) or as found
+    (``order: found``)."""
 
     latent = "bbox"
     pretrained_keys = DETECTOR_KEYS
@@ -212,15 +222,16 @@ class BBoxExtractor(_ObjectExtractor):
 
     def extract_strings(self, images: np.ndarray, ctx: ImageContext, spec: dict[str, Any], seed: int) -> LatentStrings:
         check_images(images)
-        spec = {**COMMON_DEFAULTS, **spec}
+        spec = {**COMMON_DEFAULTS, "order": "area", **spec}
         if spec["source"] == "offline":
             strings = map_batched(images, spec["batch_size"], "bbox (offline)", lambda batch, _: [
-                fmt.format_bbox(boxes_of_segments(segments_of(img, spec))) for img in batch])
+                fmt.format_bbox(ordered(boxes_of_segments(segments_of(img, spec)), spec["order"])) for img in batch])
             return LatentStrings(strings, names=object_names(spec))
         detector = HFDetector(spec["detector_path"], spec.get("score_threshold", 0.5), object_names(spec))
 
         def run(batch: np.ndarray, _: slice) -> list[str]:
-            return [fmt.format_bbox([fmt.Box(name, *(fmt.to_unit(v) for v in xyxy)) for name, *xyxy in found])
+            return [fmt.format_bbox(ordered([fmt.Box(name, *(fmt.to_unit(v) for v in xyxy)) for name, *xyxy in found],
+                                            spec["order"]))
                     for found in detector(batch)]
 
         return LatentStrings(map_batched(images, spec["batch_size"], "bbox (detector)", run), names=detector.names)
@@ -241,10 +252,11 @@ class BlobExtractor(_ObjectExtractor):
 
     def extract_strings(self, images: np.ndarray, ctx: ImageContext, spec: dict[str, Any], seed: int) -> LatentStrings:
         check_images(images)
-        spec = {**COMMON_DEFAULTS, **spec}
+        spec = {**COMMON_DEFAULTS, "order": "area", **spec}
         if spec["source"] == "offline":
             strings = map_batched(images, spec["batch_size"], "blob (offline)", lambda batch, _: [
-                fmt.format_blob([blob_from_mask(s.name, s) for s in segments_of(img, spec)]) for img in batch])
+                fmt.format_blob(ordered([blob_from_mask(s.name, s) for s in segments_of(img, spec)], spec["order"]))
+                for img in batch])
             return LatentStrings(strings, names=object_names(spec))
         sam = HFSam(spec["sam_path"])
         detector = HFDetector(spec["detector_path"], spec.get("score_threshold", 0.5), object_names(spec)) \
@@ -264,7 +276,7 @@ class BlobExtractor(_ObjectExtractor):
                 masks = sam(img, [[x1 * w, y1 * h, x2 * w, y2 * h] for _, x1, y1, x2, y2 in objs])
                 blobs = [blob_from_mask(name, Segment(m, np.zeros(3), "", "")) for (name, *_), m in
                          zip(objs, masks, strict=True) if m.any()]
-                out.append(fmt.format_blob(blobs))
+                out.append(fmt.format_blob(ordered(blobs, spec["order"])))
             return out
 
         names = detector.names if detector is not None else object_names(spec)

@@ -6,6 +6,7 @@ import math
 
 import numpy as np
 import pytest
+import torch
 from sklearn.preprocessing import normalize
 from vendi_score import vendi as vendi_reference
 
@@ -72,3 +73,13 @@ def test_errors() -> None:
         vendi_per_condition(x, np.zeros(9))
     with pytest.raises(ValueError, match="NaN"):
         vendi_score(np.full((3, 2), np.nan))
+
+
+@pytest.mark.parametrize(("n", "dim"), [(300, 16), (40, 100)])
+def test_torch_linear_algebra_path_matches_numpy(n: int, dim: int) -> None:
+    # the path a CUDA device takes, run on the CPU: same eigenvalues as the numpy path
+    from metrics.vendi import _similarity_eigenvalues
+
+    x = _features(n, dim, seed=7)
+    torch_eigs = _similarity_eigenvalues(x, "x", torch.device("cpu"))
+    np.testing.assert_allclose(np.sort(torch_eigs), np.sort(_similarity_eigenvalues(x, "x")), atol=1e-12)

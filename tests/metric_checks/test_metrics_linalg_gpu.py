@@ -1,0 +1,21 @@
+"""FD and whole-set Vendi decomposed on CUDA give the CPU numbers (skipped without a GPU)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from metrics.frechet import fd_from_features
+from metrics.vendi import vendi_score
+
+pytestmark = [pytest.mark.gpu, pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")]
+
+
+@pytest.mark.parametrize(("n", "dim"), [(3000, 256), (200, 512)])  # n > d (d x d Gram) and n < d (n x n)
+def test_fd_and_vendi_on_cuda_match_cpu(n: int, dim: int) -> None:
+    rng = np.random.default_rng(n)
+    real = rng.normal(size=(n, dim)).astype(np.float32) + 1.0
+    fake = (1.2 * rng.normal(size=(n, dim)) + 0.9).astype(np.float32)
+    assert fd_from_features(real, fake, device="cuda") == pytest.approx(fd_from_features(real, fake), rel=1e-9)
+    assert vendi_score(fake, q=1.0, device="cuda") == pytest.approx(vendi_score(fake, q=1.0), rel=1e-9)
