@@ -188,11 +188,14 @@ def main(argv: list[str] | None = None) -> int:
     print(f"Inception: {flops / 1e9:.2f} GFLOP/image (FLOPs = 2 x MACs, resize excluded)")
     gpu_name = torch.cuda.get_device_name() if args.device.startswith("cuda") else ""
     if "H100" in gpu_name or "H200" in gpu_name:
+        # the convolutions' math mode in this run: bf16 autocast, else TF32 when cuDNN allows it (PyTorch's default)
+        in_effect = "bf16" if args.precision == "bf16" else "tf32" if torch.backends.cudnn.allow_tf32 else "fp32"
         for mode, tflops in HOPPER_PEAK_TFLOPS.items():
             bound = tflops * 1e12 / flops
             print(f"  FLOP bound at {mode} peak {tflops:.0f} TFLOP/s: {bound:.0f} img/s; ours reach "
-                  f"{100 * images_per_s / bound:.1f}%")
+                  f"{100 * images_per_s / bound:.1f}%" + ("  <- this run's math mode" if mode == in_effect else ""))
             result[f"flop_bound_{mode}_images_per_s"] = bound
+        result["conv_math_mode"] = in_effect
     if not args.skip_reference:
         ref, ref_t = run_reference(real, fake, labels, real_f, fake_f, weights, args)
         print(f"reference: torch-fidelity FID {ref_t['torch_fidelity_fid_s']:.2f} s, prdc {ref_t['prdc_s']:.2f} s, "

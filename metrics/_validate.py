@@ -62,3 +62,31 @@ def check_device(device: object) -> torch.device:
         if count == 0 or (resolved.index is not None and resolved.index >= count):
             raise ValueError(f"device={device!r}: {count} CUDA device(s) available here; use 'cpu' or a valid index")
     return resolved
+
+
+def condition_groups(labels: object, n: int) -> tuple[list[object], list[np.ndarray]]:
+    """Rows of each condition in one stable sort (not one scan of ``labels`` per condition).
+
+    Args:
+        labels: (n,) condition id per row (any sortable values). n: the number of feature rows.
+    Returns:
+        (keys, rows): the distinct ids in sorted order as Python scalars, and for each the int64 indices of its rows
+        in ascending order.
+    """
+    labels = np.asarray(labels)
+    if labels.shape != (n,):
+        raise ValueError(f"labels: shape {labels.shape}; expected ({n},), one condition id per feature row")
+    order = np.argsort(labels, kind="stable")
+    values, starts = np.unique(labels[order], return_index=True)
+    keys = [v.item() if hasattr(v, "item") else v for v in values]
+    return keys, np.split(order, starts[1:])
+
+
+def row_norms(x: np.ndarray, name: str) -> np.ndarray:
+    """(n,) L2 norms of the rows of (n, d) ``x`` (no (n, d) temporary); ValueError naming the first all-zero row."""
+    norms = np.sqrt(np.einsum("ij,ij->i", x, x))
+    zero_rows = np.flatnonzero(norms == 0)
+    if zero_rows.size:
+        raise ValueError(f"{name}: {zero_rows.size} row(s) are all zeros (first: row {zero_rows[0]}); cosine "
+                         "similarity needs non-zero feature vectors")
+    return norms

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from metrics._validate import as_features
+from metrics._validate import as_features, condition_groups, row_norms
 
 
 def mss_by_condition(features: np.ndarray, labels: np.ndarray, *, include_diagonal: bool = True
@@ -24,20 +24,12 @@ def mss_by_condition(features: np.ndarray, labels: np.ndarray, *, include_diagon
         {condition id (Python scalar): MSS of the rows with that id, in [-1, 1]}, sorted by id.
     """
     x = as_features(features, "features")
-    labels = np.asarray(labels)
-    if labels.shape != (x.shape[0],):
-        raise ValueError(f"labels: shape {labels.shape}; expected ({x.shape[0]},), one condition id per feature row")
-    norms = np.linalg.norm(x, axis=1)
-    if (norms == 0).any():
-        raise ValueError(f"features: row {np.flatnonzero(norms == 0)[0]} is all zeros; cosine similarity needs "
-                         "non-zero descriptors")
-    x = x / norms[:, None]
+    keys, groups = condition_groups(labels, x.shape[0])
+    norms = row_norms(x, "features")
     scores = {}
-    for condition in np.unique(labels):
-        rows = x[labels == condition]
-        n = rows.shape[0]
-        key = condition.item() if hasattr(condition, "item") else condition
-        total = float(np.square(rows.sum(axis=0)).sum())  # sum of all entries of K_y
+    for key, group in zip(keys, groups, strict=True):
+        n = len(group)
+        total = float(np.square((x[group] / norms[group, None]).sum(axis=0)).sum())  # sum of all entries of K_y
         if include_diagonal:
             scores[key] = total / (n * n)
         elif n < 2:

@@ -18,7 +18,7 @@ import math
 import numpy as np
 import torch
 
-from metrics._validate import as_features, check_device
+from metrics._validate import as_features, check_device, condition_groups, row_norms
 
 
 def check_order(q: float) -> float:
@@ -32,29 +32,20 @@ def check_order(q: float) -> float:
     return order
 
 
-def _similarity_eigenvalues(features: np.ndarray, name: str, device: torch.device | None = None) -> np.ndarray:
-    """Eigenvalues of K / n for the cosine kernel of (n, d) features; rounding-level values set to 0.
+def _similarity_spectrum(x: np.ndarray, device: torch.device | None = None) -> np.ndarray:
+    """Eigenvalues of K / m for the cosine kernel of (m, d) float64 unit rows; rounding-level values set to 0.
 
-    ``device``: where the float64 Gram product and its eigenvalues are computed (None: numpy on the CPU).
+    K / m and X^T X / m share their non-zero spectrum, so the smaller (min(m, d) square) is decomposed, with numpy
+    on the CPU (``device`` None) or in torch on ``device``.
     """
-    x = as_features(features, name)
-    norms = np.linalg.norm(x, axis=1)
-    zero_rows = np.flatnonzero(norms == 0)
-    if zero_rows.size:
-        raise ValueError(
-            f"{name}: {zero_rows.size} row(s) are all zeros (first: row {zero_rows[0]}); cosine similarity needs "
-            "non-zero feature vectors"
-        )
-    x = x / norms[:, None]
-    n, d = x.shape
+    m, d = x.shape
     if device is None:
-        gram = (x.T @ x if n > d else x @ x.T) / n  # (min(n, d), min(n, d)), same non-zero spectrum as K / n
-        eigvals = np.linalg.eigvalsh(gram)
+        eigvals = np.linalg.eigvalsh((x.T @ x if m > d else x @ x.T) / m)
     else:
         xt = torch.as_tensor(x, device=device)
-        eigvals = torch.linalg.eigvalsh((xt.T @ xt if n > d else xt @ xt.T) / n).cpu().numpy()
+        eigvals = torch.linalg.eigvalsh((xt.T @ xt if m > d else xt @ xt.T) / m).cpu().numpy()
     # Eigenvalues at rounding level are zero (as in numpy.linalg.matrix_rank); matters only for small q.
-    tolerance = eigvals.max() * min(n, d) * np.finfo(np.float64).eps
+    tolerance = eigvals.max() * min(m, d) * np.finfo(np.float64).eps
     return np.where(eigvals > tolerance, eigvals, 0.0)
 
 
@@ -80,7 +71,9 @@ def vendi_score(features: np.ndarray, q: float = 1.0, device: str | torch.device
     """
     q = check_order(q)
     device = check_device(device)
-    return _hill_number(_similarity_eigenvalues(features, "features", None if device.type == "cpu" else device), q)
+    x = as_features(features, "features")
+    x = x / row_norms(x, "features")[:, None]
+    return _hill_number(_similarity_spectrum(x, None if device.type == "cpu" else device), q)
 
 
 def vendi_by_condition(features: np.ndarray, labels: np.ndarray, q: float = 1.0) -> dict[object, float]:
@@ -93,14 +86,11 @@ def vendi_by_condition(features: np.ndarray, labels: np.ndarray, q: float = 1.0)
     """
     q = check_order(q)
     x = as_features(features, "features")
-    labels = np.asarray(labels)
-    if labels.shape != (x.shape[0],):
-        raise ValueError(f"labels: shape {labels.shape}; expected ({x.shape[0]},), one condition id per feature row")
+    keys, groups = condition_groups(labels, x.shape[0])
+    norms = row_norms(x, "features")
     scores = {}
-    for condition in np.unique(labels):
-        rows = x[labels == condition]
-        key = condition.item() if hasattr(condition, "item") else condition
-        scores[key] = _hill_number(_similarity_eigenvalues(rows, f"features[labels == {key!r}]"), q)
+    for key, group in zip(keys, groups, strict=True):
+        scores[key] = _hill_number(_similarity_spectrum(x[group] / norms[group, None]), q)
     return scores
 
 

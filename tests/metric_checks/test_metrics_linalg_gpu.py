@@ -12,10 +12,12 @@ from metrics.vendi import vendi_score
 pytestmark = [pytest.mark.gpu, pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")]
 
 
-@pytest.mark.parametrize(("n", "dim"), [(3000, 256), (200, 512)])  # n > d (d x d Gram) and n < d (n x n)
-def test_fd_and_vendi_on_cuda_match_cpu(n: int, dim: int) -> None:
+# n > d (d x d Gram) and n < d (n x n Gram; the covariances have d - n + 1 rounding-level eigenvalues whose square
+# roots, ~1e-7 each, differ between LAPACK and cuSOLVER: FD agrees to ~1e-7 relative there, not 1e-12)
+@pytest.mark.parametrize(("n", "dim", "fd_rel"), [(3000, 256, 1e-9), (200, 512, 1e-6)])
+def test_fd_and_vendi_on_cuda_match_cpu(n: int, dim: int, fd_rel: float) -> None:
     rng = np.random.default_rng(n)
     real = rng.normal(size=(n, dim)).astype(np.float32) + 1.0
     fake = (1.2 * rng.normal(size=(n, dim)) + 0.9).astype(np.float32)
-    assert fd_from_features(real, fake, device="cuda") == pytest.approx(fd_from_features(real, fake), rel=1e-9)
+    assert fd_from_features(real, fake, device="cuda") == pytest.approx(fd_from_features(real, fake), rel=fd_rel)
     assert vendi_score(fake, q=1.0, device="cuda") == pytest.approx(vendi_score(fake, q=1.0), rel=1e-9)

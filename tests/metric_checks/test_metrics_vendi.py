@@ -78,8 +78,18 @@ def test_errors() -> None:
 @pytest.mark.parametrize(("n", "dim"), [(300, 16), (40, 100)])
 def test_torch_linear_algebra_path_matches_numpy(n: int, dim: int) -> None:
     # the path a CUDA device takes, run on the CPU: same eigenvalues as the numpy path
-    from metrics.vendi import _similarity_eigenvalues
+    from metrics.vendi import _similarity_spectrum
 
-    x = _features(n, dim, seed=7)
-    torch_eigs = _similarity_eigenvalues(x, "x", torch.device("cpu"))
-    np.testing.assert_allclose(np.sort(torch_eigs), np.sort(_similarity_eigenvalues(x, "x")), atol=1e-12)
+    x = _features(n, dim, seed=7).astype(np.float64)
+    x /= np.linalg.norm(x, axis=1, keepdims=True)
+    np.testing.assert_allclose(_similarity_spectrum(x, torch.device("cpu")), _similarity_spectrum(x), atol=1e-12)
+
+
+def test_per_condition_groups_of_unequal_size_match_one_by_one() -> None:
+    # rows grouped by one stable sort: each condition's score equals vendi_score of its own rows
+    x = _features(120, 8, seed=3)
+    labels = np.array(["b"] * 30 + ["a"] * 10 + ["c"] * 10 + ["d"] * 70)[np.random.default_rng(0).permutation(120)]
+    per = vendi_by_condition(x, labels, q=2.0)
+    assert list(per) == ["a", "b", "c", "d"]
+    for key, value in per.items():
+        assert value == pytest.approx(vendi_score(x[labels == key], q=2.0), rel=1e-12), key
