@@ -51,6 +51,18 @@ class NonFiniteLossError(RuntimeError):
     """Training produced a NaN/inf loss; the message names the step and the batch's generator state hash."""
 
 
+def param_groups(model: nn.Module, tr: dict[str, Any]) -> list[dict[str, Any]]:
+    """Adam parameter groups: everything at ``train.lr``; a latent prior (``model.prior``) at ``train.prior_lr``
+    when set. Each group's ``base_lr`` is the peak the warmup/decay schedule scales."""
+    prior = getattr(model, "prior", None)
+    prior_lr = tr.get("prior_lr")  # not in TRAIN_DEFAULTS: an unset key leaves existing runs' specs unchanged
+    if prior is None or prior_lr is None:
+        return [{"params": list(model.parameters()), "lr": tr["lr"], "base_lr": tr["lr"]}]
+    prior_ids = {id(p) for p in prior.parameters()}
+    return [{"params": [p for p in model.parameters() if id(p) not in prior_ids], "lr": tr["lr"], "base_lr": tr["lr"]},
+            {"params": list(prior.parameters()), "lr": prior_lr, "base_lr": prior_lr}]
+
+
 def learning_rate(step: int, total: int, base: float, warmup: int, schedule: str) -> float:
     """Linear warmup over ``warmup`` steps, then constant or cosine decay to 0 at ``total``."""
     if warmup and step < warmup:
@@ -136,7 +148,7 @@ def train(spec: dict[str, Any], x: np.ndarray, labels: np.ndarray, tokens: np.nd
     torch.manual_seed(seed)  # parameter init
     model = checkpoint.build_denoiser(meta).to(device)
     ema = copy.deepcopy(model).requires_grad_(False)
-    opt = torch.optim.Adam(model.parameters(), lr=tr["lr"], betas=(0.9, 0.99), eps=1e-8)  # paper's Adam settings
+    opt = torch.optim.Adam(param_groups(model, tr), betas=(0.9, 0.99), eps=1e-8)  # paper's Adam settings
     gen = torch.Generator().manual_seed(seed)
     step, log = 0, []
     ckpt_path = run_dir / "checkpoint.pt"
@@ -171,7 +183,8 @@ def train(spec: dict[str, Any], x: np.ndarray, labels: np.ndarray, tokens: np.nd
         noise = torch.randn((batch, *data_x.shape[1:]), generator=gen)[rows].to(device)
         drop = (torch.rand(batch, generator=gen) < tr["cond_drop_prob"])[rows].to(device)
         for param_group in opt.param_groups:
-            param_group["lr"] = learning_rate(step, steps, tr["lr"], tr["warmup_steps"], tr["lr_schedule"])
+            param_group["lr"] = learning_rate(step, steps, param_group["base_lr"], tr["warmup_steps"],
+                                              tr["lr_schedule"])
         opt.zero_grad(set_to_none=True)
         parts = torch.zeros(3, device=device)  # loss, loss_diff, loss_ar (means over this rank's rows)
         for k in range(accum):

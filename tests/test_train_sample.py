@@ -90,3 +90,22 @@ def test_sample_cli_rejects_wrong_inputs(tiny):
     (tmp / "broken.pt").write_bytes(b"not a checkpoint")
     out = _run(base + ["--method", "mdm", "--latent", "none", "--guidance", "8", "--model", "mdm=broken.pt"], tmp)
     assert out.returncode == 2 and "broken.pt: truncated or corrupted" in out.stderr
+
+
+def test_prior_lr_puts_the_latent_prior_in_its_own_adam_group(tiny):
+    from kaleido.train import param_groups
+
+    _, _, cfg = tiny
+    meta = {"arch": cfg["experiments"]["toy2d"]["models"]["kaleido"], "data_dim": 2, "num_classes": 2,
+            "vocab_size": 2, "seq_len": 1, "config_hash": "x"}
+    model = checkpoint.build_denoiser(meta)
+    (one,) = param_groups(model, {"lr": 1e-3})
+    assert one["base_lr"] == 1e-3 and len(one["params"]) == len(list(model.parameters()))
+    rest, prior = param_groups(model, {"lr": 1e-3, "prior_lr": 5e-3})
+    assert (rest["base_lr"], prior["base_lr"]) == (1e-3, 5e-3)
+    assert {id(p) for p in prior["params"]} == {id(p) for p in model.prior.parameters()}
+    assert len(rest["params"]) + len(prior["params"]) == len(list(model.parameters()))
+    # MDM has no prior: one group whatever prior_lr says
+    mdm = checkpoint.build_denoiser({**meta, "arch": cfg["experiments"]["toy2d"]["models"]["mdm"], "vocab_size": 0,
+                                     "seq_len": 0})
+    assert len(param_groups(mdm, {"lr": 1e-3, "prior_lr": 5e-3})) == 1
