@@ -160,7 +160,7 @@ def train(spec: dict[str, Any], x: np.ndarray, labels: np.ndarray, tokens: np.nd
         model.load_state_dict(state["model"])
         ema.load_state_dict(state["ema"])
         opt.load_state_dict(state["optimizer"])
-        gen.set_state(state["generator"])
+        gen.set_state(state["generator"].cpu())  # map_location put it on the device; generators need CPU state
         step, log = state["step"], state["log"]
 
     objective: nn.Module = _Objective(model)
