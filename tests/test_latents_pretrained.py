@@ -196,7 +196,8 @@ def test_owlvit_queried_with_object_names(tmp_path, data):
                                                          crop_size={"height": 32, "width": 32}),
                     tokenizer=tokenizer).save_pretrained(tmp_path / "owl")
     spec = {"source": "pretrained", "detector_path": str(tmp_path / "owl"), "score_threshold": 1e-6,
-            "palette": {"red": [255, 0, 0], "blue": [0, 0, 255]}, "shapes": ["circle", "square"]}
+            "palette": {"red": [255, 0, 0], "blue": [0, 0, 255]}, "shapes": ["circle", "square"],
+            "order": "found"}  # the detector's own (score) order, compared with it below
     EXTRACTORS.get("bbox").validate(spec, "bbox")
     res = EXTRACTORS.get("bbox").extract_strings(data["x"], _ctx(data), spec, 0)
     assert res.names == ["red circle", "red square", "blue circle", "blue square"]
