@@ -30,11 +30,6 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests" / "metric_checks"))
 
 
-def _sync(device: str) -> None:
-    if device.startswith("cuda"):
-        torch.cuda.synchronize()
-
-
 def extract(images: np.ndarray, weights: Path, device: str, batch_size: int, channels_last: bool) -> np.ndarray:
     from metrics.features._batching import run_batched
     from metrics.features.inception import load
@@ -62,12 +57,6 @@ def reference_extract(images: np.ndarray, weights: Path, device: str, batch_size
     return out["2048"].cpu().numpy()
 
 
-def fd(a: np.ndarray, b: np.ndarray) -> float:
-    from metrics.frechet import fd_from_features
-
-    return fd_from_features(a, b)
-
-
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--n", type=int, default=512, help="images per set (default 512)")
@@ -76,7 +65,8 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     from img_nets import save_random_inception
 
-    from benchmarks.metrics_suite import make_images
+    from benchmarks.metrics_suite import _sync, make_images
+    from metrics.frechet import fd_from_features as fd
 
     weights = save_random_inception(Path(tempfile.mkdtemp(prefix="inception_settings_")) / "inception.pth")
     real = make_images(args.n, 256, 1, args.device)
