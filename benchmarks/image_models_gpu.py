@@ -28,7 +28,7 @@ from image_helpers import word_tokenizer  # noqa: E402
 from kaleido import checkpoint  # noqa: E402
 from kaleido.diffusion.losses import diffusion_target, noised  # noqa: E402
 from kaleido.diffusion.schedule import Schedule  # noqa: E402
-from kaleido.sample import generate  # noqa: E402
+from kaleido.generation import generate  # noqa: E402
 from kaleido.train import _Objective, diffusion_loss, model_space, prior_loss  # noqa: E402
 
 #: dense peak FLOP/s by (GPU name fragment, precision); fp32 = TF32 tensor cores off (CUDA cores)

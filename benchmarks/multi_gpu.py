@@ -26,9 +26,9 @@ from image_helpers import word_tokenizer  # noqa: E402
 from latent_images import draw  # noqa: E402
 
 from kaleido import checkpoint, distributed  # noqa: E402
-from kaleido.io import load_npz, save_npz_atomic  # noqa: E402
-from kaleido.sample import generate  # noqa: E402
+from kaleido.generation import generate  # noqa: E402
 from kaleido.train import train  # noqa: E402
+from metrics.io import load_npz, save_npz_atomic  # noqa: E402
 
 CLASSES = ["circle", "square", "triangle"]
 SEQ_LEN = 6

@@ -69,7 +69,7 @@ def main() -> None:
                       str(exp["metrics"]["feature_domain_steps"])])
         weights = ["--weights", str(domain)]
     reference = root / "features" / net / "reference.npz"
-    step(reference, ["-m", "metrics", "extract", "--net", net, *common, *weights, "--out", str(reference), str(data)])
+    step(reference, ["-m", "kaleido.features", "--net", net, *common, *weights, "--out", str(reference), str(data)])
     rows = []
     for run in kcfg.runs(cfg):
         if run.experiment != args.experiment:
@@ -85,7 +85,7 @@ def main() -> None:
                        "--out", str(out), *threads])
             shards.append(str(out))
         features = root / "features" / net / run.method / run.latent / f"w{run.guidance}.npz"
-        step(features, ["-m", "metrics", "extract", "--net", net, *common, *weights, "--out", str(features), *shards])
+        step(features, ["-m", "kaleido.features", "--net", net, *common, *weights, "--out", str(features), *shards])
         metrics = root / "metrics" / run.method / run.latent / f"w{run.guidance}.json"
         step(metrics, ["-m", "kaleido.evaluate", *common, "--method", run.method, "--latent", run.latent,
                        "--guidance", run.guidance, "--real", str(reference), "--fake", str(features), "--out",

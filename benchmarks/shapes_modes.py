@@ -19,8 +19,8 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from kaleido.data.shapes_modes import shapes_mode_metrics  # noqa: E402
-from kaleido.data.store import load_data  # noqa: E402
-from kaleido.io import load_npz  # noqa: E402
+from metrics.io import load_npz  # noqa: E402
+from metrics.store import load_data  # noqa: E402
 
 
 def main() -> None:

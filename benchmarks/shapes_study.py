@@ -139,10 +139,10 @@ def sample(args: argparse.Namespace) -> None:
     domain = ["--weights", str(p["features"] / "domain.pt")]
     reference = p["features"] / "domain" / "reference.npz"
     feats = lambda m, lat, w: p["features"] / "domain" / m / lat / f"w{w}.npz"  # noqa: E731
-    jobs = {reference: ["-m", "metrics", "extract", "--net", "domain", *common, *domain, "--out", str(reference),
+    jobs = {reference: ["-m", "kaleido.features", "--net", "domain", *common, *domain, "--out", str(reference),
                         str(p["data"])]}
     cells = [(m, lat, w) for m, lat in args.runs for w in args.guidance]
-    jobs.update({feats(*c): ["-m", "metrics", "extract", "--net", "domain", *common, *domain, "--out",
+    jobs.update({feats(*c): ["-m", "kaleido.features", "--net", "domain", *common, *domain, "--out",
                              str(feats(*c)), str(shard(*c))] for c in cells})
     parallel(jobs)
     metric = lambda m, lat, w: p["metrics"] / m / lat / f"w{w}.json"  # noqa: E731

@@ -7,9 +7,9 @@ from typing import Any
 
 import torch
 
-from kaleido.errors import InputError
-from kaleido.io import atomic_path, remove_stale_temps, verify_zip
 from kaleido.models.denoiser import ConditionalDenoiser
+from metrics.errors import InputError
+from metrics.io import atomic_path, remove_stale_temps, verify_zip
 
 
 def save(path: str | Path, payload: dict[str, Any]) -> None:

@@ -9,7 +9,8 @@ from pathlib import Path
 from typing import Any
 
 from kaleido import config as config_mod
-from kaleido.errors import ConfigError, InputError
+from kaleido.errors import ConfigError
+from metrics.errors import InputError
 
 
 def stage_parser(description: str) -> argparse.ArgumentParser:

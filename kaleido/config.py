@@ -197,9 +197,9 @@ def _check_same_data_space(models: dict[str, Any], roles: tuple[str, ...], where
                           "smaller or trained shorter)")
 
 
-#: CADS defaults seen in every public implementation (the paper's Stable Diffusion setting; methods.md)
 #: Kynkäänniemi et al. 2024's interval for EDM2 on ImageNet (σ of data with std 0.5, like images in [-1, 1])
 GUIDANCE_INTERVAL_DEFAULTS: dict[str, float] = {"sigma_lo": 0.28, "sigma_hi": 5.42}
+#: CADS defaults seen in every public implementation (the paper's Stable Diffusion setting; methods.md)
 CADS_DEFAULTS: dict[str, Any] = {"tau1": 0.6, "tau2": 0.9, "noise_scale": 0.25, "psi": 1.0, "rescale": True}
 #: how the AR prior draws latents (every sampler): temperature, top-k (0 = off), nucleus mass (1.0 = off)
 PRIOR_SAMPLING: dict[str, Any] = {"prior_temperature": 1.0, "prior_top_k": 0, "prior_top_p": 1.0,

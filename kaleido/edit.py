@@ -22,7 +22,7 @@ import numpy as np
 
 from kaleido import checkpoint, config
 from kaleido.cli import load_stage_config, run_cli, stage_parser
-from kaleido.io import load_npz, save_npz_atomic, write_json_atomic
+from kaleido.generation import generate, sample_seed
 from kaleido.latents import EXTRACTORS
 from kaleido.latents import tokenizer as tok
 from kaleido.latents.edits import EDITS
@@ -31,8 +31,8 @@ from kaleido.latents.images import ImageContext
 from kaleido.latents.stage import tokenizer_dir
 from kaleido.methods import METHODS
 from kaleido.provenance import provenance
-from kaleido.sample import generate, sample_seed
 from kaleido.seeding import derive_seed
+from metrics.io import load_npz, save_npz_atomic, write_json_atomic
 
 
 def edit_strings(edit_name: str, strings: Sequence[str], index: np.ndarray, names: Sequence[str]

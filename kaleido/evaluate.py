@@ -25,12 +25,12 @@ from kaleido import config
 from kaleido.cli import load_stage_config, run_cli, stage_parser
 from kaleido.data import DATASETS
 from kaleido.data.shapes_modes import shapes_mode_metrics
-from kaleido.errors import InputError
-from kaleido.io import load_npz, write_json_atomic
 from kaleido.methods import METHODS, NO_LATENT, ROLES
 from kaleido.provenance import provenance
 from kaleido.seeding import derive_seed
 from metrics import keys
+from metrics.errors import InputError
+from metrics.io import load_npz, write_json_atomic
 from metrics.modes import mode_entropy, mode_entropy_per_class, modes_covered
 from metrics.suite import compute_with_ci, condition_subset
 

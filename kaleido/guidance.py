@@ -19,9 +19,8 @@ from typing import Any
 import numpy as np
 import torch
 
-from kaleido.config import CADS_DEFAULTS
-from kaleido.registry import Registry
 from kaleido.rng import counter_normal
+from metrics.registry import Registry
 
 #: stream ids of the counter RNG, so draws for different purposes never coincide
 STREAM_DIFFUSION, STREAM_PRIOR, STREAM_CADS = 0, 1, 2
@@ -104,7 +103,9 @@ def cads_condition(y: torch.Tensor, t_frac: float, noise: torch.Tensor, tau1: fl
 
 @SCHEMES.register("cads")
 def cads(g: GuidanceInputs) -> EpsFn:
-    opts = {**CADS_DEFAULTS, **g.options}
+    """CFG on the annealed condition; ``g.options`` is the experiment's resolved ``cads`` block
+    (tau1, tau2, noise_scale, psi, rescale; defaults :data:`kaleido.config.CADS_DEFAULTS`)."""
+    opts = g.options
 
     def eps(x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
         step = int(t[0])

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from kaleido.registry import Registry
+from metrics.registry import Registry
 
 
 @dataclass(frozen=True)

@@ -10,12 +10,12 @@ from __future__ import annotations
 import ast
 import functools
 import hashlib
-import importlib.metadata
 import json
-import platform
 import subprocess
 from pathlib import Path
 from typing import Any
+
+from metrics import versions
 
 #: Top-level packages whose source counts as "our code" for hashing.
 PROJECT_PACKAGES = ("kaleido", "metrics")
@@ -118,13 +118,7 @@ def git_state() -> dict[str, Any]:
 @functools.cache
 def package_versions() -> dict[str, str | None]:
     """Installed versions of :data:`RECORDED_PACKAGES` (None where not installed) and Python."""
-    versions: dict[str, str | None] = {"python": platform.python_version()}
-    for name in RECORDED_PACKAGES:
-        try:
-            versions[name] = importlib.metadata.version(name)
-        except importlib.metadata.PackageNotFoundError:
-            versions[name] = None
-    return versions
+    return versions.package_versions(RECORDED_PACKAGES)
 
 
 def provenance(entry_point: str, config: Any) -> dict[str, Any]:

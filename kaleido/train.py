@@ -33,11 +33,8 @@ from tqdm import tqdm
 from kaleido import checkpoint, config, distributed
 from kaleido.cli import load_stage_config, run_cli, stage_parser
 from kaleido.data import DATASETS
-from kaleido.data.store import load_data
 from kaleido.diffusion.losses import diffusion_target, noised
 from kaleido.diffusion.schedule import Schedule
-from kaleido.errors import InputError
-from kaleido.io import load_npz, write_text_atomic
 from kaleido.latents import grammar
 from kaleido.latents import tokenizer as tok
 from kaleido.latents.stage import tokenizer_dir
@@ -45,6 +42,9 @@ from kaleido.methods import NO_LATENT, ROLES
 from kaleido.preemption import EXIT_PREEMPTED, Preempted, PreemptionFlag
 from kaleido.provenance import provenance
 from kaleido.seeding import derive_seed
+from metrics.errors import InputError
+from metrics.io import load_npz, write_text_atomic
+from metrics.store import load_data
 
 
 class NonFiniteLossError(RuntimeError):

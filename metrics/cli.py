@@ -23,13 +23,15 @@ from pathlib import Path
 
 import numpy as np
 
-from kaleido.io import write_json_atomic
 from metrics import keys
+from metrics.io import write_json_atomic
 from metrics.suite import compute_all
 
 EXIT_USAGE = 2
 NPZ_FEATURES_KEY = "features"
 NPZ_LABELS_KEY = "labels"
+#: Packages whose versions ``extract`` records beside the features.
+RECORDED_PACKAGES = ("torch", "torchvision", "torch-fidelity", "transformers", "numpy", "scipy")
 
 
 def load_array(path: str | os.PathLike[str], npz_key: str) -> np.ndarray:
@@ -108,89 +110,25 @@ def _emit(record: dict[str, object], args: argparse.Namespace) -> int:
     return 0
 
 
-def _configured_net(args: argparse.Namespace) -> object:
-    """The registered feature network ``args.net`` with the image options of ``args`` applied."""
-    from metrics.features import FEATURE_NETS
-
-    net = FEATURE_NETS.get(args.net)
-    if hasattr(net, "with_options"):
-        net = net.with_options(weights=args.weights, batch_size=args.batch_size, device=args.device,
-                               precision=args.precision)
-    return net
-
-
-def _net_outputs(net: object, items: np.ndarray) -> dict[str, np.ndarray]:
-    """{"features": (n, d), ...extra outputs such as "logits"} of one network on one item array."""
-    return net.outputs(items) if hasattr(net, "outputs") else {"features": net(items)}
-
-
-def _sha256(path: Path) -> str:
-    """Hex SHA-256 of a file, read in 1 MiB blocks (weight files are ~100 MB)."""
-    import hashlib
-
-    digest = hashlib.sha256()
-    with path.open("rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
-def _net_settings(args: argparse.Namespace, net: object) -> dict[str, object]:
-    """What to record next to features: the network, its weights and its preprocessing."""
-    import importlib
-
-    settings: dict[str, object] = {"feature_net": args.net}
-    if hasattr(net, "module"):
-        module = importlib.import_module(f"metrics.features.{net.module}")
-        settings.update(feature_variant=net.variant, feature_weights=net.weights, feature_precision=net.precision,
-                        preprocessing=module.PREPROCESSING)
-        if net.weights is not None and Path(net.weights).is_file():
-            settings["feature_weights_sha256"] = _sha256(Path(net.weights))
-    return settings
-
-
-def _options_from_config(args: argparse.Namespace) -> None:
-    """Fill the network options not given on the command line from ``experiments.<exp>.metrics`` of --config
-    (the weights of a network listed in ``extra_feature_nets`` from there)."""
-    from kaleido import config
-
-    if args.experiment is None:
-        raise ValueError("--config needs --experiment NAME (the experiment whose metrics block to read)")
-    opts = config.feature_options(config.experiment(config.load(args.config), args.experiment), args.net)
-    for arg, key in (("weights", "feature_weights"), ("batch_size", "feature_batch_size"),
-                     ("precision", "feature_precision"), ("device", "feature_device")):
-        if getattr(args, arg) is None:
-            setattr(args, arg, opts[key])
-
-
 def run_extract(args: argparse.Namespace) -> int:
     """Handler of ``extract``: features (and labels) of the items in every input ``.npz``, concatenated in order.
 
-    Extra network outputs (Inception and domain-CNN ``logits``) are stored beside ``features``.
+    Extra network outputs (Inception and domain-CNN ``logits``) are stored beside ``features``; ``meta`` records
+    the network settings, the inputs and the package versions.
     """
-    from kaleido.data.store import load_data
-    from kaleido.io import save_npz_atomic
-    from kaleido.provenance import provenance
+    from metrics.extract import extract_files
+    from metrics.io import save_npz_atomic
+    from metrics.versions import package_versions
 
-    if args.config is not None:
-        _options_from_config(args)
-    args.device = args.device or "cpu"
-    net = _configured_net(args)
-    outputs: dict[str, list[np.ndarray]] = {}
-    labels = []
-    for path in args.inputs:
-        data = load_data(path, required=(net.input_key, "labels"))
-        for name, value in _net_outputs(net, data[net.input_key]).items():
-            outputs.setdefault(name, []).append(value)
-        labels.append(data["labels"])
-    meta = provenance("metrics.cli", {**_net_settings(args, net), "inputs": [str(p) for p in args.inputs]})
-    save_npz_atomic(args.out, meta=meta, labels=np.concatenate(labels),
-                    **{name: np.concatenate(parts) for name, parts in outputs.items()})
+    arrays, settings = extract_files(args.net, args.inputs, weights=args.weights, batch_size=args.batch_size,
+                                     device=args.device, precision=args.precision)
+    save_npz_atomic(args.out, meta={"config": settings, "packages": package_versions(RECORDED_PACKAGES)}, **arrays)
     return 0
 
 
 def run_from_images(args: argparse.Namespace) -> int:
     """Handler of ``from-images``: features of both image sets with one network, then the chosen set metrics."""
+    from metrics.extract import configured_net, net_outputs, net_settings
     from metrics.images import load_image_set
     from metrics.suite import compute_with_ci
 
@@ -200,9 +138,10 @@ def run_from_images(args: argparse.Namespace) -> int:
     if "mss" in groups and fake_labels is None:
         raise ValueError("metric 'mss' needs per-image condition labels: give the fake set as .npz shards with "
                          "'labels'")
-    net = _configured_net(args)
-    real = _net_outputs(net, real_images)
-    fake = _net_outputs(net, fake_images)
+    net = configured_net(args.net, weights=args.weights, batch_size=args.batch_size, device=args.device,
+                         precision=args.precision)
+    real = net_outputs(net, real_images)
+    fake = net_outputs(net, fake_images)
     if "is" in groups and "logits" not in fake:
         raise ValueError(f"metric 'is' needs classifier logits; net {args.net!r} gives {sorted(fake)}")
     kid_size = min(args.kid_subset_size, len(real_images), len(fake_images))
@@ -217,7 +156,7 @@ def run_from_images(args: argparse.Namespace) -> int:
                    keys.NUM_REAL: len(real_images), keys.NUM_FAKE: len(fake_images),
                    keys.FEATURE_DIM: int(real["features"].shape[1]), keys.KID_SUBSET_SIZE: kid_size,
                    keys.MSS_INCLUDE_DIAGONAL: not args.mss_off_diagonal,
-                   keys.BOOTSTRAP_RESAMPLES: args.bootstrap_resamples, **_net_settings(args, net)})
+                   keys.BOOTSTRAP_RESAMPLES: args.bootstrap_resamples, **net_settings(args.net, net)})
     if ci95:
         record[keys.CI95] = {name: list(bounds) for name, bounds in ci95.items()}
     return _emit(record, args)
@@ -257,10 +196,7 @@ def build_parser() -> argparse.ArgumentParser:
     ff.add_argument("--json", action="store_true", help="print one JSON object instead of a table")
     ex = sub.add_parser("extract", help="features of sample/data .npz files with a registered feature network",
                         description="Run one feature network over .npz files; writes features + labels to --out.")
-    _add_net_options(ex, device_default=None)
-    ex.add_argument("--config", type=Path, help="config YAML: options not given here come from its metrics block "
-                    "(feature_weights, feature_batch_size, feature_precision, feature_device)")
-    ex.add_argument("--experiment", help="experiment name under `experiments:` (with --config)")
+    _add_net_options(ex)
     ex.add_argument("--out", required=True, type=Path,
                     help="output .npz (keys 'features', 'labels', 'meta', and 'logits' for inception/domain)")
     ex.add_argument("inputs", nargs="+", type=Path, help="input .npz files, concatenated in the given order")

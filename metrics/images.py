@@ -45,8 +45,8 @@ def load_image_set(paths: Sequence[str | os.PathLike[str]]) -> tuple[np.ndarray,
         ``(images, labels)``: uint8 (n, H, W, 3) RGB; int64 (n,) labels if every input is a shard with ``labels``,
         else None.
     """
-    from kaleido.data.store import load_data
     from metrics.features import check_images
+    from metrics.store import load_data
 
     images, labels = [], []
     for path in map(Path, paths):

@@ -12,9 +12,9 @@ import yaml
 from dag_helpers import REPO, make_workdir, snakemake, tiny_shapes
 from metric_checks.img_nets import save_tiny_sscd
 
-from kaleido.io import load_npz, read_json
 from kaleido.latents import tokenizer as tok
 from kaleido.latents.formats import parse_bbox
+from metrics.io import load_npz, read_json
 
 pytestmark = pytest.mark.slow
 

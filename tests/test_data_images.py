@@ -13,8 +13,9 @@ from PIL import Image
 
 from kaleido.data import DATASETS
 from kaleido.data.pictures import center_crop_resize
-from kaleido.data.store import load_data, save_data
-from kaleido.errors import ConfigError, InputError
+from kaleido.errors import ConfigError
+from metrics.errors import InputError
+from metrics.store import load_data, save_data
 
 SHAPES = {"name": "shapes", "num_train": 300}
 

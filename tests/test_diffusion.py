@@ -10,9 +10,9 @@ from kaleido import config
 from kaleido.diffusion.losses import diffusion_target, output_to_eps
 from kaleido.diffusion.schedule import Schedule
 from kaleido.errors import ConfigError
+from kaleido.generation import generate
 from kaleido.guidance import SCHEMES, GuidanceInputs, cads_condition, cads_gamma
 from kaleido.models.exact_gmm import ExactGMMDenoiser
-from kaleido.sample import generate
 
 
 @pytest.mark.parametrize("name", ["linear", "cosine"])
@@ -79,6 +79,7 @@ def _oracle_shares(default_config, method, weight, n=4000, steps=100):
     return (np.mean(mode[lab == 0] == 1) + np.mean(mode[lab == 1] == 2)) / 2  # inner-mode share per class
 
 
+@pytest.mark.slow  # samples the exact oracle at many weights (~20 s)
 def test_exact_oracle_reproduces_cfg_collapse(default_config):
     """methods.md: centres -6, -1, 1, 6, sigma 0.5: inner share 0.14 / 0.07 / 0.02 at w = 3 / 5 / 8."""
     assert _oracle_shares(default_config, "mdm", 1.0) == pytest.approx(0.5, abs=0.03)

@@ -13,11 +13,11 @@ from latent_images import draw
 from kaleido import checkpoint, config
 from kaleido.edit import encode_fixed, run_edit
 from kaleido.errors import ConfigError
+from kaleido.generation import generate, sample_seed
 from kaleido.latents import EXTRACTORS
 from kaleido.latents import tokenizer as tok
 from kaleido.latents.edits import EDITS, MOVE_SHIFT
 from kaleido.latents.images import ImageContext
-from kaleido.sample import generate, sample_seed
 
 NAMES = ["red circle", "blue circle", "green circle", "red square", "blue square"]
 

@@ -10,17 +10,19 @@ v-prediction this test passes after 300 CPU steps. The shapes config therefore u
 from __future__ import annotations
 
 import numpy as np
+import pytest
 import torch
 from image_helpers import word_tokenizer
 
 from kaleido import checkpoint, config
-from kaleido.sample import generate
+from kaleido.generation import generate
 from kaleido.train import train
 
 CLASSES = ["red", "blue"]
 COLOURS = np.array([[200, 30, 30], [30, 30, 200]])
 
 
+@pytest.mark.slow  # trains two image models (~90 s)
 def test_class_conditional_samples_take_their_class_colour(tmp_path):
     torch.set_num_threads(2)
     rng = np.random.default_rng(0)

@@ -14,7 +14,7 @@ from image_helpers import word_tokenizer
 from latent_images import draw
 
 from kaleido import checkpoint, config
-from kaleido.sample import generate
+from kaleido.generation import generate
 from kaleido.train import train
 
 CLASSES = ["circle", "square", "triangle"]

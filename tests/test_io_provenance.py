@@ -8,8 +8,8 @@ import stat
 import numpy as np
 import pytest
 
-from kaleido.io import atomic_path, load_npz, save_npz_atomic, write_json_atomic
 from kaleido.provenance import project_modules, source_hash
+from metrics.io import atomic_path, load_npz, save_npz_atomic, write_json_atomic
 
 
 def test_failed_write_keeps_the_previous_output(tmp_path):

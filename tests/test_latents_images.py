@@ -6,13 +6,14 @@ import numpy as np
 import pytest
 from latent_images import PALETTE, draw, draw_antialiased
 
-from kaleido.errors import ConfigError, InputError
+from kaleido.errors import ConfigError
 from kaleido.latents import EXTRACTORS
 from kaleido.latents import formats as fmt
 from kaleido.latents import tokenizer as tok
 from kaleido.latents.images import ImageContext
 from kaleido.latents.quality import box_iou, ground_truth, latent_quality, match
 from kaleido.latents.segment import Segment
+from metrics.errors import InputError
 
 NAMES = ["red circle", "blue square"]
 SPEC = {"palette": {k: list(v) for k, v in PALETTE.items()}}
@@ -315,8 +316,8 @@ def test_latents_cli_on_images(default_config, tmp_path):
     import yaml
     from transformers import AutoTokenizer
 
-    from kaleido.io import load_npz, read_json, save_npz_atomic
     from kaleido.latents.__main__ import main
+    from metrics.io import load_npz, read_json, save_npz_atomic
 
     default_config["experiments"]["toy2d"]["latents"] = {"bbox": SPEC, "voken": {"codebook_size": 16}}
     (tmp_path / "c.yaml").write_text(yaml.safe_dump(default_config))

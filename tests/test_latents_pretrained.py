@@ -10,10 +10,10 @@ import numpy as np
 import pytest
 from latent_images import draw
 
-from kaleido.errors import InputError
 from kaleido.latents import EXTRACTORS
 from kaleido.latents import formats as fmt
 from kaleido.latents.images import ImageContext
+from metrics.errors import InputError
 
 torch = pytest.importorskip("torch")
 transformers = pytest.importorskip("transformers")

@@ -16,9 +16,9 @@ from stage_helpers import run_module as _run
 from stage_helpers import train_cmd as _train_cmd
 
 from kaleido import checkpoint, config
-from kaleido.errors import InputError
-from kaleido.sample import generate
+from kaleido.generation import generate
 from kaleido.train import NonFiniteLossError, train
+from metrics.errors import InputError
 
 
 def test_loss_decreases_and_model_loads(tiny):

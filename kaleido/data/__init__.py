@@ -1,5 +1,5 @@
 """Data sets (registry). Each entry is a :class:`DataSet` whose ``validate`` checks its config block and whose
-``generate`` materialises the training set as arrays (:mod:`kaleido.data.store` writes and reads them).
+``generate`` materialises the training set as arrays (:mod:`metrics.store` writes and reads them).
 
 Image sets: ``x`` (n, H, W, 3) uint8 RGB, ``labels`` (n,) int64, ``class_names`` (C,) (what the text encoder reads
 for a label), usually ``captions`` (n,), and ground truth for evaluation only (``gt_*``, ``modes``)."""
@@ -10,7 +10,7 @@ from typing import Any, Protocol
 
 import numpy as np
 
-from kaleido.registry import Registry
+from metrics.registry import Registry
 
 
 class DataSet(Protocol):

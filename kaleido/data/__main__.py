@@ -1,6 +1,6 @@
 """Materialise an experiment's training set: ``python -m kaleido.data --config C --experiment E --out train.npz``.
 
-With ``data.shard_size`` the images go to checksummed shard files beside ``train.npz`` (:mod:`kaleido.data.store`).
+With ``data.shard_size`` the images go to checksummed shard files beside ``train.npz`` (:mod:`metrics.store`).
 """
 
 from __future__ import annotations
@@ -10,9 +10,9 @@ from collections.abc import Sequence
 from kaleido import config
 from kaleido.cli import load_stage_config, run_cli, stage_parser
 from kaleido.data import DATASETS
-from kaleido.data.store import save_data
 from kaleido.provenance import provenance
 from kaleido.seeding import derive_seed
+from metrics.store import save_data
 
 
 def main(argv: Sequence[str] | None = None) -> None:

@@ -29,7 +29,8 @@ import numpy as np
 from kaleido.checks import check_int, check_keys, check_str
 from kaleido.data import DATASETS
 from kaleido.data.pictures import IMAGE_EXTENSIONS, check_loader_options, decode, decode_files, report_modes
-from kaleido.errors import ConfigError, InputError
+from kaleido.errors import ConfigError
+from metrics.errors import InputError
 
 HEADERS = {("path", "caption"), ("image", "caption")}
 

@@ -21,7 +21,7 @@ import numpy as np
 from kaleido.checks import check_int, check_keys, check_str
 from kaleido.data import DATASETS
 from kaleido.data.pictures import check_loader_options, decode_files, list_images
-from kaleido.errors import InputError
+from metrics.errors import InputError
 
 
 def read_class_map(path: Path) -> dict[str, str]:

@@ -19,7 +19,7 @@ from typing import Any
 import numpy as np
 
 from kaleido.checks import check_int
-from kaleido.errors import InputError
+from metrics.errors import InputError
 
 IMAGE_EXTENSIONS = (".jpeg", ".jpg", ".png", ".webp", ".bmp")
 

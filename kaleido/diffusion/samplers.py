@@ -28,7 +28,7 @@ from tqdm import tqdm
 
 from kaleido.diffusion.ddpm import EpsFn, NoiseFn, ddpm_sample, predicted_x0
 from kaleido.diffusion.schedule import Schedule
-from kaleido.registry import Registry
+from metrics.registry import Registry
 
 #: sampler(eps_fn, schedule, steps, noise_fn, progress, clip_x0, **options) -> x_0 (B, D)
 Sampler = Callable[..., torch.Tensor]

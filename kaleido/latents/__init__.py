@@ -12,7 +12,7 @@ from typing import Any, Protocol
 
 import numpy as np
 
-from kaleido.registry import Registry
+from metrics.registry import Registry
 
 
 @dataclass(frozen=True)

@@ -24,12 +24,12 @@ import numpy as np
 
 from kaleido import config
 from kaleido.cli import load_stage_config, run_cli, stage_parser
-from kaleido.data.store import load_data
-from kaleido.errors import InputError
-from kaleido.io import save_npz_atomic, write_json_atomic
 from kaleido.latents import EXTRACTORS, recovery_accuracy
 from kaleido.provenance import provenance
 from kaleido.seeding import derive_seed
+from metrics.errors import InputError
+from metrics.io import save_npz_atomic, write_json_atomic
+from metrics.store import load_data
 
 
 def main(argv: Sequence[str] | None = None) -> None:

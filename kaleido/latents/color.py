@@ -20,10 +20,10 @@ from kaleido.latents.images import (
     ImageContext,
     LatentStrings,
     check_common,
-    check_images,
     map_batched,
 )
 from kaleido.latents.segment import rgb_to_lab
+from metrics.features import check_images
 
 COLOR_DEFAULTS: dict[str, Any] = {"num_colors": 4, "quant_step": 8}
 

@@ -27,7 +27,7 @@ from dataclasses import dataclass, replace
 import numpy as np
 
 from kaleido.latents import formats as fmt
-from kaleido.registry import Registry
+from metrics.registry import Registry
 
 #: horizontal shift of ``move``, in the formats' [0, 1000] image units
 MOVE_SHIFT = 300

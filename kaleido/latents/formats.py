@@ -21,7 +21,7 @@ import re
 from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 
-from kaleido.errors import InputError
+from metrics.errors import InputError
 
 ITEM_SEP = "; "
 PART_SEP = " | "

@@ -14,8 +14,9 @@ from typing import Any
 import numpy as np
 
 from kaleido.checks import check_int, check_number
-from kaleido.errors import ConfigError, InputError
+from kaleido.errors import ConfigError
 from kaleido.latents.segment import DEFAULT_PALETTE, DEFAULT_SHAPES, SEGMENT_DEFAULTS
+from metrics.errors import InputError
 
 #: options every image extractor accepts
 COMMON_KEYS = {"source", "batch_size", "tokenizer"}
@@ -49,13 +50,6 @@ class ImageContext:
         if self.class_names is not None:
             return self.class_names[int(self.labels[i])]
         return f"class {int(self.labels[i])}"
-
-
-def check_images(images: np.ndarray) -> None:
-    if not isinstance(images, np.ndarray) or images.dtype != np.uint8 or images.ndim != 4 or images.shape[-1] != 3:
-        shape = getattr(images, "shape", None)
-        dtype = getattr(images, "dtype", type(images).__name__)
-        raise InputError(f"images must be a uint8 array (N, H, W, 3) RGB (NHWC); got shape {shape}, dtype {dtype}")
 
 
 def batches(n: int, batch_size: int, desc: str) -> Iterator[slice]:

@@ -28,7 +28,6 @@ from kaleido.latents.images import (
     ImageContext,
     LatentStrings,
     check_common,
-    check_images,
     check_segment,
     map_batched,
     object_names,
@@ -36,6 +35,7 @@ from kaleido.latents.images import (
     segment_options,
 )
 from kaleido.latents.segment import Segment, segment_image
+from metrics.features import check_images
 
 DETECTOR_KEYS = {"detector_path", "score_threshold"}
 #: how the objects of one image are listed: largest first (default: the salient object leads the string, so the

@@ -8,10 +8,10 @@ from typing import Any
 
 import numpy as np
 
-from kaleido.errors import InputError
-from kaleido.io import save_npz_atomic, write_json_atomic
 from kaleido.latents import tokenizer as tok
 from kaleido.latents.images import ImageContext
+from metrics.errors import InputError
+from metrics.io import save_npz_atomic, write_json_atomic
 
 
 def tokenizer_dir(out: Path) -> Path:

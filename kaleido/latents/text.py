@@ -24,7 +24,6 @@ from kaleido.latents.images import (
     ImageContext,
     LatentStrings,
     check_common,
-    check_images,
     check_segment,
     map_batched,
     require_files,
@@ -32,6 +31,7 @@ from kaleido.latents.images import (
 )
 from kaleido.latents.objects import HOW_TO_GET
 from kaleido.latents.segment import Segment, nearest_name, segment_image
+from metrics.features import check_images
 
 TEXT_DEFAULTS: dict[str, Any] = {"min_words": 50, "max_words": 80, "max_new_tokens": 120,
                                  "prompt": "Describe this image of {subject} in 50 to 80 words."}

@@ -21,7 +21,7 @@ from typing import Any
 
 import numpy as np
 
-from kaleido.errors import InputError
+from metrics.errors import InputError
 
 SPECIAL = ("<pad>", "</s>", "<unk>")
 #: BPE vocabulary size of the offline tokenizer (before added visual tokens)

@@ -19,7 +19,7 @@ from typing import Any
 import numpy as np
 
 from kaleido.checks import check_int, check_keys
-from kaleido.errors import ConfigError, InputError
+from kaleido.errors import ConfigError
 from kaleido.latents import EXTRACTORS
 from kaleido.latents import formats as fmt
 from kaleido.latents.images import (
@@ -29,9 +29,10 @@ from kaleido.latents.images import (
     LatentStrings,
     batches,
     check_common,
-    check_images,
     require_files,
 )
+from metrics.errors import InputError
+from metrics.features import check_images
 
 VOKEN_DEFAULTS: dict[str, Any] = {"grid": [4, 8], "codebook_size": 256, "num_tokens": 32}
 VQ_HOW = ("export your VQ tokenizer's encoder with torch.export.save(torch.export.export(encoder, (x,)), "

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from kaleido.registry import Registry
+from metrics.registry import Registry
 
 ARCHS: Registry[Any] = Registry("model architecture")
 

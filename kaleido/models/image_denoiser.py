@@ -11,16 +11,16 @@ images of every nested level (channels-first, row-major), so the generic flat-ve
 
 from __future__ import annotations
 
-import math
 from typing import Any
 
 import torch
 from torch import nn
 
-from kaleido.errors import ConfigError, InputError
+from kaleido.errors import ConfigError
 from kaleido.models.archs import ARCHS
 from kaleido.models.t5 import T5ContextEncoder, T5LatentPrior, t5_config
 from kaleido.models.unet import image_pyramid, level_resolutions, multiresolution_loss
+from metrics.errors import InputError
 
 
 class ImageDenoiser(nn.Module):
@@ -146,12 +146,3 @@ class ImageDenoiser(nn.Module):
         xs = self.unpack(x)
         out = self.trunk(xs if len(xs) > 1 else xs[0], t, y)
         return self.pack(out if isinstance(out, list) else [out])
-
-
-def image_data_dim(arch: dict[str, Any], data_shape: list[int]) -> int:
-    """data_dim of the flat multi-resolution vector for ``arch`` at ``data_shape`` [H, W, C] (no model built)."""
-    return sum(int(data_shape[2]) * r * r for r in level_resolutions(arch, int(data_shape[0])))
-
-
-def param_count(module: nn.Module) -> int:
-    return sum(math.prod(p.shape) for p in module.parameters())

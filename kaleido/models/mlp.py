@@ -2,19 +2,10 @@
 
 from __future__ import annotations
 
-import math
-
 import torch
 from torch import nn
 
-
-def timestep_embedding(t: torch.Tensor, dim: int, max_period: float = 10000.0) -> torch.Tensor:
-    """Sinusoidal embedding (B, dim) of timesteps ``t`` (B,) (Vaswani et al.; as in DDPM/DiT)."""
-    half = dim // 2
-    freqs = torch.exp(-math.log(max_period) * torch.arange(half, dtype=torch.float32, device=t.device) / half)
-    args = t.float()[:, None] * freqs[None]
-    emb = torch.cat([torch.cos(args), torch.sin(args)], dim=-1)
-    return torch.nn.functional.pad(emb, (0, dim % 2))
+from kaleido.models.embeddings import timestep_embedding
 
 
 class MLPNet(nn.Module):

@@ -16,9 +16,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from kaleido.errors import ConfigError, InputError
+from kaleido.errors import ConfigError
 from kaleido.models.conditioning import filter_logits
 from kaleido.rng import counter_uniform
+from metrics.errors import InputError
 
 # Random-init T5 sizes for CPU tests and small runs (T5Config keyword arguments).
 T5_SIZES: dict[str, dict[str, Any]] = {

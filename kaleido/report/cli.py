@@ -32,9 +32,9 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from kaleido.io import write_json_atomic, write_text_atomic
 from kaleido.report.collect import ReportInputError, load_extra_records, load_metric_records
 from kaleido.report.samples import check_toy_samples
+from metrics.io import write_json_atomic, write_text_atomic
 
 log = logging.getLogger("kaleido.report")
 

@@ -19,8 +19,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from kaleido.io import read_json
+from kaleido.config import format_guidance
 from kaleido.provenance import config_hash
+from metrics.io import read_json
 
 #: Fixed method order of table1 and the figures; methods not listed follow alphabetically.
 METHOD_ORDER: tuple[str, ...] = ("mdm", "mdm_cads", "mdm_autoguidance", "mdm_interval", "kaleido", "kaleido_cads",
@@ -46,9 +47,10 @@ def method_rank(method: str) -> tuple[int, str]:
     return len(METHOD_ORDER), method
 
 
-def format_guidance(guidance: float) -> str:
-    """Guidance weight as it appears in run names and keys: ``8.0 -> "w8"``, ``1.5 -> "w1.5"``."""
-    return f"w{guidance:g}"
+def guidance_tag(guidance: float) -> str:
+    """Guidance weight as it appears in run names, keys and figure names: ``8.0 -> "w8"``, ``1.5 -> "w1.5"``
+    (the path form of :func:`kaleido.config.format_guidance` after a ``w``)."""
+    return f"w{format_guidance(guidance)}"
 
 
 @dataclass(frozen=True)
@@ -84,7 +86,7 @@ class MetricRecord:
     @property
     def run_name(self) -> str:
         """MLflow run name, unique within the experiment: ``{method}/{latent}/w{guidance:g}``."""
-        return f"{self.method}/{self.latent}/{format_guidance(self.guidance)}"
+        return f"{self.method}/{self.latent}/{guidance_tag(self.guidance)}"
 
     @property
     def run_key(self) -> str:

@@ -15,14 +15,14 @@ from pathlib import Path
 
 import numpy as np
 
-from kaleido.errors import InputError
-from kaleido.io import load_npz
 from kaleido.latents import tokenizer as tok
 from kaleido.latents.formats import ColorCluster, LatentFormatError, parse_color
 from kaleido.latents.stage import tokenizer_dir
-from kaleido.report.collect import MetricRecord, format_guidance
+from kaleido.report.collect import MetricRecord, guidance_tag
 from kaleido.report.grids import is_image_record, mosaic, plot_sample_grid
 from kaleido.report.style import report_style, save_figure
+from metrics.errors import InputError
+from metrics.io import load_npz
 
 DEFAULT_PER_CLASS = 3
 DEFAULT_MAX_CLASSES = 4
@@ -111,5 +111,5 @@ def write_color_figures(records: Sequence[MetricRecord], color_latents: Mapping[
             with report_style():
                 fig = plot_sample_grid(rows, names, classes, per_class, size,
                                        f"{experiment}: colour latents at guidance {guidance:g}")
-                written += save_figure(fig, Path(figures_dir) / f"colors_{experiment}_{format_guidance(guidance)}")
+                written += save_figure(fig, Path(figures_dir) / f"colors_{experiment}_{guidance_tag(guidance)}")
     return written

@@ -14,8 +14,8 @@ from pathlib import Path
 import numpy as np
 from matplotlib.figure import Figure
 
-from kaleido.io import load_npz
 from kaleido.report.style import METHOD_LABELS, report_style, save_figure
+from metrics.io import load_npz
 
 DEFAULT_MAX_PAIRS = 8
 _OK, _MISS = "#2ca02c", "#d62728"

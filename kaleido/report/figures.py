@@ -19,7 +19,7 @@ from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 from matplotlib.ticker import NullLocator
 
-from kaleido.report.collect import MetricRecord, format_guidance, method_rank
+from kaleido.report.collect import MetricRecord, guidance_tag, method_rank
 from kaleido.report.samples import load_toy_points
 from kaleido.report.style import (
     label_colormap,
@@ -211,6 +211,6 @@ def write_run_scatter(record: MetricRecord, max_points: int, path: str | os.Path
     xy, labels = load_toy_points(record.samples, max_points)
     with report_style():
         fig = plot_run_scatter(xy, labels, f"{record.experiment}: {record.method}/{record.latent}, "
-                                           f"{format_guidance(record.guidance)}")
+                                           f"{guidance_tag(record.guidance)}")
         stem = Path(path).with_suffix("")
         return save_figure(fig, stem, formats=("png",))[0]

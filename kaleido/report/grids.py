@@ -14,9 +14,9 @@ from pathlib import Path
 import numpy as np
 from matplotlib.figure import Figure
 
-from kaleido.io import load_npz
-from kaleido.report.collect import MetricRecord, format_guidance, method_rank
+from kaleido.report.collect import MetricRecord, guidance_tag, method_rank
 from kaleido.report.style import report_style, save_figure, series_label
+from metrics.io import load_npz
 
 DEFAULT_PER_CLASS = 4
 DEFAULT_MAX_CLASSES = 6
@@ -110,5 +110,5 @@ def write_sample_grids(records: Sequence[MetricRecord], figures_dir: str | os.Pa
         with report_style():
             fig = plot_sample_grid(rows, names, classes, per_class, size,
                                    f"{experiment}: samples at guidance {guidance:g}")
-            written += save_figure(fig, Path(figures_dir) / f"samples_{experiment}_{format_guidance(guidance)}")
+            written += save_figure(fig, Path(figures_dir) / f"samples_{experiment}_{guidance_tag(guidance)}")
     return written

@@ -23,10 +23,10 @@ from pathlib import Path
 
 import pandas as pd
 
-from kaleido.io import write_text_atomic
 from kaleido.report.collect import MetricRecord, ReportInputError, method_rank
 from kaleido.report.style import series_label
 from kaleido.report.table import CSV_FLOAT_FORMAT, format_cell
+from metrics.io import write_text_atomic
 
 BEST_FD = "best_fd"
 #: counts, printed without decimals

@@ -8,8 +8,8 @@ from pathlib import Path
 
 import numpy as np
 
-from kaleido.io import load_npz
 from kaleido.report.collect import MetricRecord, ReportInputError
+from metrics.io import load_npz
 
 
 def load_toy_points(shards: Sequence[str | os.PathLike[str]], max_points: int) -> tuple[np.ndarray, np.ndarray]:

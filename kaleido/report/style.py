@@ -13,7 +13,7 @@ from pathlib import Path
 import matplotlib as mpl
 from matplotlib.figure import Figure
 
-from kaleido.io import atomic_path
+from metrics.io import atomic_path
 
 #: rcParams shared by all report figures (paper-sized fonts, light grid, no top/right spines).
 RC_PARAMS: dict[str, object] = {

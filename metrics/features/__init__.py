@@ -18,16 +18,19 @@ from typing import Any, Protocol
 
 import numpy as np
 
-from kaleido.registry import Registry
+from metrics.errors import InputError
+from metrics.registry import Registry
 
 
 def check_images(images: object) -> np.ndarray:
-    """``images`` as a uint8 (n, H, W, 3) RGB array (n >= 1), else ValueError naming the shape/dtype."""
+    """``images`` as a uint8 (n, H, W, 3) RGB array (n >= 1), else :class:`InputError` naming the shape/dtype.
+
+    Serves the feature networks and the harness's latent extractors alike."""
     array = np.asarray(images)
     if array.dtype != np.uint8:
-        raise ValueError(f"images: dtype {array.dtype}; expected uint8 (n, H, W, 3) RGB images")
+        raise InputError(f"images: dtype {array.dtype}; expected uint8 (n, H, W, 3) RGB images")
     if array.ndim != 4 or array.shape[-1] != 3 or array.shape[0] == 0:
-        raise ValueError(f"images: shape {array.shape}; expected (n, H, W, 3) with n >= 1 (NHWC, RGB)")
+        raise InputError(f"images: shape {array.shape}; expected (n, H, W, 3) with n >= 1 (NHWC, RGB)")
     return array
 
 

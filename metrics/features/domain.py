@@ -127,8 +127,8 @@ def extract(images: np.ndarray, batch_size: int = 64, device: str = "cpu", **opt
 
 def main(argv: Sequence[str] | None = None) -> int:
     """``train`` subcommand: fit on --data (.npz with uint8 ``x`` (n, H, W, 3), int ``labels``), save to --out."""
-    from kaleido.data.store import load_data
-    from kaleido.io import atomic_path
+    from metrics.io import atomic_path
+    from metrics.store import load_data
 
     parser = argparse.ArgumentParser(prog="python -m metrics.features.domain", description=__doc__.split("\n")[0])
     sub = parser.add_subparsers(dest="command", required=True)

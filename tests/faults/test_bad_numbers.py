@@ -8,7 +8,7 @@ import pytest
 from dag_helpers import env_for
 from stage_helpers import run_module
 
-from kaleido.io import load_npz, save_npz_atomic
+from metrics.io import load_npz, save_npz_atomic
 
 pytestmark = pytest.mark.slow
 

@@ -112,7 +112,7 @@ def test_checkpoint_reader_verifies_checksums(tmp_path):
     import torch
 
     from kaleido import checkpoint
-    from kaleido.errors import InputError
+    from metrics.errors import InputError
 
     path = tmp_path / "c.pt"
     checkpoint.save(path, {"w": torch.arange(4096, dtype=torch.float32)})

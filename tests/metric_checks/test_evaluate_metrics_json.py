@@ -9,9 +9,9 @@ import pytest
 import yaml
 
 from kaleido import evaluate
-from kaleido.errors import InputError
-from kaleido.io import save_npz_atomic
 from metrics import keys
+from metrics.errors import InputError
+from metrics.io import save_npz_atomic
 from metrics.suite import compute_with_ci
 
 N = 60

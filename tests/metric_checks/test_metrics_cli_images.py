@@ -11,11 +11,11 @@ import torch
 from img_nets import random_images
 from PIL import Image
 
-from kaleido.io import load_npz, save_npz_atomic
 from metrics import keys
 from metrics.cli import main
 from metrics.features import FEATURE_NETS
 from metrics.features.domain import train
+from metrics.io import load_npz, save_npz_atomic
 from metrics.suite import compute_with_ci
 
 
@@ -76,14 +76,16 @@ def test_extract_image_net_writes_features_logits_and_preprocessing(image_inputs
     assert len(out["meta"]["config"]["feature_weights_sha256"]) == 64
 
 
-def test_extract_takes_network_options_from_config(image_inputs, default_config) -> None:
+def test_feature_stage_takes_network_options_from_config(image_inputs, default_config) -> None:
     import yaml
+
+    from kaleido.features import main as feature_stage
 
     d = image_inputs["dir"]
     default_config["experiments"]["toy2d"]["metrics"].update(feature_weights=str(d / "domain.pt"),
                                                              feature_batch_size=5)
     (d / "config.yaml").write_text(yaml.safe_dump(default_config))
-    assert main(["extract", "--net", "domain", "--config", str(d / "config.yaml"), "--experiment", "toy2d",
-                 "--out", str(d / "f.npz"), str(d / "fake0.npz")]) == 0
+    feature_stage(["--net", "domain", "--config", str(d / "config.yaml"), "--experiment", "toy2d",
+                   "--out", str(d / "f.npz"), str(d / "fake0.npz")])
     meta = load_npz(d / "f.npz")["meta"]["config"]
     assert meta["feature_weights"] == str(d / "domain.pt") and meta["feature_precision"] == "fp32"

@@ -112,7 +112,7 @@ def test_domain_cnn_is_deterministic_learns_and_round_trips(tmp_path) -> None:
 
 
 def test_domain_cli_trains_and_writes_checkpoint(tmp_path) -> None:
-    from kaleido.io import save_npz_atomic
+    from metrics.io import save_npz_atomic
 
     images, labels = _domain_data(32)
     save_npz_atomic(tmp_path / "train.npz", x=images, labels=labels)

@@ -46,6 +46,7 @@ def image_sets() -> tuple[np.ndarray, np.ndarray]:
     return random_images(N, seed=1), random_images(N, seed=2, shift=40)
 
 
+@pytest.mark.slow  # Inception on 2 x N images, ours and torch-fidelity (~60 s)
 def test_fid_kid_is_match_torch_fidelity(tmp_path_factory, image_sets) -> None:
     weights = save_random_inception(tmp_path_factory.mktemp("inception") / "inception.pth")
     real, fake = image_sets
@@ -65,6 +66,7 @@ def test_fid_kid_is_match_torch_fidelity(tmp_path_factory, image_sets) -> None:
     assert ours[keys.FD] > 1e-3 and ours[keys.KID] > 1e-4  # the sets differ: a real comparison, not 0 == 0
 
 
+@pytest.mark.slow  # VGG-16 on 2 x N images, ours and torch-fidelity (~25 s)
 def test_precision_recall_match_torch_fidelity_prc(tmp_path_factory, image_sets) -> None:
     weights = save_random_vgg16(tmp_path_factory.mktemp("vgg") / "vgg16.pth")
     real, fake = image_sets[0][:10], image_sets[1][:10]

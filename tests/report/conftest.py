@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 from report_data import IMAGE_GUIDANCE, IMAGE_SERIES, TOY_GUIDANCE, TOY_SERIES, write_run
 
-from kaleido.io import write_json_atomic
+from metrics.io import write_json_atomic
 
 os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")  # tests run offline; no usage pings
 

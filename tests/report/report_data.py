@@ -1,4 +1,4 @@
-"""Synthetic report inputs: metric JSON files and 2-D sample shards, written with the ``kaleido.io`` helpers.
+"""Synthetic report inputs: metric JSON files and 2-D sample shards, written with the ``metrics.io`` helpers.
 
 A uniquely named module (not ``conftest``) so tests can import it whatever other conftest files exist.
 """
@@ -12,7 +12,7 @@ from typing import Any
 
 import numpy as np
 
-from kaleido.io import save_npz_atomic, write_json_atomic
+from metrics.io import save_npz_atomic, write_json_atomic
 
 #: Runs of the synthetic toy experiment: (method, latent) x guidance.
 TOY_SERIES = (("mdm", "none"), ("kaleido", "kmeans"), ("mdm_cads", "none"))

@@ -9,10 +9,10 @@ import numpy as np
 import yaml
 from stage_helpers import run_module
 
-from kaleido.io import load_npz, save_npz_atomic
 from kaleido.latents.formats import ColorCluster
 from kaleido.report.collect import MetricRecord
 from kaleido.report.colors import DEFAULT_PER_CLASS, EDGE_GREY, color_rows, palette_image, write_color_figures
+from metrics.io import load_npz, save_npz_atomic
 
 SIZE = 32
 

@@ -18,8 +18,8 @@ from pathlib import Path
 
 import pytest
 
-from kaleido.io import read_json, write_text_atomic
 from kaleido.report.cli import main
+from metrics.io import read_json, write_text_atomic
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser") or shutil.which("google-chrome")
 pytestmark = pytest.mark.skipif(CHROMIUM is None, reason="no Chromium (apt-get install chromium)")

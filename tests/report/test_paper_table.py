@@ -9,9 +9,9 @@ from pathlib import Path
 import pytest
 from report_data import write_run
 
-from kaleido.io import read_json, write_json_atomic
 from kaleido.report.collect import ReportInputError, load_metric_records
 from kaleido.report.paper_table import BEST_FD, paper_table, to_latex, to_markdown, write_paper_tables
+from metrics.io import read_json, write_json_atomic
 
 SERIES = (("mdm", "none"), ("mdm_cads", "none"), ("kaleido", "bbox"), ("kaleido", "color"))
 GUIDANCE = (1.0, 4.0, 7.0)

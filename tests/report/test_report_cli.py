@@ -17,9 +17,9 @@ from mlflow.tracking import MlflowClient
 from report_data import IMAGE_GUIDANCE, IMAGE_SERIES, TOY_GUIDANCE, TOY_SERIES
 
 import kaleido
-from kaleido.io import read_json, write_json_atomic, write_text_atomic
 from kaleido.report.cli import main
 from kaleido.report.runs import CONTENT_HASH_TAG, RUN_KEY_TAG
+from metrics.io import read_json, write_json_atomic, write_text_atomic
 
 REPO_ROOT = Path(kaleido.__file__).resolve().parent.parent
 EXPECTED_KEYS = sorted([f"toy2d/{m}/{lat}/w{g:g}" for m, lat in TOY_SERIES for g in TOY_GUIDANCE]

@@ -10,9 +10,9 @@ import pandas as pd
 import pytest
 from report_data import write_run
 
-from kaleido.io import write_json_atomic, write_text_atomic
 from kaleido.report.collect import ReportInputError, load_extra_records, load_metric_records, method_rank
 from kaleido.report.table import build_table, format_cell, table_to_csv, table_to_markdown
+from metrics.io import write_json_atomic, write_text_atomic
 
 EXPECTED_COLUMNS = ["experiment", "method", "latent", "guidance", "fd", "precision", "recall", "density", "coverage",
                     "vendi", "modes_covered", "mode_entropy"]

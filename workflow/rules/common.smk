@@ -6,7 +6,7 @@ from snakemake.exceptions import WorkflowError
 
 from kaleido import config as kcfg
 from kaleido.errors import ConfigError
-from kaleido.io import write_text_atomic
+from metrics.io import write_text_atomic
 from kaleido.methods import METHODS, NO_LATENT, ROLES
 from kaleido.provenance import config_hash, source_hash
 from kaleido.seeding import derive_seed

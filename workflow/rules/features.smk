@@ -38,14 +38,14 @@ rule features_reference:
         f"{RESULTS}/{{exp}}/logs/features_{{net}}_reference.log",
     params:
         spec=spec("features", net="net"),
-        code=code("metrics"),
+        code=code("kaleido.features"),
         weights=weights_flag,
     resources:
         mem_mb=res("features", "mem_mb"),
         runtime=res("features", "runtime"),
         gpu=res("features", "gpu"),
     shell:
-        "{PYTHON} -m metrics extract --net {wildcards.net} --config {CONFIG_FILE} --experiment {wildcards.exp}"
+        "{PYTHON} -m kaleido.features --net {wildcards.net} --config {CONFIG_FILE} --experiment {wildcards.exp}"
         " {params.weights} --out {output} {input.images} > {log} 2>&1"
 
 
@@ -59,12 +59,12 @@ rule features_samples:
         f"{RESULTS}/{{exp}}/logs/features_{{net}}_{{method}}_{{latent}}_w{{guidance}}.log",
     params:
         spec=spec("features", net="net"),
-        code=code("metrics"),
+        code=code("kaleido.features"),
         weights=weights_flag,
     resources:
         mem_mb=res("features", "mem_mb"),
         runtime=res("features", "runtime"),
         gpu=res("features", "gpu"),
     shell:
-        "{PYTHON} -m metrics extract --net {wildcards.net} --config {CONFIG_FILE} --experiment {wildcards.exp}"
+        "{PYTHON} -m kaleido.features --net {wildcards.net} --config {CONFIG_FILE} --experiment {wildcards.exp}"
         " {params.weights} --out {output} {input.images} > {log} 2>&1"

@@ -1,4 +1,7 @@
-"""The data stage's output: one ``train.npz``, with the images optionally split into checksummed shard files.
+"""The item-set file format: one ``.npz``, with the images optionally split into checksummed shard files.
+
+The harness's data stage writes it (:func:`save_data`); the metrics CLI and every harness stage read it
+(:func:`load_data`), so it lives in this leaf module that both can import.
 
 Small sets keep every array in ``train.npz``. With ``data.shard_size`` the images ``x`` go to
 ``<stem>.x-00000-of-00012.npy`` files beside it (plain ``.npy``: memory-mappable, readable in parallel) and
@@ -18,8 +21,8 @@ from typing import Any
 
 import numpy as np
 
-from kaleido.errors import InputError
-from kaleido.io import atomic_path, load_npz, save_npz_atomic
+from metrics.errors import InputError
+from metrics.io import atomic_path, load_npz, save_npz_atomic
 
 _HASH_CHUNK = 1 << 24
 

@@ -1,4 +1,5 @@
-"""A validated name -> object registry (methods, data sets, latent extractors, models, samplers, guidance)."""
+"""A validated name -> object registry (a leaf module: feature networks here; methods, data sets, latent extractors,
+models, samplers and guidance schemes in the harness)."""
 
 from __future__ import annotations
 

@@ -1,6 +1,6 @@
-"""Atomic, self-describing file outputs.
+"""Atomic, self-describing file outputs (a leaf module: the harness and the metrics CLI write through it).
 
-Every file the harness writes goes through :func:`atomic_path`: the content is written to a temporary
+Every file the harness and the metrics CLI write goes through :func:`atomic_path`: the content is written to a temporary
 file in the destination directory and renamed over the destination only once it is complete, so a killed
 job never leaves a half-written file that a rerun would trust.
 """
@@ -19,7 +19,7 @@ from typing import Any
 
 import numpy as np
 
-from kaleido.errors import InputError
+from metrics.errors import InputError
 
 
 @contextlib.contextmanager

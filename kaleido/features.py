@@ -1,0 +1,35 @@
+"""The feature stage: ``python -m kaleido.features --config C --experiment E --net N --out F.npz items.npz...``.
+
+Runs :func:`metrics.extract.extract_files` with the network options of the experiment's ``metrics`` block
+(:func:`kaleido.config.feature_options`; ``--weights`` overrides the weights, as the DAG does for the in-DAG
+``domain`` network) and writes the arrays with the harness's provenance.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+
+from kaleido import config
+from kaleido.cli import load_stage_config, run_cli, stage_parser
+from kaleido.provenance import provenance
+from metrics.extract import extract_files
+from metrics.io import save_npz_atomic
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    parser = stage_parser(__doc__)
+    parser.add_argument("--net", required=True, help="feature network name (metrics.features.FEATURE_NETS)")
+    parser.add_argument("--weights", help="weight file/dir (default: the config's feature_weights for --net)")
+    parser.add_argument("inputs", nargs="+", type=Path, help="input .npz files, concatenated in the given order")
+    args = parser.parse_args(argv)
+    _, exp = load_stage_config(args)
+    opts = config.feature_options(exp, args.net)
+    arrays, settings = extract_files(args.net, args.inputs, weights=args.weights or opts["feature_weights"],
+                                     batch_size=opts["feature_batch_size"], device=opts["feature_device"],
+                                     precision=opts["feature_precision"])
+    save_npz_atomic(args.out, meta=provenance("kaleido.features", settings), **arrays)
+
+
+if __name__ == "__main__":
+    run_cli(main)

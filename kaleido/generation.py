@@ -1,0 +1,105 @@
+"""Generation of samples by global index: the function both the sample stage and the edit stage run.
+
+Sample i has class ``i mod C`` and all of its randomness (x_T, every ancestral step, its latent tokens, CADS
+noise) is a pure function of (experiment, seed, method, latent, guidance, i): any shard, batch size or device
+order reproduces it. Kaleido draws z ~ p_AR(z | c) first and returns it beside x.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+import torch
+from tqdm import tqdm
+
+from kaleido import config
+from kaleido.diffusion.losses import output_to_eps
+from kaleido.diffusion.samplers import run_sampler
+from kaleido.diffusion.schedule import Schedule
+from kaleido.guidance import SCHEMES, STREAM_DIFFUSION, STREAM_PRIOR, GuidanceInputs
+from kaleido.latents import grammar
+from kaleido.methods import METHODS
+from kaleido.models.denoiser import ConditionalDenoiser
+from kaleido.rng import counter_normal
+from kaleido.seeding import derive_seed
+
+
+def _eps_net(model: ConditionalDenoiser, schedule: Schedule, prediction: str):
+    def net(x: torch.Tensor, t: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        return output_to_eps(prediction, model(x, t, y), x, *schedule.coefficients(t, x.dtype, x.ndim))
+
+    return net
+
+
+def data_space(model: torch.nn.Module, x: torch.Tensor) -> np.ndarray:
+    """Generated vectors (n, data_dim) as data: float32 vectors, or for an image denoiser its full-resolution
+    level as uint8 images (n, H, W, C), [-1, 1] -> [0, 255] rounded (what a PNG of the sample holds)."""
+    if not hasattr(model, "unpack"):
+        return x.numpy().astype(np.float32)
+    images = model.unpack(x)[0].clamp(-1.0, 1.0)
+    return ((images + 1.0) * 127.5).round().to(torch.uint8).permute(0, 2, 3, 1).contiguous().numpy()
+
+
+@torch.no_grad()
+def generate(exp: dict[str, Any], seed: int, method: str, weight: float, indices: Sequence[int],
+             models: dict[str, ConditionalDenoiser], batch_size: int = 2048, progress: bool = False,
+             tokens: np.ndarray | None = None) -> dict[str, np.ndarray]:
+    """Samples for global ``indices``: ``x`` (n, D) float32 or uint8 images (n, H, W, C) (:func:`data_space`),
+    ``labels`` (n,), ``index`` (n,), ``tokens`` (n, L).
+
+    ``tokens`` (n, L) int64, for a latent method: use these latents instead of drawing them from the prior (latent
+    editing: the same indices and seed give the same diffusion noise, so only the latent differs).
+    """
+    spec = METHODS.get(method)
+    main, guide = models[spec.model], models.get(spec.guide_model) if spec.guide_model else None
+    schedule = Schedule.from_spec(exp["diffusion"]["schedule"], exp["diffusion"]["timesteps"])
+    prediction = exp["diffusion"]["prediction"]
+    index_all = torch.as_tensor(list(indices), dtype=torch.int64)  # on the CPU: the counter RNG runs there
+    device = next((t.device for t in (*main.parameters(), *main.buffers())), torch.device("cpu"))
+    xs, toks = [], []
+    latent_grammar = getattr(main, "latent_grammar", None)  # image models trained on bbox / blob latents
+    constraint = {}  # the toy prior takes no constraint: pass one only where a grammar exists
+    if exp["sampler"]["prior_grammar"] and latent_grammar:
+        constraint["constraint"] = grammar.from_meta(latent_grammar, main.prior.eos_id)
+    for start in tqdm(range(0, len(index_all), batch_size), desc=f"sample {method} w={weight:g}",
+                      disable=not progress):
+        index = index_all[start:start + batch_size]
+        labels = (index % main.num_classes).to(device)
+        z = None
+        if main.uses_latent and tokens is not None:
+            z = torch.as_tensor(tokens[start:start + batch_size], dtype=torch.int64, device=device)
+        elif main.uses_latent:
+            z = main.prior.sample(main.context(labels), main.seq_len, seed, index, STREAM_PRIOR,
+                                  exp["sampler"]["prior_temperature"], top_k=exp["sampler"]["prior_top_k"],
+                                  top_p=exp["sampler"]["prior_top_p"], **constraint).to(device)
+        if z is not None:
+            toks.append(z.cpu())
+        y, _ = main.encode(labels, z)
+        inputs = GuidanceInputs(net=_eps_net(main, schedule, prediction), y=y, y_null=main.null_condition(len(index)),
+                                weight=weight, index=index, seed=seed, timesteps=schedule.timesteps,
+                                options=exp["cads"] if spec.guidance == "cads" else {},
+                                interval=(exp["guidance_interval"]["sigma_lo"], exp["guidance_interval"]["sigma_hi"])
+                                if spec.interval else None, alphas_cumprod=schedule.alphas_cumprod)
+        if guide is not None:
+            inputs.guide, inputs.y_guide = _eps_net(guide, schedule, prediction), guide.encode(labels)[0]
+        eps_fn = SCHEMES.get(spec.guidance)(inputs)
+        noise_fn = lambda k, index=index: counter_normal(  # noqa: E731
+            seed, index, STREAM_DIFFUSION, k, (main.data_dim,)).to(device)
+        sampler = exp["sampler"]
+        xs.append(run_sampler(sampler["name"], eps_fn, schedule, sampler["steps"], noise_fn,
+                              {k: sampler[k] for k in config.SAMPLERS[sampler["name"]] if k in sampler},
+                              clip_x0=1.0 if hasattr(main, "unpack") else None).cpu())  # images live in [-1, 1]
+    out = {"x": data_space(main, torch.cat(xs)), "labels": (index_all % main.num_classes).numpy(),
+           "index": index_all.numpy()}
+    if toks:
+        out["tokens"] = torch.cat(toks).numpy()
+        if latent_grammar:  # which drawn latents parse: a weak prior shows here first
+            out["latent_ok"] = grammar.well_formed(latent_grammar, out["tokens"], main.prior.eos_id,
+                                                   main.prior.pad_id)
+    return out
+
+
+def sample_seed(experiment: str, exp: dict[str, Any], method: str, latent: str, guidance: str) -> int:
+    return derive_seed(experiment, exp["seed"], "sample", method, latent, guidance)
