@@ -68,7 +68,8 @@ def condition_groups(labels: object, n: int) -> tuple[list[object], list[np.ndar
     """Rows of each condition in one stable sort (not one scan of ``labels`` per condition).
 
     Args:
-        labels: (n,) condition id per row (any sortable values). n: the number of feature rows.
+        labels: (n,) condition id per row (integers, booleans or strings; floats are refused).
+        n: the number of feature rows.
     Returns:
         (keys, rows): the distinct ids in sorted order as Python scalars, and for each the int64 indices of its rows
         in ascending order.
@@ -76,6 +77,9 @@ def condition_groups(labels: object, n: int) -> tuple[list[object], list[np.ndar
     labels = np.asarray(labels)
     if labels.shape != (n,):
         raise ValueError(f"labels: shape {labels.shape}; expected ({n},), one condition id per feature row")
+    if labels.dtype.kind not in "iubUS":  # floats would make every row its own condition (Vendi 1, MSS 1)
+        raise ValueError(f"labels: dtype {labels.dtype}; expected integer (or string) condition ids, one per row "
+                         "(cast ids stored as floats with labels.astype(np.int64))")
     order = np.argsort(labels, kind="stable")
     values, starts = np.unique(labels[order], return_index=True)
     keys = [v.item() if hasattr(v, "item") else v for v in values]

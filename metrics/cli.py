@@ -34,18 +34,33 @@ NPZ_LABELS_KEY = "labels"
 RECORDED_PACKAGES = ("torch", "torchvision", "torch-fidelity", "transformers", "numpy", "scipy")
 
 
+#: first bytes of a .npy file and of a zip archive (.npz)
+_MAGIC = {".npy": b"\x93NUMPY", ".npz": b"PK"}
+
+
 def load_array(path: str | os.PathLike[str], npz_key: str) -> np.ndarray:
-    """Array stored in ``path``: a ``.npy`` file, or the entry ``npz_key`` of a ``.npz`` archive."""
+    """Array stored in ``path``: a ``.npy`` file, or the entry ``npz_key`` of a ``.npz`` archive.
+
+    An empty, truncated or non-numpy file is refused by name (:class:`ValueError`), never unpickled.
+    """
     path = Path(path)
     if not path.is_file():
         raise ValueError(f"{path}: no such file; expected a .npy or .npz file")
     suffix = path.suffix.lower()
-    if suffix not in (".npy", ".npz"):
+    if suffix not in _MAGIC:
         raise ValueError(f"{path}: unsupported suffix {path.suffix!r}; expected .npy or .npz (key {npz_key!r})")
+    with path.open("rb") as handle:
+        head = handle.read(len(_MAGIC[suffix]))
+    if head != _MAGIC[suffix]:
+        found = "is empty" if not head else "does not start with the numpy header" if suffix == ".npy" else \
+            "is not a zip archive"
+        writer = "np.save" if suffix == ".npy" else "np.savez"
+        raise ValueError(f"{path}: {found}; expected a {suffix} file written by numpy ({writer}) holding {npz_key!r}")
     try:
         loaded = np.load(path, allow_pickle=False)
-    except (OSError, ValueError) as error:
-        raise ValueError(f"{path}: not a readable numpy file ({error})") from None
+    except (OSError, ValueError, EOFError) as error:
+        raise ValueError(f"{path}: truncated or unreadable numpy file ({type(error).__name__}: {error}); write it "
+                         "again with numpy") from None
     if suffix == ".npy":
         return loaded
     with loaded:
@@ -135,6 +150,10 @@ def run_from_images(args: argparse.Namespace) -> int:
     groups = [g for g in args.metrics.split(",") if g]
     real_images, _ = load_image_set(args.real)
     fake_images, fake_labels = load_image_set(args.fake)
+    if real_images.shape[1:3] != fake_images.shape[1:3]:
+        print(f"warning: real images are {real_images.shape[1]}x{real_images.shape[2]}, generated "
+              f"{fake_images.shape[1]}x{fake_images.shape[2]}; the network resizes both, so the metrics also measure "
+              "the resolution gap (compare sets of one resolution)", file=sys.stderr)
     if "mss" in groups and fake_labels is None:
         raise ValueError("metric 'mss' needs per-image condition labels: give the fake set as .npz shards with "
                          "'labels'")

@@ -163,7 +163,7 @@ def test_imagefolder(tmp_path, capfd):
     assert data["x"].shape == (6, 16, 16, 3)
     assert np.abs(data["x"][0].astype(int) - (255, 0, 0)).max() <= 3
     assert np.all(data["x"][1] == 128)
-    assert "converted to RGB: 2 L, 2 P of 6 images" in capfd.readouterr().err
+    assert "converted to 8-bit RGB: 2 L, 2 P of 6 images" in capfd.readouterr().err
 
 
 def test_imagefolder_errors(tmp_path):

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import io
 import os
-import sys
 from collections import Counter
 from collections.abc import Callable, Sequence
 from concurrent.futures import ProcessPoolExecutor
@@ -20,6 +19,7 @@ import numpy as np
 
 from kaleido.checks import check_int
 from metrics.errors import InputError
+from metrics.images import report_conversions, to_rgb
 
 IMAGE_EXTENSIONS = (".jpeg", ".jpg", ".png", ".webp", ".bmp")
 
@@ -40,14 +40,17 @@ def center_crop_resize(image: Any, size: int) -> np.ndarray:
 def decode(source: str | os.PathLike[str] | bytes, size: int, name: str) -> tuple[np.ndarray, str]:
     """One image file (path or encoded bytes) -> ((size, size, 3) uint8, its original PIL mode).
 
-    Non-RGB modes (L, RGBA, P, CMYK) are converted to RGB; unreadable files raise :class:`InputError` naming ``name``.
+    Other modes are converted to 8-bit RGB by :func:`metrics.images.to_rgb` (16-bit greyscale scaled, not clipped);
+    unreadable files raise :class:`InputError` naming ``name``.
     """
     from PIL import Image
 
     try:
         with Image.open(io.BytesIO(source) if isinstance(source, bytes) else source) as image:
-            mode = image.mode
-            return center_crop_resize(image.convert("RGB"), size), mode
+            rgb, how = to_rgb(image, name)
+            return center_crop_resize(rgb, size), how or "RGB"
+    except InputError:
+        raise
     except (OSError, ValueError) as err:  # PIL.UnidentifiedImageError, truncated data, decompression bombs
         raise InputError(f"{name}: unreadable image ({err}); remove or replace it") from None
 
@@ -84,10 +87,8 @@ def decode_files(paths: Sequence[str | os.PathLike[str]], size: int, workers: in
 
 
 def report_modes(modes: Counter[str], desc: str) -> None:
-    converted = {mode: n for mode, n in modes.items() if mode != "RGB"}
-    if converted:
-        summary = ", ".join(f"{n} {mode}" for mode, n in sorted(converted.items()))
-        print(f"{desc}: converted to RGB: {summary} of {sum(modes.values())} images", file=sys.stderr)
+    """Count the decoded images' conversions (``modes``: how -> images, "RGB" for none) on stderr."""
+    report_conversions({mode: n for mode, n in modes.items() if mode != "RGB"}, desc, sum(modes.values()))
 
 
 def list_images(directory: Path) -> list[Path]:

@@ -3,21 +3,46 @@
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import numpy as np
 import torch
 
 from metrics._validate import check_device, check_positive_int
+from metrics.errors import InputError
 from metrics.features import check_images
 
 PRECISIONS = ("fp32", "bf16")
 
 
-def missing_weights(what: str, path: Path, how: str) -> FileNotFoundError:
+def missing_weights(what: str, path: Path | None, how: str) -> FileNotFoundError:
     """The error for an absent weight file/dir: names it, where it was looked for and how to obtain it."""
-    return FileNotFoundError(f"{what} weights not found at {path}; {how} (nothing is downloaded by this harness)")
+    where = "not set (no weights path was given)" if path is None else f"not found at {path}"
+    return FileNotFoundError(f"{what} weights {where}; {how} (nothing is downloaded by this harness)")
+
+
+@contextlib.contextmanager
+def loading_weights(what: str, path: str | Path, expected: str) -> Iterator[None]:
+    """Turn any failure to load ``path`` as ``what``'s weights (another network's file, an ``.npz``, a truncated
+    download) into one :class:`InputError` naming the file and the format expected, instead of a traceback that
+    can list thousands of state-dict keys."""
+    try:
+        yield
+    except FileNotFoundError:
+        raise
+    except Exception as err:  # torch/pickle/zip/TorchScript/transformers errors all mean "not these weights"
+        first = str(err).strip().splitlines()[0][:200] if str(err).strip() else ""
+        raise InputError(f"{path}: cannot be loaded as {what} weights ({type(err).__name__}: {first}); expected "
+                         f"{expected}") from None
+
+
+def out_of_memory(err: BaseException, images: np.ndarray, batch_size: int, device: torch.device) -> InputError:
+    """The error for a batch that does not fit: the batch's size and the two remedies."""
+    n, h, w = images.shape[:3]
+    return InputError(f"out of memory on {device} extracting features of a batch of {min(batch_size, n)} images of "
+                      f"{h}x{w} ({type(err).__name__}); lower the batch size (--batch-size / "
+                      "metrics.feature_batch_size) or downscale the images")
 
 
 def run_batched(images: np.ndarray, forward: Callable[[torch.Tensor], dict[str, torch.Tensor]], *, batch_size: int,
@@ -48,6 +73,14 @@ def run_batched(images: np.ndarray, forward: Callable[[torch.Tensor], dict[str, 
             batch = torch.from_numpy(images[start:start + batch_size])
             if device.type == "cuda":
                 batch = batch.pin_memory().to(device, non_blocking=True)
-            for name, value in forward(batch.permute(0, 3, 1, 2).contiguous()).items():
+            try:
+                outputs = forward(batch.permute(0, 3, 1, 2).contiguous())
+            except (torch.OutOfMemoryError, MemoryError) as err:
+                raise out_of_memory(err, images, batch_size, device) from None
+            except RuntimeError as err:  # the CPU allocator reports "can't allocate memory" as a RuntimeError
+                if "allocate" not in str(err):
+                    raise
+                raise out_of_memory(err, images, batch_size, device) from None
+            for name, value in outputs.items():
                 chunks.setdefault(name, []).append(value.float())
     return {name: torch.cat(parts).cpu().numpy() for name, parts in chunks.items()}

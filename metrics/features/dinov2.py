@@ -22,7 +22,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from metrics.features._batching import missing_weights, run_batched
+from metrics.features._batching import loading_weights, missing_weights, run_batched
 
 INPUT_SIZE = 224
 HUB_VARIANTS = ("dinov2_vitl14", "dinov2_vitb14")
@@ -49,12 +49,14 @@ def load(variant: str, weights: str | None, device: str) -> torch.nn.Module:
     """The DINOv2 module of ``variant`` from the local hub dir or HF dir ``weights``; eval mode on ``device``."""
     if variant == "hf":
         if weights is None or not (Path(weights) / "config.json").is_file():
-            raise missing_weights("DINOv2 (transformers Dinov2Model)", Path(str(weights)) / "config.json",
+            raise missing_weights("DINOv2 (transformers Dinov2Model)",
+                                  None if weights is None else Path(weights) / "config.json",
                                   "save facebook/dinov2-large with save_pretrained() into a local directory "
                                   "and set it as the feature network's weights path")
         from transformers import Dinov2Model
 
-        hf = Dinov2Model.from_pretrained(weights, local_files_only=True).eval().to(device)
+        with loading_weights("DINOv2 (transformers)", weights, "a directory written by Dinov2Model.save_pretrained"):
+            hf = Dinov2Model.from_pretrained(weights, local_files_only=True).eval().to(device)
         return _HFPooler(hf)
     if variant not in HUB_VARIANTS:
         raise ValueError(f"DINOv2 variant {variant!r}; expected one of {HUB_VARIANTS} or 'hf'")
@@ -64,7 +66,8 @@ def load(variant: str, weights: str | None, device: str) -> torch.nn.Module:
                               "clone https://github.com/facebookresearch/dinov2 there (and put the "
                               f"{variant} checkpoint in {Path(torch.hub.get_dir()) / 'checkpoints'}) "
                               "on a connected machine, or set the weights path to such a directory")
-    model = torch.hub.load(str(hub_dir), variant, source="local", trust_repo=True)
+    with loading_weights(f"DINOv2 {variant}", hub_dir, "a clone of facebookresearch/dinov2 and its checkpoint"):
+        model = torch.hub.load(str(hub_dir), variant, source="local", trust_repo=True)
     return model.eval().requires_grad_(False).to(device)
 
 

@@ -23,8 +23,9 @@ import torch
 from torch import nn
 
 from metrics._validate import check_positive_int
+from metrics.errors import InputError
 from metrics.features import check_images
-from metrics.features._batching import missing_weights, run_batched
+from metrics.features._batching import loading_weights, missing_weights, run_batched
 
 FORMAT = "kaleido-domain-cnn-v1"
 PREPROCESSING = "domain CNN: uint8 -> x/127.5 - 1, native resolution"
@@ -96,14 +97,17 @@ def train(images: np.ndarray, labels: np.ndarray, *, seed: int, steps: int = 200
 def load(weights: str | None, device: str) -> DomainCNN:
     """The trained :class:`DomainCNN` from a checkpoint written by ``train`` (``torch.load(weights_only=True)``)."""
     if weights is None or not Path(weights).is_file():
-        raise missing_weights("domain CNN", Path(str(weights)),
+        raise missing_weights("domain CNN", None if weights is None else Path(weights),
                               "train it with `python -m metrics.features.domain train --data TRAIN.npz --out FILE "
                               "--seed N` and set that file as the feature network's weights path")
-    checkpoint = torch.load(weights, map_location="cpu", weights_only=True)
+    expected = f"a checkpoint of `python -m metrics.features.domain train` (format {FORMAT!r})"
+    with loading_weights("domain CNN", weights, expected):
+        checkpoint = torch.load(weights, map_location="cpu", weights_only=True)
     if not isinstance(checkpoint, dict) or checkpoint.get("format") != FORMAT:
-        raise ValueError(f"{weights}: not a domain-CNN checkpoint (expected format {FORMAT!r})")
-    model = DomainCNN(**checkpoint["config"])
-    model.load_state_dict(checkpoint["state_dict"])
+        raise InputError(f"{weights}: not a domain-CNN checkpoint; expected {expected}")
+    with loading_weights("domain CNN", weights, expected):
+        model = DomainCNN(**checkpoint["config"])
+        model.load_state_dict(checkpoint["state_dict"])
     return model.eval().requires_grad_(False).to(device)
 
 

@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from metrics.features._batching import missing_weights, run_batched
+from metrics.features._batching import loading_weights, missing_weights, run_batched
 
 EXTRACTOR = "inception-v3-compat"
 FEATURE_LAYERS = ("2048", "logits_unbiased")
@@ -39,8 +39,9 @@ def load(weights: str | None, device: str, channels_last: bool = False) -> torch
         raise missing_weights("Inception-v3 (torch-fidelity inception-v3-compat)", path,
                               f"download {URL_INCEPTION_V3} on a connected machine and put it there or set the "
                               "feature network's weights path")
-    model = FEATURE_EXTRACTORS_REGISTRY[EXTRACTOR](EXTRACTOR, list(FEATURE_LAYERS),
-                                                   feature_extractor_weights_path=str(path))
+    with loading_weights("Inception-v3", path, f"torch-fidelity's state-dict file ({URL_INCEPTION_V3})"):
+        model = FEATURE_EXTRACTORS_REGISTRY[EXTRACTOR](EXTRACTOR, list(FEATURE_LAYERS),
+                                                       feature_extractor_weights_path=str(path))
     model = model.to(device)
     return model.to(memory_format=torch.channels_last) if channels_last else model
 

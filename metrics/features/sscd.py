@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from metrics.features._batching import missing_weights, run_batched
+from metrics.features._batching import loading_weights, missing_weights, run_batched
 
 SHORT_SIDE = 288
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
@@ -55,7 +55,8 @@ def load(weights: str | None, device: str) -> torch.jit.ScriptModule:
                               f"download {DEFAULT_FILE} from https://github.com/facebookresearch/sscd-copy-detection "
                               "on a connected machine and put it there, set KALEIDO_SSCD_WEIGHTS, or set the "
                               "weights path")
-    return torch.jit.load(str(path), map_location=device).eval()
+    with loading_weights("SSCD", path, f"the TorchScript file {DEFAULT_FILE} of facebookresearch/sscd-copy-detection"):
+        return torch.jit.load(str(path), map_location=device).eval()
 
 
 def extract_outputs(images: np.ndarray, *, batch_size: int = 64, device: str = "cpu", weights: str | None = None,

@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from metrics.features._batching import missing_weights, run_batched
+from metrics.features._batching import loading_weights, missing_weights, run_batched
 
 EXTRACTOR = "vgg16"
 FEATURE_LAYER = "fc2_relu"
@@ -39,8 +39,10 @@ def load(weights: str | None, device: str) -> torch.nn.Module:
     if not path.is_file():
         raise missing_weights("VGG-16 (torchvision IMAGENET1K_V1)", path,
                               f"download {_url()} on a connected machine and put it there or set the weights path")
-    return FEATURE_EXTRACTORS_REGISTRY[EXTRACTOR](EXTRACTOR, [FEATURE_LAYER],
-                                                  feature_extractor_weights_path=str(path)).to(device)
+    with loading_weights("VGG-16", path, f"torchvision's vgg16 state-dict file ({_url()})"):
+        model = FEATURE_EXTRACTORS_REGISTRY[EXTRACTOR](EXTRACTOR, [FEATURE_LAYER],
+                                                       feature_extractor_weights_path=str(path))
+    return model.to(device)
 
 
 def extract_outputs(images: np.ndarray, *, batch_size: int = 64, device: str = "cpu", weights: str | None = None,

@@ -42,4 +42,4 @@ def test_empty_mixed_unreadable_and_converted_folders(tmp_path, capsys):
     _png(modes / "c.png")
     images, labels = load_image_set([modes])
     assert images.shape == (3, 8, 8, 3) and images.dtype == np.uint8 and labels is None
-    assert "converted to RGB: 1 L, 1 RGBA of 3 images" in capsys.readouterr().err
+    assert "converted to 8-bit RGB: 1 L, 1 RGBA of 3 images" in capsys.readouterr().err
