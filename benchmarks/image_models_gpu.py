@@ -4,7 +4,7 @@
 
 Trains Kaleido's latent-augmented denoiser (NestedUNet + T5 prior over 16 latent tokens, frozen T5 context) with
 the training loop's own objective (``kaleido.train``: multi-resolution diffusion loss + L_AR, Adam) and samples
-with ``kaleido.sample.generate`` (DDPM, CFG). For each mode it prints images/s after warm-up, the ratio to eager
+with ``kaleido.generation.generate`` (DDPM, CFG). For each mode it prints images/s after warm-up, the ratio to eager
 fp32 measured in the same run, the model FLOPs per trained image (fwd + bwd, torch's FlopCounterMode) and the
 model FLOPs utilisation (MFU) against the GPU's dense peak for that precision.
 """
@@ -25,7 +25,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from image_helpers import word_tokenizer  # noqa: E402
 
-from kaleido import checkpoint  # noqa: E402
+from kaleido import checkpoint, config  # noqa: E402
 from kaleido.diffusion.losses import diffusion_target, noised  # noqa: E402
 from kaleido.diffusion.schedule import Schedule  # noqa: E402
 from kaleido.generation import generate  # noqa: E402
@@ -95,7 +95,7 @@ def train_throughput(model, data, tokens, args, precision: str, compiled: bool, 
 
 def sample_throughput(model, args, precision: str, compiled: bool) -> float:
     exp = {"diffusion": {"timesteps": 1000, "schedule": "cosine", "prediction": "eps"},
-           "sampler": {"name": "ddpm", "steps": args.sample_steps, "prior_temperature": 1.0}, "cads": {}}
+           "sampler": {"name": "ddpm", "steps": args.sample_steps, **config.PRIOR_SAMPLING}, "cads": {}}
     trunk = model.trunk
     if compiled:
         model.trunk = torch.compile(trunk)

@@ -13,9 +13,15 @@ from kaleido.errors import ConfigError
 from metrics.errors import InputError
 
 
+def _prog() -> str | None:
+    """``python -m kaleido.<stage>`` when run as a module (argparse would show the file name, e.g. ``sample.py``)."""
+    spec = getattr(sys.modules.get("__main__"), "__spec__", None)
+    return None if spec is None else f"python -m {spec.name.removesuffix('.__main__')}"
+
+
 def stage_parser(description: str) -> argparse.ArgumentParser:
     """``--config FILE --experiment NAME --out PATH [--threads N]``, the arguments every stage shares."""
-    parser = argparse.ArgumentParser(description=description)
+    parser = argparse.ArgumentParser(prog=_prog(), description=description)
     parser.add_argument("--config", required=True, type=Path, help="config YAML (validated against the schema)")
     parser.add_argument("--experiment", required=True, help="experiment name under `experiments:`")
     parser.add_argument("--out", required=True, type=Path, help="output file (written atomically)")

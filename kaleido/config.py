@@ -84,6 +84,42 @@ def _schema_errors(cfg: dict[str, Any]) -> list[str]:
     return messages
 
 
+_YAML_TYPES: dict[str, tuple[type, ...]] = {"number": (int, float), "integer": (int,), "boolean": (bool,),
+                                            "null": (type(None),)}
+
+
+def _coerce_scalar_strings(cfg: dict[str, Any]) -> dict[str, Any]:
+    """A copy of ``cfg`` whose strings stand where the schema wants a number, integer, boolean or null replaced by
+    their YAML reading when it has that type.
+
+    Snakemake's ``--config key='{a: {b: [1, 3]}}'`` parses nested values with YAML's BaseLoader, so every scalar
+    arrives as a string; this reads them as the config file would have.
+    """
+    cfg = copy.deepcopy(cfg)
+    validator = jsonschema.Draft202012Validator(schema())
+    for _ in range(100):  # each pass fixes every wrong-typed string it sees; nested ones may surface next pass
+        changed = False
+        for err in validator.iter_errors(cfg):
+            wanted = err.validator_value if isinstance(err.validator_value, list) else [err.validator_value]
+            if err.validator != "type" or not isinstance(err.instance, str) or not err.absolute_path:
+                continue
+            try:
+                value = yaml.safe_load(err.instance)
+            except yaml.YAMLError:
+                continue
+            types = tuple(t for name in wanted for t in _YAML_TYPES.get(name, ()))
+            if isinstance(value, types) and not (isinstance(value, bool) and bool not in types):
+                *parents, last = err.absolute_path
+                holder = cfg
+                for part in parents:
+                    holder = holder[part]
+                holder[last] = value
+                changed = True
+        if not changed:
+            return cfg
+    return cfg
+
+
 def validate(cfg: dict[str, Any]) -> dict[str, Any]:
     """Check ``cfg`` and return a resolved deep copy (defaults filled in); raise :class:`ConfigError` otherwise.
 
@@ -91,6 +127,7 @@ def validate(cfg: dict[str, Any]) -> dict[str, Any]:
     """
     if not isinstance(cfg, dict):
         raise ConfigError(f"config must be a mapping, got {type(cfg).__name__}")
+    cfg = _coerce_scalar_strings(cfg)
     problems = _schema_errors(cfg)
     if problems:
         raise ConfigError("invalid configuration:\n  " + "\n  ".join(problems))

@@ -25,7 +25,6 @@ import numpy as np
 
 from metrics import keys
 from metrics.io import write_json_atomic
-from metrics.suite import compute_all
 
 EXIT_USAGE = 2
 NPZ_FEATURES_KEY = "features"
@@ -84,6 +83,8 @@ def _json_number(value: float) -> float | str:
 
 def run_from_features(args: argparse.Namespace) -> int:
     """Handler of ``from-features``: load both sets, compute every set metric, print (and optionally save) them."""
+    from metrics.suite import compute_all  # torch is imported only when a metric runs: --help and usage stay fast
+
     real = load_array(args.real, NPZ_FEATURES_KEY)
     fake = load_array(args.fake, NPZ_FEATURES_KEY)
     labels = None if args.labels_fake is None else load_array(args.labels_fake, NPZ_LABELS_KEY)

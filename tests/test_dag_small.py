@@ -127,3 +127,12 @@ def test_local_rules_match_the_workflow(repo):
         for block in re.findall(r"^localrules:\n((?:    \w+,?\n)+)", path.read_text(), flags=re.MULTILINE):
             declared |= {name.strip(" ,") for name in block.splitlines()}
     assert declared == set(LOCAL_RULES)
+
+
+def test_nested_command_line_override_reads_numbers_as_yaml(tmp_path, tiny_config):
+    """`--config experiments='{toy2d: {...}}'`: Snakemake hands nested scalars over as strings; they count as YAML."""
+    workdir = _small_workdir(tmp_path, tiny_config)
+    proc = snakemake(workdir, "-n", "reports/table1.csv", "--config",
+                     "experiments={toy2d: {guidance: [1, 3], num_samples: 200}}")
+    samples = re.findall(r"wildcards: exp=toy2d, method=mdm, latent=none, guidance=(\S+), shard=000", proc.stdout)
+    assert sorted(set(samples)) == ["1", "3"], proc.stdout[-2000:]
