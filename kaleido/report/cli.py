@@ -176,7 +176,8 @@ def _experiment_files(experiment: str, records: Sequence, files: Sequence[Path],
     """The combined tables plus the tables and figures of one experiment (the toy-mode figure goes with every toy
     experiment)."""
     toy = any(r.experiment == experiment and r.is_toy for r in records)
-    stems = {f"table1_{experiment}", f"fid_recall_vs_guidance_{experiment}", *(["toy_modes"] if toy else [])}
+    stems = {f"table1_{experiment}", f"table1_{experiment}_best_fd", f"fid_recall_vs_guidance_{experiment}",
+             *(["toy_modes"] if toy else [])}
     mine = [p for p in files if p.stem in stems
             or re.fullmatch(rf"(samples|colors)_{re.escape(experiment)}_w[^_]+", p.stem)
             or p.stem.startswith(f"edit_{experiment}_")]

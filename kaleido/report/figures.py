@@ -15,6 +15,7 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+from matplotlib import colormaps
 from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 from matplotlib.ticker import NullLocator
@@ -26,6 +27,7 @@ from kaleido.report.style import (
     latent_marker,
     method_color,
     method_label,
+    method_linestyle,
     report_style,
     save_figure,
     series_label,
@@ -48,7 +50,21 @@ def _set_guidance_axis(ax: Axes, guidances: Sequence[float]) -> None:
     ticks = sorted(set(guidances))
     ax.set_xticks(ticks, [f"{g:g}" for g in ticks])
     ax.xaxis.set_minor_locator(NullLocator())
-    ax.set_xlabel("guidance weight w")
+    ax.set_xlabel("guidance weight w (log scale)")
+
+
+def _set_metric_axis(ax: Axes, values: np.ndarray, label: str) -> None:
+    """Log-y for FD, whose values span decades across methods (linear would flatten every line but the worst);
+    symlog when a value is <= 0."""
+    finite = values[np.isfinite(values)]
+    if finite.size and (finite > 0).all():
+        ax.set_yscale("log")
+        ax.set_ylabel(f"{label} (log scale)")
+    elif finite.size and (finite > 0).any():
+        ax.set_yscale("symlog", linthresh=float(finite[finite > 0].min()))
+        ax.set_ylabel(f"{label} (symlog scale)")
+    else:
+        ax.set_ylabel(label)
 
 
 def plot_metric_vs_guidance(table: pd.DataFrame, title: str, feature_net: str | None = None) -> Figure:
@@ -70,15 +86,19 @@ def plot_metric_vs_guidance(table: pd.DataFrame, title: str, feature_net: str | 
             rows = table[(table["method"] == method) & (table["latent"] == latent)].sort_values("guidance")
             weights = rows["guidance"].to_numpy(float)
             ax.plot(weights, rows[column].to_numpy(float), marker=latent_marker(latent, latents),
-                    color=method_color(method), label=series_label(method, latent))
+                    color=method_color(method), linestyle=method_linestyle(method), label=series_label(method, latent))
             if f"{column}_ci_low" in rows:  # bootstrap 95 % band
                 ax.fill_between(weights, rows[f"{column}_ci_low"].to_numpy(float),
                                 rows[f"{column}_ci_high"].to_numpy(float), color=method_color(method), alpha=0.15,
                                 linewidth=0)
         _set_guidance_axis(ax, table["guidance"].tolist())
-        ax.set_ylabel(label.replace("FD", f"FD ({feature_net})") if column == "fd" and feature_net else label)
+        label = label.replace("FD", f"FD ({feature_net})") if column == "fd" and feature_net else label
+        if column == "fd":
+            _set_metric_axis(ax, table[column].to_numpy(float), label)
+        else:
+            ax.set_ylabel(label)
     axes[-1].legend(loc="center left", bbox_to_anchor=(1.02, 0.5), frameon=False)  # outside: never hides data
-    fig.suptitle(title)
+    fig.suptitle(f"{title}: FD and recall vs guidance weight")
     return fig
 
 
@@ -93,11 +113,19 @@ def write_guidance_figures(table: pd.DataFrame, figures_dir: str | os.PathLike[s
     return written
 
 
-def _scatter(ax: Axes, points: np.ndarray, labels: np.ndarray, limits: np.ndarray) -> None:
-    """Scatter 2-D ``points`` (N, 2) coloured by integer ``labels`` (N,) inside ``limits`` [[x0, x1], [y0, y1]]."""
+def _scatter(ax: Axes, points: np.ndarray, labels: np.ndarray, limits: np.ndarray,
+             centres: np.ndarray | None = None) -> None:
+    """Scatter 2-D ``points`` (N, 2) coloured by integer ``labels`` (N,) inside ``limits`` [[x0, x1], [y0, y1]];
+    the true mode ``centres`` (m, 2) as black crosses; the number of points outside the limits in a corner."""
     cmap, size = label_colormap(int(labels.max()) if len(labels) else 0)
     ax.scatter(points[:, 0], points[:, 1], c=labels % size, cmap=cmap, vmin=-0.5, vmax=size - 0.5, s=1.5,
                alpha=0.7, linewidths=0, rasterized=True)
+    if centres is not None:
+        ax.scatter(centres[:, 0], centres[:, 1], marker="x", s=28, color="black", linewidths=1.2, zorder=3)
+    inside = ((points >= limits[:, 0]) & (points <= limits[:, 1])).all(axis=1)
+    if (~inside).sum():
+        ax.text(0.98, 0.02, f"{int((~inside).sum())} outside", ha="right", va="bottom", fontsize=6,
+                transform=ax.transAxes)
     ax.set_xlim(*limits[0])
     ax.set_ylim(*limits[1])
     ax.set_box_aspect(1)
@@ -107,7 +135,7 @@ def _scatter(ax: Axes, points: np.ndarray, labels: np.ndarray, limits: np.ndarra
     ax.grid(False)
 
 
-def shared_limits(point_sets: Sequence[np.ndarray], pad: float = 0.05) -> np.ndarray:
+def shared_limits(point_sets: Sequence[np.ndarray], pad: float = 0.1) -> np.ndarray:
     """Axis limits ``[[x0, x1], [y0, y1]]`` covering the 0.5-99.5 percentiles of all points, padded by ``pad``.
 
     Percentiles rather than min/max so that a few far outliers (high guidance) do not shrink every panel.
@@ -153,9 +181,16 @@ def select_toy_rows(records: Sequence[MetricRecord], toy_guidance: Sequence[floa
     return columns, rows
 
 
+def toy_centres(record: MetricRecord) -> np.ndarray | None:
+    """The true mode centres (m, 2) of a toy run's data set, from the config its metric JSON records."""
+    data = record.provenance.get("config", {}).get("evaluate", {}).get("data", {})
+    return np.asarray(data["centres"], dtype=np.float64) if "centres" in data else None
+
+
 def plot_toy_modes(columns: Sequence[float], rows: Sequence[ToyRow],
                    points: dict[Path, tuple[np.ndarray, np.ndarray]]) -> Figure:
-    """Grid of sample scatters (rows = method/latent, columns = guidance) with shared axis limits.
+    """Grid of sample scatters (rows = method/latent, columns = guidance) with shared axis limits, the true mode
+    centres, and a legend of the classes.
 
     Args:
         columns: guidance weight of each column.
@@ -177,11 +212,25 @@ def plot_toy_modes(columns: Sequence[float], rows: Sequence[ToyRow],
                 ax.axis("off")
                 ax.text(0.5, 0.5, f"w={guidance:g}\nnot sampled", ha="center", va="center", transform=ax.transAxes)
                 continue
-            _scatter(ax, *points[run.path], limits)
+            _scatter(ax, *points[run.path], limits, toy_centres(run))
             ax.set_title(f"{method_label(row.method)}, w={guidance:g}")
         row_label = series_label(row.method, row.latent)
         axes[i, 0].set_ylabel(f"{row.experiment}\n{row_label}" if several else row_label)
+    _class_legend(fig, np.concatenate([labels for _, labels in points.values()]))
     return fig
+
+
+def _class_legend(fig: Figure, labels: np.ndarray) -> None:
+    """One legend for the whole grid: a coloured dot per class, and the cross of the true mode centres."""
+    from matplotlib.lines import Line2D
+
+    classes = sorted({int(v) for v in labels})
+    cmap_name, size = label_colormap(max(classes) if classes else 0)
+    cmap = colormaps[cmap_name]
+    handles = [Line2D([], [], marker="o", linestyle="", color=cmap((c % size + 0.5) / size),
+                      label=f"class {c}") for c in classes]
+    handles.append(Line2D([], [], marker="x", linestyle="", color="black", label="true mode centre"))
+    fig.legend(handles=handles, loc="outside lower center", ncol=len(handles), frameon=False)
 
 
 def write_toy_modes(records: Sequence[MetricRecord], toy_guidance: Sequence[float], max_points: int,

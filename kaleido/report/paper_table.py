@@ -121,12 +121,29 @@ def shown_columns(table: pd.DataFrame) -> list[Column]:
 
 
 def best_rows(table: pd.DataFrame, column: Column) -> set[int]:
-    """Row positions holding the column's best value (ties all count)."""
-    values = table[column.metric].astype(float)
-    if values.isna().all():
+    """The row position holding the column's best value when it is best beyond doubt, else nothing.
+
+    Beyond doubt: no other row prints the same value, and where the table has bootstrap intervals, the best row's
+    interval is clear of every other row's (a difference inside the noise is not marked).
+    """
+    values = table[column.metric].astype(float).tolist()
+    rows = [i for i, v in enumerate(values) if not math.isnan(v)]
+    if len(rows) < 2:
         return set()
-    best = values.min() if column.lower_is_better else values.max()
-    return {i for i, v in enumerate(values) if v == best}
+    rows.sort(key=lambda i: values[i] if column.lower_is_better else -values[i])
+    best, others = rows[0], rows[1:]
+    if any(cell_parts(table, i, column.metric)[0] == cell_parts(table, best, column.metric)[0] for i in others):
+        return set()  # a tie as printed
+    low_key, high_key = f"{column.metric}_ci_low", f"{column.metric}_ci_high"
+    if low_key in table:
+        low, high = table[low_key].astype(float).tolist(), table[high_key].astype(float).tolist()
+        for i in others:
+            if math.isnan(low[best]) or math.isnan(low[i]):
+                continue
+            overlaps = high[best] >= low[i] if column.lower_is_better else low[best] <= high[i]
+            if overlaps:
+                return set()
+    return {best}
 
 
 def _decimals(value: float) -> int:
@@ -181,7 +198,8 @@ def to_markdown(table: pd.DataFrame, experiment: str, feature_net: str, choice: 
     how = "each row at its lowest FD over the guidance grid" if choice == BEST_FD else f"guidance w = {choice:g}"
     if any(c.endswith("_ci_low") for c in table.columns):
         how += "; ± = half-width of the bootstrap 95 % interval"
-    return "\n".join([f"## Table 1: {experiment}", "", f"{how}; bold = best.", "", *lines, ""])
+    return "\n".join([f"## Table 1: {experiment}", "", f"{how}; bold = best beyond the printed precision and the "
+                      "95 % intervals (where computed).", "", *lines, ""])
 
 
 _LATEX_ESCAPES = {"&": r"\&", "%": r"\%", "_": r"\_", "#": r"\#", "$": r"\$", "{": r"\{", "}": r"\}"}
@@ -212,20 +230,25 @@ def to_latex(table: pd.DataFrame, experiment: str, feature_net: str, choice: flo
 
 def write_paper_tables(records: Sequence[MetricRecord], choices: Mapping[str, float | str],
                        out_dir: str | os.PathLike[str]) -> list[Path]:
-    """``table1_<experiment>.csv/.md/.tex`` per experiment; ``choices`` maps experiment -> guidance choice
-    (missing: :data:`BEST_FD`). Returns the written paths."""
+    """``table1_<experiment>.csv/.md/.tex`` per experiment at its guidance choice (``choices``: experiment ->
+    weight or :data:`BEST_FD`, the default), and ``table1_<experiment>_best_fd.*`` beside it when the choice is a
+    weight. Returns the written paths."""
     written = []
     by_experiment: dict[str, list[MetricRecord]] = {}
     for record in records:
         by_experiment.setdefault(record.experiment, []).append(record)
     for experiment, group in by_experiment.items():
         choice = choices.get(experiment, BEST_FD)
-        table = paper_table(group, choice)
         nets = sorted({r.feature_net for r in group})
         net = nets[0] if len(nets) == 1 else "/".join(nets)
-        stem = Path(out_dir) / f"table1_{experiment}"
-        for suffix, text in ((".csv", to_csv(table)), (".md", to_markdown(table, experiment, net, choice)),
-                             (".tex", to_latex(table, experiment, net, choice))):
-            write_text_atomic(stem.with_suffix(suffix), text)
-            written.append(stem.with_suffix(suffix))
+        views = [(f"table1_{experiment}", choice)]
+        if choice != BEST_FD:  # the stated weight is the comparison; each row at its best FD is the view beside it
+            views.append((f"table1_{experiment}_{BEST_FD}", BEST_FD))
+        for name, view in views:
+            table = paper_table(group, view)
+            stem = Path(out_dir) / name
+            for suffix, text in ((".csv", to_csv(table)), (".md", to_markdown(table, experiment, net, view)),
+                                 (".tex", to_latex(table, experiment, net, view))):
+                write_text_atomic(stem.with_suffix(suffix), text)
+                written.append(stem.with_suffix(suffix))
     return written

@@ -79,6 +79,16 @@ def method_color(method: str) -> str:
     return _SPARE_COLORS[sum(method.encode()) % len(_SPARE_COLORS)]
 
 
+#: Line style by the guidance variant a method adds to its base model, so a variant's line never hides its base's.
+_VARIANT_LINESTYLES: dict[str, str] = {"_cads": "--", "_autoguidance": ":", "_interval": "-."}
+
+
+def method_linestyle(method: str) -> str:
+    """Solid for a base method (MDM, Kaleido), dashed / dotted / dash-dot for its CADS / autoguidance / interval
+    variant."""
+    return next((style for suffix, style in _VARIANT_LINESTYLES.items() if method.endswith(suffix)), "-")
+
+
 def latent_marker(latent: str, latents: list[str]) -> str:
     """Marker of ``latent`` among the sorted ``latents`` of a figure ("none" -> circle)."""
     if latent == "none":

@@ -61,7 +61,10 @@ def test_from_images_user_errors(image_inputs, capsys) -> None:
     assert main([*base, "--fake", str(d / "fake0.npz"), "--metrics", "fid,lpips"]) == 2
     assert "expected a non-empty subset of ['fid', 'prdc', 'vendi', 'mss', 'kid', 'is']" in capsys.readouterr().err
     assert main([*base, "--fake", str(d / "nope")]) == 2
-    assert "nope: not a folder of PNG/JPEG images" in capsys.readouterr().err
+    assert "nope: does not exist; expected a folder of PNG/JPEG images" in capsys.readouterr().err
+    (d / "notes.txt").write_text("not images")
+    assert main([*base, "--fake", str(d / "notes.txt")]) == 2
+    assert "notes.txt: not a folder of PNG/JPEG images" in capsys.readouterr().err
 
 
 def test_extract_image_net_writes_features_logits_and_preprocessing(image_inputs) -> None:

@@ -54,18 +54,38 @@ def test_markdown_bolds_the_best_and_prints_intervals(tmp_path):
     header = next(line for line in lines if line.startswith("| Method"))
     assert header.startswith("| Method | w | FID ↓ | Precision ↑ | Recall ↑ |") and "MSS ↓" in header
     rows = {line.split(" | ")[0].lstrip("| "): line for line in lines if line.startswith("| ") and line != header}
-    # FD 4.0 is best (two rows tie); interval [3.5, 5.5] -> ± 1.000; recall 0.15 is best for both Kaleido rows
-    assert "| **4.000** ± 1.000 |" in rows["MDM + CADS"] and "| **4.000** ± 1.000 |" in rows["Kaleido (bbox)"]
+    # FD 4.0 is lowest for two rows (a tie: not bold); interval [3.5, 5.5] -> ± 1.000; recall 0.15 ties likewise
+    assert "| 4.000 ± 1.000 |" in rows["MDM + CADS"] and "| 4.000 ± 1.000 |" in rows["Kaleido (bbox)"]
     assert "| 5.000 ± 1.000 |" in rows["MDM"]
-    assert "**0.150** ± 0.050" in rows["Kaleido (color)"] and "**0.100**" not in rows["MDM"]
+    assert "0.150 ± 0.050" in rows["Kaleido (color)"] and "**" not in text
     assert "guidance w = 4" in text
+
+
+@pytest.mark.parametrize(("values", "intervals", "lower", "bold"), [
+    ([3.0, 4.0, 5.0], None, True, {0}),                                 # unique best, no intervals
+    ([3.0, 3.0004, 5.0], None, True, set()),                            # a tie as printed (3.000)
+    ([0.9, 0.7, 0.8], None, False, {0}),                                # higher is better
+    ([3.0, 4.0, 5.0], [(2.5, 3.5), (3.6, 4.4), (4.5, 5.5)], True, {0}),  # intervals clear of each other
+    ([3.0, 4.0, 5.0], [(2.0, 4.1), (3.6, 4.4), (4.5, 5.5)], True, set()),  # best's interval reaches the second's
+    ([0.9, 0.7, 0.8], [(0.85, 0.95), (0.6, 0.8), (0.75, 0.86)], False, set()),
+    ([7.0], None, True, set()),                                          # one row: nothing to compare
+])
+def test_bold_only_where_best_beyond_doubt(values, intervals, lower, bold):
+    import pandas as pd
+
+    from kaleido.report.paper_table import Column, best_rows
+
+    frame = {"m": values}
+    if intervals is not None:
+        frame.update(m_ci_low=[lo for lo, _ in intervals], m_ci_high=[hi for _, hi in intervals])
+    assert best_rows(pd.DataFrame(frame), Column("m", "M", lower)) == bold
 
 
 def test_latex_compiles(tmp_path):
     """The fragment inside a minimal document, through a real pdflatex when one is installed."""
     table = paper_table(_records(tmp_path), BEST_FD)
     fragment = to_latex(table, "shapes_v2", "dinov2", BEST_FD)
-    assert r"FD-DINOv2 $\downarrow$" in fragment and r"\textbf{3.000} $\pm$ 1.000" in fragment
+    assert r"FD-DINOv2 $\downarrow$" in fragment and r"3.000 $\pm$ 1.000" in fragment and r"\textbf" not in fragment
     assert "shapes\\_v2" in fragment and fragment.count(r"\\") == 1 + len(table)
     if shutil.which("pdflatex") is None:
         pytest.skip("pdflatex not installed (apt-get install texlive-latex-base); structure checked above")
@@ -81,7 +101,13 @@ def test_latex_compiles(tmp_path):
 def test_written_files_and_csv_bounds(tmp_path):
     records = _records(tmp_path, with_ci=False)
     written = write_paper_tables(records, {"shapes": 7.0}, tmp_path / "reports")
-    assert sorted(p.name for p in written) == ["table1_shapes.csv", "table1_shapes.md", "table1_shapes.tex"]
+    assert sorted(p.name for p in written) == ["table1_shapes.csv", "table1_shapes.md", "table1_shapes.tex",
+                                               "table1_shapes_best_fd.csv", "table1_shapes_best_fd.md",
+                                               "table1_shapes_best_fd.tex"]
+    best = (tmp_path / "reports" / "table1_shapes_best_fd.csv").read_text().splitlines()
+    assert best[1].startswith("mdm,none,MDM,4,5,")  # MDM's lowest FD is at w = 4
+    only_best = write_paper_tables(records, {}, tmp_path / "best_only")
+    assert sorted(p.name for p in only_best) == ["table1_shapes.csv", "table1_shapes.md", "table1_shapes.tex"]
     csv = (tmp_path / "reports" / "table1_shapes.csv").read_text().splitlines()
     assert csv[0].startswith("method,latent,row,guidance,fd,precision,recall") and "_ci_" not in csv[0]
     assert csv[1].startswith("mdm,none,MDM,7,7,")

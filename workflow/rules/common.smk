@@ -144,6 +144,8 @@ def report_outputs(flag=False):
     for name, exp in CFG["experiments"].items():
         outs += [shown(f"{REPORTS}/table1_{name}.csv", "table_paper", "Tables", name), f"{REPORTS}/table1_{name}.md",
                  f"{REPORTS}/table1_{name}.tex"]
+        if exp["report"]["guidance"] != "best_fd":  # kaleido.report.paper_table writes the best-FD view beside it
+            outs += [f"{REPORTS}/table1_{name}_best_fd.{ext}" for ext in ("csv", "md", "tex")]
         stem = f"{REPORTS}/figures/fid_recall_vs_guidance_{name}"
         outs += [shown(f"{stem}.png", "fid_recall", "Figures", name), f"{stem}.pdf"]
         if exp["data"]["name"] != "toy2d":  # image experiments: sample grids per guidance weight
@@ -160,3 +162,18 @@ def report_outputs(flag=False):
     if any(exp["data"]["name"] == "toy2d" for exp in CFG["experiments"].values()):
         outs += [shown(f"{REPORTS}/figures/toy_modes.png", "toy_modes", "Figures"), f"{REPORTS}/figures/toy_modes.pdf"]
     return outs
+
+
+def print_results_summary():
+    """After a successful run, on stdout: each experiment's Table 1 (its Markdown) and where the rest is."""
+    tables = [f"{REPORTS}/table1_{name}.md" for name in CFG["experiments"]]
+    tables = [path for path in tables if os.path.exists(path)]
+    if not tables:
+        return
+    print("\n" + "=" * 100)
+    for path in tables:
+        with open(path, encoding="utf-8") as handle:
+            print(handle.read().rstrip() + f"\n(from {path})\n")
+    print(f"All tables and figures: {REPORTS}/ (README: 'What the default run produces'); every run in MLflow: "
+          f"mlflow ui --backend-store-uri {TRACKING_URI}")
+    print("=" * 100)

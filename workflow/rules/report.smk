@@ -35,3 +35,7 @@ rule report:
         " --train-logs {input.train_logs} {params.edits} --tracking-uri {params.tracking_uri}"
         "{params.colors}"
         " --table-guidance {params.table_guidance} > {log} 2>&1"
+
+
+onsuccess:
+    print_results_summary()
