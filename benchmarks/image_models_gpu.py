@@ -29,7 +29,7 @@ from kaleido import checkpoint, config  # noqa: E402
 from kaleido.diffusion.losses import diffusion_target, noised  # noqa: E402
 from kaleido.diffusion.schedule import Schedule  # noqa: E402
 from kaleido.generation import generate  # noqa: E402
-from kaleido.train import _Objective, diffusion_loss, model_space, prior_loss  # noqa: E402
+from kaleido.train import _Objective  # noqa: E402
 
 #: dense peak FLOP/s by (GPU name fragment, precision); fp32 = TF32 tensor cores off (CUDA cores)
 PEAKS = {("H100", "bf16"): 989e12, ("H100", "fp32"): 67e12, ("H200", "bf16"): 989e12, ("H200", "fp32"): 67e12}
@@ -68,8 +68,8 @@ def train_throughput(model, data, tokens, args, precision: str, compiled: bool, 
         x_t, sab, s1mab = noised(schedule, x0, t, noise)
         with autocast:
             out, logits = run(x_t, t, labels, tokens[idx], torch.zeros(args.batch, dtype=torch.bool, device=device))
-        loss = diffusion_loss(model, out.float(), diffusion_target("eps", x0, noise, sab, s1mab))
-        loss = loss + prior_loss(model, logits.float(), tokens[idx])
+        loss = model.loss(out.float(), diffusion_target("eps", x0, noise, sab, s1mab))
+        loss = loss + model.prior.loss(logits.float(), tokens[idx])
         loss.backward()
         opt.step()
         opt.zero_grad(set_to_none=True)
@@ -129,7 +129,7 @@ def main() -> None:
     tokenizer = word_tokenizer(Path(tempfile.mkdtemp()) / "tok", [*CLASSES, "red", "green", "blue", "left", "right"])
     model, _ = build(args, tokenizer, device)
     images = np.random.default_rng(0).integers(0, 256, (512, args.res, args.res, 3), dtype=np.uint8)
-    data = model_space(model, images).to(device)
+    data = model.data_to_model(images).to(device)
     tokens = torch.randint(3, 64, (512, 16), generator=torch.Generator().manual_seed(0)).to(device)
     print(f"device {torch.cuda.get_device_name() if device.type == 'cuda' else 'cpu'}; {args.arch}/{args.size} "
           f"{args.res}px, {sum(p.numel() for p in model.parameters()) / 1e6:.1f}M trainable parameters, "

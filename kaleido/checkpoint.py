@@ -8,6 +8,7 @@ from typing import Any
 import torch
 
 from kaleido.models.denoiser import ConditionalDenoiser
+from kaleido.models.interface import Denoiser
 from metrics.errors import InputError
 from metrics.io import atomic_path, remove_stale_temps, verify_zip
 
@@ -35,7 +36,7 @@ def load(path: str | Path, map_location: str | torch.device = "cpu") -> dict[str
                          "the training step") from None
 
 
-def build_denoiser(meta: dict[str, Any]) -> Any:
+def build_denoiser(meta: dict[str, Any]) -> Denoiser:
     """A fresh denoiser with the architecture recorded in a checkpoint's ``meta``.
 
     Image archs (``meta["arch"]["arch"]`` in IMAGE_ARCHS) build an ImageDenoiser from ``data_shape`` [H, W, C],

@@ -21,33 +21,24 @@ from kaleido.diffusion.schedule import Schedule
 from kaleido.guidance import SCHEMES, STREAM_DIFFUSION, STREAM_PRIOR, GuidanceInputs
 from kaleido.latents import grammar
 from kaleido.methods import METHODS
-from kaleido.models.denoiser import ConditionalDenoiser
+from kaleido.models.interface import Denoiser
 from kaleido.rng import counter_normal
 from kaleido.seeding import derive_seed
 
 
-def _eps_net(model: ConditionalDenoiser, schedule: Schedule, prediction: str):
+def _eps_net(model: Denoiser, schedule: Schedule, prediction: str):
     def net(x: torch.Tensor, t: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         return output_to_eps(prediction, model(x, t, y), x, *schedule.coefficients(t, x.dtype, x.ndim))
 
     return net
 
 
-def data_space(model: torch.nn.Module, x: torch.Tensor) -> np.ndarray:
-    """Generated vectors (n, data_dim) as data: float32 vectors, or for an image denoiser its full-resolution
-    level as uint8 images (n, H, W, C), [-1, 1] -> [0, 255] rounded (what a PNG of the sample holds)."""
-    if not hasattr(model, "unpack"):
-        return x.numpy().astype(np.float32)
-    images = model.unpack(x)[0].clamp(-1.0, 1.0)
-    return ((images + 1.0) * 127.5).round().to(torch.uint8).permute(0, 2, 3, 1).contiguous().numpy()
-
-
 @torch.no_grad()
 def generate(exp: dict[str, Any], seed: int, method: str, weight: float, indices: Sequence[int],
-             models: dict[str, ConditionalDenoiser], batch_size: int = 2048, progress: bool = False,
+             models: dict[str, Denoiser], batch_size: int = 2048, progress: bool = False,
              tokens: np.ndarray | None = None) -> dict[str, np.ndarray]:
-    """Samples for global ``indices``: ``x`` (n, D) float32 or uint8 images (n, H, W, C) (:func:`data_space`),
-    ``labels`` (n,), ``index`` (n,), ``tokens`` (n, L).
+    """Samples for global ``indices``: ``x`` as the data set holds it (the model's ``model_to_data``: (n, D) float32
+    or uint8 images (n, H, W, C)), ``labels`` (n,), ``index`` (n,), ``tokens`` (n, L).
 
     ``tokens`` (n, L) int64, for a latent method: use these latents instead of drawing them from the prior (latent
     editing: the same indices and seed give the same diffusion noise, so only the latent differs).
@@ -59,7 +50,7 @@ def generate(exp: dict[str, Any], seed: int, method: str, weight: float, indices
     index_all = torch.as_tensor(list(indices), dtype=torch.int64)  # on the CPU: the counter RNG runs there
     device = next((t.device for t in (*main.parameters(), *main.buffers())), torch.device("cpu"))
     xs, toks = [], []
-    latent_grammar = getattr(main, "latent_grammar", None)  # image models trained on bbox / blob latents
+    latent_grammar = main.latent_grammar  # image models trained on bbox / blob latents
     constraint = {}  # the toy prior takes no constraint: pass one only where a grammar exists
     if exp["sampler"]["prior_grammar"] and latent_grammar:
         constraint["constraint"] = grammar.from_meta(latent_grammar, main.prior.eos_id)
@@ -90,8 +81,8 @@ def generate(exp: dict[str, Any], seed: int, method: str, weight: float, indices
         sampler = exp["sampler"]
         xs.append(run_sampler(sampler["name"], eps_fn, schedule, sampler["steps"], noise_fn,
                               {k: sampler[k] for k in config.SAMPLERS[sampler["name"]] if k in sampler},
-                              clip_x0=1.0 if hasattr(main, "unpack") else None).cpu())  # images live in [-1, 1]
-    out = {"x": data_space(main, torch.cat(xs)), "labels": (index_all % main.num_classes).numpy(),
+                              clip_x0=main.clip_x0).cpu())
+    out = {"x": main.model_to_data(torch.cat(xs)), "labels": (index_all % main.num_classes).numpy(),
            "index": index_all.numpy()}
     if toks:
         out["tokens"] = torch.cat(toks).numpy()

@@ -73,39 +73,6 @@ def learning_rate(step: int, total: int, base: float, warmup: int, schedule: str
     return base
 
 
-def model_space(model: nn.Module, x: np.ndarray, chunk: int = 4096) -> torch.Tensor:
-    """Training data as the model's input vectors (n, data_dim) float32.
-
-    Vectors (n, ...) are flattened; uint8 images (n, H, W, C) are scaled to [-1, 1], made channels-first and
-    turned into the image denoiser's flat multi-resolution vector (``images_to_data``), in chunks.
-    """
-    if x.ndim != 4:
-        return torch.from_numpy(np.ascontiguousarray(x.reshape(len(x), -1), dtype=np.float32))
-    if x.dtype != np.uint8 or not hasattr(model, "images_to_data"):
-        raise InputError(f"images must be uint8 (n, H, W, C) for an image architecture; got {x.dtype} {x.shape} "
-                         f"for {type(model).__name__}")
-    out = []
-    with torch.no_grad():
-        for start in range(0, len(x), chunk):
-            images = torch.from_numpy(x[start:start + chunk]).permute(0, 3, 1, 2).float() / 127.5 - 1.0
-            out.append(model.images_to_data(images))
-    return torch.cat(out)
-
-
-def diffusion_loss(model: nn.Module, output: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-    """The model's own objective when it has one (MDM's multi-resolution loss), else the MSE over all entries."""
-    if hasattr(model, "loss"):
-        return model.loss(output, target)
-    return torch.mean((output - target) ** 2)
-
-
-def prior_loss(model: nn.Module, logits: torch.Tensor, tokens: torch.Tensor) -> torch.Tensor:
-    """L_AR: the prior's own loss when it has one (ignores padding of tokenised strings), else token CE."""
-    if hasattr(model.prior, "loss"):
-        return model.prior.loss(logits, tokens)
-    return torch.nn.functional.cross_entropy(logits.reshape(-1, logits.shape[-1]), tokens.reshape(-1))
-
-
 class _Objective(nn.Module):
     """The training forward (condition encoding + denoising) as one module, so DDP / compile see one forward.
 
@@ -127,7 +94,7 @@ def train(spec: dict[str, Any], x: np.ndarray, labels: np.ndarray, tokens: np.nd
           preemption: PreemptionFlag | None = None) -> dict[str, Any]:
     """Train (resuming from ``run_dir/checkpoint.pt``) the denoiser ``meta`` describes; return its final state.
 
-    x (n, D) float32 vectors or uint8 images (n, H, W, C) (see :func:`model_space`); labels (n,) int64 classes;
+    x (n, D) float32 vectors or uint8 images (n, H, W, C) (the model's ``data_to_model``); labels (n,) int64 classes;
     tokens (n, L) int64 latents or None. Every step draws the
     *global* batch (indices, t, noise, dropout) from one generator on every process and each of the ``group``'s
     ranks trains on its equal slice, so N processes reproduce the one-process run with the same ``batch_size``
@@ -170,7 +137,7 @@ def train(spec: dict[str, Any], x: np.ndarray, labels: np.ndarray, tokens: np.nd
         objective = torch.compile(objective)
     autocast = functools.partial(torch.autocast, device.type, dtype=torch.bfloat16,
                                  enabled=tr["precision"] == "bf16")
-    data_x = model_space(model, x).to(device)
+    data_x = model.data_to_model(x).to(device)
     data_y = torch.from_numpy(labels).to(device)
     data_z = torch.from_numpy(tokens).to(device) if tokens is not None else None
     rows, micro = group.shard(batch), batch // group.world_size // accum
@@ -198,8 +165,8 @@ def train(spec: dict[str, Any], x: np.ndarray, labels: np.ndarray, tokens: np.nd
                 with autocast():
                     output, logits = objective(x_t, t[part], y_cls, z, drop[part])
                 target = diffusion_target(prediction, x0, noise[part], sqrt_ab, sqrt_1mab)
-                loss_diff = diffusion_loss(model, output.float(), target)
-                loss_ar = prior_loss(model, logits.float(), z) if logits is not None else torch.zeros((), device=device)
+                loss_diff = model.loss(output.float(), target)
+                loss_ar = model.prior.loss(logits.float(), z) if logits is not None else torch.zeros((), device=device)
                 loss = loss_diff + tr["ar_loss_weight"] * loss_ar
                 (loss / accum).backward()
             parts += torch.stack([loss, loss_diff, loss_ar]).detach() / accum

@@ -164,12 +164,12 @@ def test_extra_feature_nets_are_other_image_networks_and_key_their_own_features_
 def test_strings_where_the_schema_wants_numbers_are_read_as_yaml(default_config):
     """What Snakemake's --config passes for nested values: every scalar a string."""
     exp = default_config["experiments"]["toy2d"]
-    exp["guidance"], exp["num_samples"], exp["train"]["steps"] = ["1", "2.5"], "300", "40"
+    exp["guidance"], exp["num_samples"], exp["train"]["steps"] = ["1", "2.5", "8"], "300", "40"
     exp["metrics"]["bootstrap_resamples"] = "0"
     cfg = config.validate(copy.deepcopy(default_config))["experiments"]["toy2d"]
-    assert cfg["guidance"] == [1, 2.5] and cfg["num_samples"] == 300 and cfg["train"]["steps"] == 40
+    assert cfg["guidance"] == [1, 2.5, 8] and cfg["num_samples"] == 300 and cfg["train"]["steps"] == 40
     assert config.validate(copy.deepcopy(default_config)) == config.validate(
-        {**default_config, "experiments": {"toy2d": {**exp, "guidance": [1, 2.5], "num_samples": 300,
+        {**default_config, "experiments": {"toy2d": {**exp, "guidance": [1, 2.5, 8], "num_samples": 300,
                                                      "train": {**exp["train"], "steps": 40},
                                                      "metrics": {**exp["metrics"], "bootstrap_resamples": 0}}}})
     exp["train"]["steps"] = "many"

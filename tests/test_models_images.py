@@ -206,3 +206,37 @@ def test_sizes_registry_and_arch_builders() -> None:
     assert ARCHS.get("nested_unet")(0, 16, {"size": "nested_tiny"}).resolutions_depth == 2
     with pytest.raises(ConfigError, match="nested_unet"):
         ARCHS.get("unet")(0, 16, {"size": "nested_tiny"})
+
+
+def test_every_denoiser_kind_offers_the_interface_the_stages_use(tokenizer_dir: str, default_config) -> None:
+    """Vector MLP, image NestedUNet and the exact oracle: one protocol, and each converts its data both ways."""
+    import numpy as np
+
+    from kaleido.diffusion.schedule import Schedule
+    from kaleido.models.exact_gmm import ExactGMMDenoiser
+    from kaleido.models.interface import Denoiser, LatentPriorModel
+
+    image = build_denoiser({"arch": _arch(tokenizer_dir, "nested_unet", "nested_tiny"), "data_shape": [16, 16, 3],
+                            "num_classes": 4, "vocab_size": 20, "seq_len": 4, "class_names": CLASSES})
+    vector = build_denoiser({"arch": {"arch": "mlp", "hidden": 16, "depth": 1, "emb_dim": 8}, "data_dim": 2,
+                             "num_classes": 2, "vocab_size": 4, "seq_len": 1})
+    oracle = ExactGMMDenoiser(default_config["experiments"]["toy2d"]["data"], Schedule.from_spec("linear", 1000), True)
+    for model in (image, vector, oracle):
+        assert isinstance(model, Denoiser), type(model).__name__
+    assert isinstance(image.prior, LatentPriorModel) and isinstance(vector.prior, LatentPriorModel)
+    assert (image.clip_x0, vector.clip_x0, oracle.clip_x0) == (1.0, None, None)
+    pixels = np.random.default_rng(0).integers(0, 256, size=(5, 16, 16, 3), dtype=np.uint8)
+    flat = image.data_to_model(pixels)
+    assert flat.shape == (5, image.data_dim) and flat.dtype == torch.float32
+    np.testing.assert_array_equal(image.model_to_data(flat), pixels)  # the full-resolution level round-trips
+    points = np.random.default_rng(1).normal(size=(7, 2)).astype(np.float32)
+    np.testing.assert_array_equal(vector.model_to_data(vector.data_to_model(points)), points)
+    with pytest.raises(InputError, match="for an image architecture; got uint8 .* for ConditionalDenoiser"):
+        vector.data_to_model(pixels)
+    with pytest.raises(InputError, match="images must be uint8 .* got float32 .* for ImageDenoiser"):
+        image.data_to_model(points)
+    out, target = torch.randn(3, 2), torch.randn(3, 2)
+    torch.testing.assert_close(vector.loss(out, target), torch.mean((out - target) ** 2))
+    logits, tokens = torch.randn(3, 1, 4), torch.randint(0, 4, (3, 1))
+    torch.testing.assert_close(vector.prior.loss(logits, tokens),
+                               torch.nn.functional.cross_entropy(logits.reshape(-1, 4), tokens.reshape(-1)))

@@ -65,6 +65,10 @@ class LatentPrior(nn.Module):
         states, _ = self.rnn(self.embed(torch.cat([bos, tokens], dim=1)), self._start(context))  # (B, L+1, dim)
         return self.head(states[:, :-1]), states[:, -1]
 
+    def loss(self, logits: torch.Tensor, tokens: torch.Tensor) -> torch.Tensor:
+        """L_AR: token cross-entropy of ``logits`` (B, L, V) against ``tokens`` (B, L) (fixed-length codes)."""
+        return nn.functional.cross_entropy(logits.reshape(-1, logits.shape[-1]), tokens.reshape(-1))
+
     @torch.no_grad()
     def sample(self, context: torch.Tensor, seq_len: int, seed: int, index: torch.Tensor, stream: int,
                temperature: float = 1.0, top_k: int = 0, top_p: float = 1.0) -> torch.Tensor:

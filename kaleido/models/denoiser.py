@@ -13,9 +13,10 @@ from torch import nn
 
 from kaleido.models.archs import ARCHS
 from kaleido.models.conditioning import ClassContext, LatentPrior
+from kaleido.models.interface import VectorData
 
 
-class ConditionalDenoiser(nn.Module):
+class ConditionalDenoiser(VectorData, nn.Module):
     """Trunk f(x_t, t, y) with y = [context(c)] or, when ``vocab_size`` is set, y = [context(c) ; prior state(z)].
 
     Shapes: x (B, D); t (B,) int; labels (B,) int; tokens (B, L) int; y (B, C).

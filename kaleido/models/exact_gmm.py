@@ -18,6 +18,7 @@ from torch import nn
 
 from kaleido.diffusion.schedule import Schedule
 from kaleido.errors import ConfigError
+from kaleido.models.interface import VectorData
 from kaleido.rng import counter_uniform
 
 
@@ -37,7 +38,7 @@ class _UniformModePrior(nn.Module):
         return (u * self.vocab_size).floor().long().clamp_(max=self.vocab_size - 1)
 
 
-class ExactGMMDenoiser(nn.Module):
+class ExactGMMDenoiser(VectorData, nn.Module):
     """ε-prediction of the exact mixture score. ``latent=True`` makes it the latent-augmented oracle."""
 
     def __init__(self, data_spec: dict[str, Any], schedule: Schedule, latent: bool = False) -> None:

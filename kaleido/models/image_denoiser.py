@@ -13,6 +13,7 @@ from __future__ import annotations
 
 from typing import Any
 
+import numpy as np
 import torch
 from torch import nn
 
@@ -32,6 +33,9 @@ class ImageDenoiser(nn.Module):
     ``pad_id`` / ``eos_id`` of the latent tokenizer (default 0 / 1).
     data_shape: [H, W, C] (H == W, power-of-two friendly). class_names: the text fed to T5 for each class id.
     """
+
+    #: samples live in [-1, 1] (the images' range): x0 is clipped there while sampling
+    clip_x0: float | None = 1.0
 
     def __init__(self, arch: dict[str, Any], data_shape: list[int], num_classes: int, vocab_size: int = 0,
                  seq_len: int = 0, class_names: list[str] | None = None,
@@ -134,6 +138,25 @@ class ImageDenoiser(nn.Module):
     def images_to_data(self, images: torch.Tensor) -> torch.Tensor:
         """Clean images (B, C, H, W) -> flat multi-resolution vector (B, data_dim) (area-downsampled levels)."""
         return self.pack(image_pyramid(images, self.resolutions))
+
+    def data_to_model(self, x: np.ndarray, chunk: int = 4096) -> torch.Tensor:
+        """uint8 images (n, H, W, C) -> [-1, 1], channels-first -> flat multi-resolution vectors (n, data_dim)
+        float32, in chunks of ``chunk`` images."""
+        if x.ndim != 4 or x.dtype != np.uint8:
+            raise InputError(f"images must be uint8 (n, H, W, C) for an image architecture; got {x.dtype} {x.shape} "
+                             f"for {type(self).__name__}")
+        out = []
+        with torch.no_grad():
+            for start in range(0, len(x), chunk):
+                images = torch.from_numpy(x[start:start + chunk]).permute(0, 3, 1, 2).float() / 127.5 - 1.0
+                out.append(self.images_to_data(images))
+        return torch.cat(out)
+
+    def model_to_data(self, x: torch.Tensor) -> np.ndarray:
+        """Generated vectors (n, data_dim) -> the full-resolution level as uint8 images (n, H, W, C): [-1, 1] ->
+        [0, 255] rounded (what a PNG of the sample holds)."""
+        images = self.unpack(x)[0].clamp(-1.0, 1.0)
+        return ((images + 1.0) * 127.5).round().to(torch.uint8).permute(0, 2, 3, 1).contiguous().numpy()
 
     def loss(self, pred: torch.Tensor, target: torch.Tensor, weights: list[float] | None = None) -> torch.Tensor:
         """MDM's multi-resolution loss on flat vectors (per-level MSE, weighted; the plain MSE for one level)."""
