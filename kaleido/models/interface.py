@@ -53,6 +53,9 @@ class Denoiser(Protocol):
     def uses_latent(self) -> bool:
         """True for a latent-augmented (Kaleido) denoiser, whose ``prior`` draws z ~ p(z | c)."""
 
+    def context(self, labels: Any) -> Any:
+        """The class (or caption) context the latent prior is conditioned on, for ``labels`` (B,)."""
+
     def encode(self, labels: Any, tokens: torch.Tensor | None = None, drop: torch.Tensor | None = None
                ) -> tuple[Any, torch.Tensor | None]:
         """Condition y and, for Kaleido, the prior's teacher-forced logits (B, L, V) (else None)."""
