@@ -5,7 +5,7 @@ s² = ᾱσ² + 1 - ᾱ, so ε(x_t) = -√(1-ᾱ) ∇ log p(x_t) = √(1-ᾱ)/s�
 responsibilities. The condition vector y holds the mixture weights π (B, M): a class spreads them over its modes,
 Kaleido's (class, mode) latent puts them on one mode, the null condition over all modes.
 
-It exposes the interface :func:`kaleido.generation.generate` uses (``encode``, ``null_condition``, ``prior``), so the
+It implements :class:`kaleido.models.interface.Denoiser` (``encode``, ``null_condition``, ``prior``, ...), so the
 same sampler and guidance code run on it as on a trained network.
 """
 

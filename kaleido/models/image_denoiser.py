@@ -19,6 +19,7 @@ from torch import nn
 
 from kaleido.errors import ConfigError
 from kaleido.models.archs import ARCHS
+from kaleido.models.interface import not_model_input
 from kaleido.models.t5 import T5ContextEncoder, T5LatentPrior, t5_config
 from kaleido.models.unet import image_pyramid, level_resolutions, multiresolution_loss
 from metrics.errors import InputError
@@ -143,8 +144,7 @@ class ImageDenoiser(nn.Module):
         """uint8 images (n, H, W, C) -> [-1, 1], channels-first -> flat multi-resolution vectors (n, data_dim)
         float32, in chunks of ``chunk`` images."""
         if x.ndim != 4 or x.dtype != np.uint8:
-            raise InputError(f"images must be uint8 (n, H, W, C) for an image architecture; got {x.dtype} {x.shape} "
-                             f"for {type(self).__name__}")
+            raise not_model_input(x, self)
         out = []
         with torch.no_grad():
             for start in range(0, len(x), chunk):

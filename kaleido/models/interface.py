@@ -76,6 +76,13 @@ class Denoiser(Protocol):
         """Generated vectors (n, data_dim) (CPU) -> arrays as the data set holds them."""
 
 
+def not_model_input(x: np.ndarray, model: object) -> InputError:
+    """The error for data a denoiser cannot take: images for a vector model, or anything but uint8 images for an
+    image model."""
+    return InputError(f"images must be uint8 (n, H, W, C) for an image architecture; got {x.dtype} {x.shape} "
+                      f"for {type(model).__name__}")
+
+
 class VectorData:
     """The data-space half of :class:`Denoiser` for denoisers of flat float vectors: identity conversions and the
     MSE over all entries."""
@@ -86,8 +93,7 @@ class VectorData:
     def data_to_model(self, x: np.ndarray) -> torch.Tensor:
         """Vectors (n, ...) flattened to (n, D) float32; images are refused (they need an image architecture)."""
         if x.ndim == 4:
-            raise InputError(f"images must be uint8 (n, H, W, C) for an image architecture; got {x.dtype} {x.shape} "
-                             f"for {type(self).__name__}")
+            raise not_model_input(x, self)
         return torch.from_numpy(np.ascontiguousarray(x.reshape(len(x), -1), dtype=np.float32))
 
     def model_to_data(self, x: torch.Tensor) -> np.ndarray:
