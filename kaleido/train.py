@@ -12,11 +12,13 @@ generator whose state is checkpointed).
 
 from __future__ import annotations
 
+import argparse
 import contextlib
 import copy
 import functools
 import json
 import math
+import os
 import signal
 import sys
 import time
@@ -33,6 +35,7 @@ from tqdm import tqdm
 from kaleido import checkpoint, config, distributed
 from kaleido.cli import load_stage_config, run_cli, stage_parser
 from kaleido.data import DATASETS
+from kaleido.data.batches import LoaderSettings, StepBatches, stream
 from kaleido.diffusion.losses import diffusion_target, noised
 from kaleido.diffusion.schedule import Schedule
 from kaleido.latents import grammar
@@ -41,10 +44,13 @@ from kaleido.latents.stage import tokenizer_dir
 from kaleido.methods import NO_LATENT, ROLES
 from kaleido.preemption import EXIT_PREEMPTED, Preempted, PreemptionFlag
 from kaleido.provenance import provenance
+from kaleido.rng import counter_normal, counter_uniform
 from kaleido.seeding import derive_seed
 from metrics.errors import InputError
 from metrics.io import load_npz, write_text_atomic
 from metrics.store import load_data
+
+STREAM_T, STREAM_NOISE, STREAM_DROP = 0, 1, 2  # counter streams of the training draws (kaleido.rng)
 
 
 class NonFiniteLossError(RuntimeError):
@@ -89,20 +95,23 @@ class _Objective(nn.Module):
         return self.model(x_t, t, y), logits
 
 
-def train(spec: dict[str, Any], x: np.ndarray, labels: np.ndarray, tokens: np.ndarray | None, run_dir: Path,
+def train(spec: dict[str, Any], x: Any, labels: np.ndarray, tokens: np.ndarray | None, run_dir: Path,
           meta: dict[str, Any], progress: bool = True, group: distributed.ProcessGroup | None = None,
-          preemption: PreemptionFlag | None = None) -> dict[str, Any]:
+          preemption: PreemptionFlag | None = None, loader: LoaderSettings | None = None) -> dict[str, Any]:
     """Train (resuming from ``run_dir/checkpoint.pt``) the denoiser ``meta`` describes; return its final state.
 
-    x (n, D) float32 vectors or uint8 images (n, H, W, C) (the model's ``data_to_model``); labels (n,) int64 classes;
-    tokens (n, L) int64 latents or None. Every step draws the
-    *global* batch (indices, t, noise, dropout) from one generator on every process and each of the ``group``'s
-    ranks trains on its equal slice, so N processes reproduce the one-process run with the same ``batch_size``
-    (up to the order of floating-point sums in the gradient all-reduce). ``train.grad_accum`` splits a rank's
-    slice into micro-batches. When ``preemption`` is raised, the current step finishes, the checkpoint is saved
-    and :class:`Preempted` is raised.
+    x (n, D) float32 vectors or uint8 images (n, H, W, C), in memory or a :class:`metrics.store.ShardedArray` (the
+    model's ``data_to_model`` converts each batch on the device); labels (n,) int64 classes; tokens (n, L) int64
+    latents or None. Batches stream through ``loader``'s worker processes in the order of
+    :class:`kaleido.data.batches.StepBatches` (a seeded permutation per epoch); t, noise and dropout are
+    counter-based draws keyed by (step, row of the global batch). Each of the ``group``'s ranks trains on its equal
+    slice of the global batch, so N processes reproduce the one-process run with the same ``batch_size`` (up to the
+    order of floating-point sums in the gradient all-reduce), and a resumed run continues with the batches of its
+    checkpointed step. ``train.grad_accum`` splits a rank's slice into micro-batches. When ``preemption`` is
+    raised, the current step finishes, the checkpoint is saved and :class:`Preempted` is raised.
     """
     group = group or distributed.ProcessGroup(rank=0, world_size=1, device=torch.device("cpu"))
+    loader = loader or LoaderSettings()
     tr, steps = spec["train"], spec["train_steps"]
     batch, accum = tr["batch_size"], tr["grad_accum"]
     if batch % (group.world_size * accum):
@@ -116,18 +125,19 @@ def train(spec: dict[str, Any], x: np.ndarray, labels: np.ndarray, tokens: np.nd
     model = checkpoint.build_denoiser(meta).to(device)
     ema = copy.deepcopy(model).requires_grad_(False)
     opt = torch.optim.Adam(param_groups(model, tr), betas=(0.9, 0.99), eps=1e-8)  # paper's Adam settings
-    gen = torch.Generator().manual_seed(seed)
     step, log = 0, []
     ckpt_path = run_dir / "checkpoint.pt"
     if ckpt_path.exists():
         state = checkpoint.load(ckpt_path, map_location=device)
+        if "generator" in state:
+            raise InputError(f"{ckpt_path}: checkpoint of an earlier training loop (batches drawn from a generator, "
+                             "not the per-epoch order); delete it to start over")
         if state["meta"]["config_hash"] != meta["config_hash"]:
             raise InputError(f"{ckpt_path}: checkpoint was made with another config (hash "
                              f"{state['meta']['config_hash']} != {meta['config_hash']}); delete it to start over")
         model.load_state_dict(state["model"])
         ema.load_state_dict(state["ema"])
         opt.load_state_dict(state["optimizer"])
-        gen.set_state(state["generator"].cpu())  # map_location put it on the device; generators need CPU state
         step, log = state["step"], state["log"]
 
     objective: nn.Module = _Objective(model)
@@ -137,18 +147,24 @@ def train(spec: dict[str, Any], x: np.ndarray, labels: np.ndarray, tokens: np.nd
         objective = torch.compile(objective)
     autocast = functools.partial(torch.autocast, device.type, dtype=torch.bfloat16,
                                  enabled=tr["precision"] == "bf16")
-    data_x = model.data_to_model(x).to(device)
-    data_y = torch.from_numpy(labels).to(device)
-    data_z = torch.from_numpy(tokens).to(device) if tokens is not None else None
     rows, micro = group.shard(batch), batch // group.world_size // accum
+    batches = StepBatches(x, labels, tokens, batch, rows, seed)
+    on_device = isinstance(x, torch.Tensor) and x.device.type != "cpu"
+    items_stream = stream(batches, step, steps, workers=loader.workers, prefetch=loader.prefetch,
+                          pin_memory=device.type == "cuda" and not on_device)
+    row_index = torch.arange(batch, device=device)[rows]  # the counters of this rank's rows in the global batch
     started = time.perf_counter()  # wall seconds in the log: this run's throughput (resumed runs restart at 0)
     bar = tqdm(total=steps, initial=step, desc=f"train {spec['role']}/{spec['latent']}",
                disable=not (progress and group.is_main))
-    while step < steps:
-        idx = torch.randint(len(data_x), (batch,), generator=gen)[rows].to(device)
-        t = torch.randint(schedule.timesteps, (batch,), generator=gen)[rows].to(device)
-        noise = torch.randn((batch, *data_x.shape[1:]), generator=gen)[rows].to(device)
-        drop = (torch.rand(batch, generator=gen) < tr["cond_drop_prob"])[rows].to(device)
+    for items in items_stream:
+        x0_rank = model.data_to_model(items["x"].to(device, non_blocking=True))
+        y_rank = items["labels"].to(device, non_blocking=True)
+        z_rank = items["tokens"].to(device, non_blocking=True) if "tokens" in items else None
+        # t, noise and dropout: counter-based draws keyed by (seed, step, row of the global batch), made on the
+        # device for this rank's rows only; the same on any number of processes.
+        t_rank = (counter_uniform(seed, row_index, STREAM_T, step, 1)[:, 0] * schedule.timesteps).long()
+        noise_rank = counter_normal(seed, row_index, STREAM_NOISE, step, tuple(x0_rank.shape[1:]))
+        drop_rank = counter_uniform(seed, row_index, STREAM_DROP, step, 1)[:, 0] < tr["cond_drop_prob"]
         for param_group in opt.param_groups:
             param_group["lr"] = learning_rate(step, steps, param_group["base_lr"], tr["warmup_steps"],
                                               tr["lr_schedule"])
@@ -156,15 +172,15 @@ def train(spec: dict[str, Any], x: np.ndarray, labels: np.ndarray, tokens: np.nd
         parts = torch.zeros(3, device=device)  # loss, loss_diff, loss_ar (means over this rank's rows)
         for k in range(accum):
             part = slice(k * micro, (k + 1) * micro)
-            x0, y_cls = data_x[idx[part]], data_y[idx[part]]
-            z = data_z[idx[part]] if data_z is not None else None
-            x_t, sqrt_ab, sqrt_1mab = noised(schedule, x0, t[part], noise[part])
+            x0, y_cls, t, noise = x0_rank[part], y_rank[part], t_rank[part], noise_rank[part]
+            z = z_rank[part] if z_rank is not None else None
+            x_t, sqrt_ab, sqrt_1mab = noised(schedule, x0, t, noise)
             last = k == accum - 1
             sync = objective.no_sync() if group.world_size > 1 and not last else contextlib.nullcontext()
             with sync:
                 with autocast():
-                    output, logits = objective(x_t, t[part], y_cls, z, drop[part])
-                target = diffusion_target(prediction, x0, noise[part], sqrt_ab, sqrt_1mab)
+                    output, logits = objective(x_t, t, y_cls, z, drop_rank[part])
+                target = diffusion_target(prediction, x0, noise, sqrt_ab, sqrt_1mab)
                 loss_diff = model.loss(output.float(), target)
                 loss_ar = model.prior.loss(logits.float(), z) if logits is not None else torch.zeros((), device=device)
                 loss = loss_diff + tr["ar_loss_weight"] * loss_ar
@@ -172,8 +188,8 @@ def train(spec: dict[str, Any], x: np.ndarray, labels: np.ndarray, tokens: np.nd
             parts += torch.stack([loss, loss_diff, loss_ar]).detach() / accum
         parts = group.mean(parts)
         if not torch.isfinite(parts[0]):
-            raise NonFiniteLossError(f"non-finite loss {parts[0].item()} at step {step} (batch drawn from generator "
-                                     f"seed {seed} after {step} steps); lower train.lr or check the data")
+            raise NonFiniteLossError(f"non-finite loss {parts[0].item()} at step {step} (batch {step} of the order "
+                                     f"seeded {seed}); lower train.lr or check the data")
         torch.nn.utils.clip_grad_norm_(model.parameters(), tr["grad_clip"])
         opt.step()
         with torch.no_grad():
@@ -189,8 +205,7 @@ def train(spec: dict[str, Any], x: np.ndarray, labels: np.ndarray, tokens: np.nd
         stop = group.any(preemption is not None and preemption.raised)
         if (step % tr["checkpoint_every"] == 0 or step == steps or stop) and group.is_main:
             checkpoint.save(ckpt_path, {"model": model.state_dict(), "ema": ema.state_dict(),
-                                        "optimizer": opt.state_dict(), "generator": gen.get_state(), "step": step,
-                                        "log": log, "meta": meta})
+                                        "optimizer": opt.state_dict(), "step": step, "log": log, "meta": meta})
         if stop and step < steps:
             group.barrier()
             raise Preempted(preemption.signal if preemption and preemption.signal else signal.SIGTERM, step)
@@ -198,15 +213,36 @@ def train(spec: dict[str, Any], x: np.ndarray, labels: np.ndarray, tokens: np.nd
     return {"ema": ema.state_dict(), "meta": meta, "log": log}
 
 
-def main(argv: Sequence[str] | None = None) -> None:
-    parser = stage_parser(__doc__.split("\n\n")[0])
-    parser.add_argument("--role", required=True, help=f"model role: {ROLES.names()}")
-    parser.add_argument("--latent", default=NO_LATENT, help="latent type (roles with latents) or 'none'")
-    parser.add_argument("--data", required=True, type=Path, help="training data npz (data stage output)")
-    parser.add_argument("--latents", type=Path, help="latent tokens npz (latents stage output)")
-    parser.add_argument("--quiet", action="store_true", help="no progress bar")
-    parser.add_argument("--device", default="cpu", help="cpu, cuda (under torchrun: cuda:$LOCAL_RANK) or cuda:K")
-    args = parser.parse_args(argv)
+def loader_settings(x: Any, workers: int | None, prefetch: int, threads: int | None) -> LoaderSettings:
+    """The loader for ``x``: in-process for a set in memory (nothing to read), else worker processes on the CPUs
+    the job has beside the training process."""
+    if workers is None:
+        in_memory = isinstance(x, (np.ndarray, torch.Tensor))
+        workers = 0 if in_memory else max(1, min(8, (threads or os.cpu_count() or 2) - 1))
+    if workers < 0 or prefetch < 1:
+        raise InputError(f"--loader-workers {workers} / --prefetch {prefetch}: expected workers >= 0, prefetch >= 1")
+    return LoaderSettings(workers=workers, prefetch=prefetch)
+
+
+def parser() -> argparse.ArgumentParser:
+    """The stage's command line."""
+    out = stage_parser(__doc__.split("\n\n")[0])
+    out.add_argument("--role", required=True, help=f"model role: {ROLES.names()}")
+    out.add_argument("--latent", default=NO_LATENT, help="latent type (roles with latents) or 'none'")
+    out.add_argument("--data", required=True, type=Path, help="training data npz (data stage output)")
+    out.add_argument("--latents", type=Path, help="latent tokens npz (latents stage output)")
+    out.add_argument("--quiet", action="store_true", help="no progress bar")
+    out.add_argument("--device", default="cpu", help="cpu, cuda (under torchrun: cuda:$LOCAL_RANK) or cuda:K")
+    out.add_argument("--loader-workers", type=int, default=None,
+                     help="data-loader processes per training process (default: 0 for a set held in memory, "
+                          "else min(8, --threads - 1)); changes speed, never the result")
+    out.add_argument("--prefetch", type=int, default=4, help="batches each loader process reads ahead")
+    return out
+
+
+def prepare(args: argparse.Namespace) -> tuple[dict[str, Any], dict[str, Any], np.ndarray | None, dict[str, Any]]:
+    """(stage spec, the data set (``x`` streamed from its shards when sharded), latent tokens (n, L) or None, the
+    model's meta) for the parsed command line; InputError for a role/latent/input mismatch."""
     cfg, exp = load_stage_config(args)
     role = ROLES.get(args.role)
     if args.role not in exp["models"]:
@@ -244,11 +280,18 @@ def main(argv: Sequence[str] | None = None) -> None:
         meta["data_dim"] = int(np.prod(data["x"].shape[1:]))
     if latent_grammar is not None:  # what the sampler needs to keep the prior's strings well formed
         meta["latent_grammar"] = latent_grammar
+    return spec, data, tokens, meta
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    args = parser().parse_args(argv)
+    spec, data, tokens, meta = prepare(args)
     group = distributed.init(args.device)
     try:
         with PreemptionFlag() as flag:
-            result = train(spec, data["x"], data["labels"], tokens, args.out.parent,
-                           meta, progress=not args.quiet, group=group, preemption=flag)
+            result = train(spec, data["x"], data["labels"], tokens, args.out.parent, meta,
+                           progress=not args.quiet, group=group, preemption=flag,
+                           loader=loader_settings(data["x"], args.loader_workers, args.prefetch, args.threads))
     except Preempted as stop:
         print(f"preempted: {stop}", file=sys.stderr)
         sys.exit(EXIT_PREEMPTED)

@@ -12,6 +12,9 @@ covariance matrix and raises ValueError; rounding-level negatives are clipped to
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+from dataclasses import dataclass
+
 import numpy as np
 import torch
 
@@ -27,15 +30,66 @@ def gaussian_stats(features: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Mean and unbiased covariance of ``features``, accumulated in float64.
 
     Args:
-        features: (n, d) array, n >= 2 samples of d-dimensional features (any real dtype).
+        features: (n, d) array, n >= 2 samples of d-dimensional features (any real dtype), or a
+            :class:`metrics.store.ShardedArray` of them (reduced chunk by chunk, :class:`Moments`).
     Returns:
         ``(mu, sigma)``: mu of shape (d,), sigma of shape (d, d) (``np.cov(rowvar=False)``, divisor n - 1,
         as torch-fidelity's ``fid_features_to_statistics``).
     """
+    if getattr(features, "reads_on_demand", False):  # a feature set in shards: one chunk in memory at a time
+        step = 65536
+        return streaming_gaussian_stats(features[a:a + step] for a in range(0, len(features), step))
     x = as_features(features, "features", min_rows=2)
     mu = x.mean(axis=0)
     sigma = np.atleast_2d(np.cov(x, rowvar=False))
     return mu, sigma
+
+
+@dataclass(frozen=True)
+class Moments:
+    """Count, mean and scatter of a set of feature rows, mergeable: the Gaussian fit of a set too large to hold.
+
+    ``n`` rows, ``mean`` (d,) and ``scatter`` (d, d) = sum of (x - mean)(x - mean)^T, all float64. Two parts merge
+    exactly by Chan, Golub & LeVeque (1979): scatter = scatter_a + scatter_b + delta delta^T n_a n_b / n, with
+    delta = mean_b - mean_a, so per-shard moments reduce to the one-pass result up to rounding (no
+    sum-of-squares cancellation).
+    """
+
+    n: int
+    mean: np.ndarray
+    scatter: np.ndarray
+
+    @classmethod
+    def of(cls, features: np.ndarray) -> Moments:
+        """Moments of one (n, d) chunk (n >= 1)."""
+        x = as_features(features, "features")
+        mean = x.mean(axis=0)
+        centred = x - mean
+        return cls(len(x), mean, centred.T @ centred)
+
+    def merge(self, other: Moments) -> Moments:
+        check_same_dim(self.mean[None], other.mean[None])
+        n = self.n + other.n
+        delta = other.mean - self.mean
+        mean = self.mean + delta * (other.n / n)
+        return Moments(n, mean, self.scatter + other.scatter + np.outer(delta, delta) * (self.n * other.n / n))
+
+    def gaussian(self) -> tuple[np.ndarray, np.ndarray]:
+        """(mu (d,), sigma (d, d)) with the unbiased divisor n - 1, as :func:`gaussian_stats`."""
+        if self.n < 2:
+            raise ValueError(f"features: {self.n} row(s); a covariance needs at least 2")
+        return self.mean, self.scatter / (self.n - 1)
+
+
+def streaming_gaussian_stats(chunks: Iterable[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+    """Mean and unbiased covariance of the rows of all ``chunks`` (each (n_k, d)), holding one chunk at a time."""
+    total: Moments | None = None
+    for chunk in chunks:
+        part = Moments.of(chunk)
+        total = part if total is None else total.merge(part)
+    if total is None:
+        raise ValueError("features: no chunks; expected at least 2 rows")
+    return total.gaussian()
 
 
 def _check_stats(mu: np.ndarray, sigma: np.ndarray, name: str) -> tuple[np.ndarray, np.ndarray]:

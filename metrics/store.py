@@ -4,25 +4,33 @@ The harness's data stage writes it (:func:`save_data`); the metrics CLI and ever
 (:func:`load_data`), so it lives in this leaf module that both can import.
 
 Small sets keep every array in ``train.npz``. With ``data.shard_size`` the images ``x`` go to
-``<stem>.x-00000-of-00012.npy`` files beside it (plain ``.npy``: memory-mappable, readable in parallel) and
-``train.npz`` holds the other arrays plus the shard index: ``x_shards`` (file names), ``x_sha256`` (hex digests),
-``x_counts`` (images per shard), ``x_shape`` (H, W, 3). Shards are written first and the index last, each
-atomically, so an interrupted stage leaves no index a later stage would trust. Readers go through
-:func:`load_data`, which checks every shard's SHA-256 and names the damaged one.
+``<stem>.x-00000-of-00012.npy`` files beside it and ``train.npz`` holds the other arrays plus the shard index:
+``x_shards`` (file names), ``x_sha256`` (hex digests), ``x_counts`` (images per shard), ``x_shape`` (H, W, 3),
+``x_dtype``. Shards are written first and the index last, each atomically, so an interrupted stage leaves no index
+a later stage would trust, and a rerun keeps the shards it already wrote (:func:`save_data`).
+
+Why plain ``.npy`` shards and not tar/webdataset: training draws a seeded permutation of the whole set per epoch
+and must resume mid-epoch to bit-identical weights, which needs random access by item index; an ``.npy`` shard
+of fixed-size items gives that with one positional read per run of consecutive items, from any number of loader
+processes, with no extra dependency. :class:`ShardedArray` reads them that way (``os.pread``, no memory map:
+pages read for one batch do not stay in the reader's resident set), so a stage's memory is bounded by its batch,
+not by the set.
 """
 
 from __future__ import annotations
 
 import hashlib
+import json
 import os
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from metrics.errors import InputError
-from metrics.io import atomic_path, load_npz, save_npz_atomic
+from metrics.io import atomic_path, load_npz, save_npz_atomic, write_text_atomic
 
 _HASH_CHUNK = 1 << 24
 
@@ -40,34 +48,194 @@ def shard_names(path: Path, count: int) -> list[str]:
     return [f"{path.stem}.x-{k:05d}-of-{count:05d}.npy" for k in range(count)]
 
 
-def save_data(path: str | os.PathLike[str], arrays: Mapping[str, np.ndarray], meta: Mapping[str, Any],
+def _npy_layout(path: Path) -> tuple[tuple[int, ...], np.dtype, int]:
+    """(shape, dtype, byte offset of the data) of a C-ordered ``.npy`` file, from its header alone."""
+    with open(path, "rb") as handle:
+        version = np.lib.format.read_magic(handle)
+        read_header = np.lib.format.read_array_header_1_0 if version == (1, 0) else np.lib.format.read_array_header_2_0
+        shape, fortran, dtype = read_header(handle)
+        if fortran or dtype.hasobject:
+            raise ValueError("not a C-ordered array of plain items")
+        return tuple(shape), dtype, handle.tell()
+
+
+class ShardedArray:
+    """A read-only (n, *item_shape) array held in ``.npy`` shard files and read on demand.
+
+    Supports what the stages do with an item array: ``len``, ``shape``, ``dtype``, ``ndim``, and indexing with an
+    int, a slice (step 1) or a 1-D integer array (gather, in the given order), each returning a numpy array;
+    ``np.asarray`` reads everything. Items are read with ``os.pread`` (one read per run of consecutive items);
+    file descriptors are opened lazily per process, so an instance can be pickled into data-loader workers.
+    """
+
+    reads_on_demand = True  # metrics.features.check_images: check shape/dtype, do not load
+
+    def __init__(self, files: Sequence[Path], counts: Sequence[int], item_shape: tuple[int, ...], dtype: np.dtype,
+                 offsets: Sequence[int]) -> None:
+        self.files, self.item_shape, self.dtype = [Path(f) for f in files], tuple(item_shape), np.dtype(dtype)
+        self.offsets = [int(o) for o in offsets]
+        self.starts = np.concatenate([[0], np.cumsum(np.asarray(counts, dtype=np.int64))])
+        self.item_bytes = int(np.prod(self.item_shape, dtype=np.int64)) * self.dtype.itemsize
+        self._fds: dict[int, int] = {}
+        self._pid = os.getpid()
+
+    @property
+    def shape(self) -> tuple[int, ...]:
+        return (int(self.starts[-1]), *self.item_shape)
+
+    @property
+    def ndim(self) -> int:
+        return 1 + len(self.item_shape)
+
+    def __len__(self) -> int:
+        return int(self.starts[-1])
+
+    def __getstate__(self) -> dict[str, Any]:
+        return {**self.__dict__, "_fds": {}}
+
+    def _fd(self, shard: int) -> int:
+        if self._pid != os.getpid():  # forked: descriptors are shared with the parent's offsets; open our own
+            self._fds, self._pid = {}, os.getpid()
+        if shard not in self._fds:
+            self._fds[shard] = os.open(self.files[shard], os.O_RDONLY)
+        return self._fds[shard]
+
+    def _read_run(self, first: int, count: int, out: np.ndarray) -> None:
+        """Items first .. first+count-1 (global indices, all in one shard) into ``out`` (count, ...)."""
+        shard = int(np.searchsorted(self.starts, first, side="right") - 1)
+        where = self.offsets[shard] + (first - int(self.starts[shard])) * self.item_bytes
+        view, size, done = memoryview(out.reshape(-1).view(np.uint8)), count * self.item_bytes, 0
+        while done < size:
+            got = os.preadv(self._fd(shard), [view[done:]], where + done)
+            if got == 0:
+                raise InputError(f"{self.files[shard]}: truncated shard (ends before item {first + count - 1}); "
+                                 "delete it and its index, and rerun the data step")
+            done += got
+
+    def _gather(self, index: np.ndarray) -> np.ndarray:
+        out = np.empty((len(index), *self.item_shape), dtype=self.dtype)
+        if not len(index):
+            return out
+        order = np.argsort(index, kind="stable")
+        sorted_index = index[order]
+        shard_of = np.searchsorted(self.starts, sorted_index, side="right") - 1
+        # runs of consecutive items within one shard: one read each, then scattered to their places
+        breaks = np.flatnonzero((np.diff(sorted_index) != 1) | (np.diff(shard_of) != 0)) + 1
+        buffer = np.empty_like(out)
+        for lo, hi in zip(np.r_[0, breaks], np.r_[breaks, len(index)], strict=True):
+            self._read_run(int(sorted_index[lo]), int(hi - lo), buffer[lo:hi])
+        out[order] = buffer
+        return out
+
+    def __getitem__(self, key: Any) -> np.ndarray:
+        n = len(self)
+        if isinstance(key, (int, np.integer)):
+            if not -n <= key < n:
+                raise IndexError(f"index {key} out of range for {n} items")
+            return self._gather(np.array([int(key) % n]))[0]
+        if isinstance(key, slice):
+            start, stop, step = key.indices(n)
+            if step != 1:
+                raise IndexError("ShardedArray slices must have step 1")
+            return self._gather(np.arange(start, max(start, stop)))
+        index = np.asarray(key)
+        if index.dtype == bool:
+            index = np.flatnonzero(index)
+        if index.ndim != 1 or not np.issubdtype(index.dtype, np.integer):
+            raise IndexError(f"ShardedArray takes an int, a slice or a 1-D integer array; got {key!r:.80}")
+        if len(index) and (index.min() < -n or index.max() >= n):
+            raise IndexError(f"index out of range for {n} items")
+        return self._gather(index % n if len(index) else index.astype(np.int64))
+
+    def __array__(self, dtype: Any = None, copy: Any = None) -> np.ndarray:
+        out = self[:]
+        return out.astype(dtype) if dtype is not None else out
+
+    def __del__(self) -> None:
+        if getattr(self, "_pid", None) == os.getpid():
+            for fd in self._fds.values():
+                try:
+                    os.close(fd)
+                except OSError:
+                    pass
+
+
+def _progress_path(path: Path) -> Path:
+    return path.parent / f"{path.stem}.x-progress.json"
+
+
+def save_data(path: str | os.PathLike[str], arrays: Mapping[str, Any], meta: Mapping[str, Any],
               shard_size: int | None = None) -> None:
-    """Write a data set: everything in ``path`` or, with ``shard_size``, ``x`` in shards of that many items."""
+    """Write a data set: everything in ``path`` or, with ``shard_size``, ``x`` in shards of that many items.
+
+    ``arrays["x"]`` may be any sliceable array-like (e.g. images decoded on demand): it is read one shard at a time,
+    so writing holds one shard in memory. Rerunning after a kill keeps the shards the killed run completed when
+    ``meta`` is the same (a progress file beside the index records whose shards they are) and writes the rest.
+    """
     path = Path(path)
-    if not shard_size or len(arrays["x"]) <= shard_size:
-        save_npz_atomic(path, meta=meta, **arrays)
-        return
     x = arrays["x"]
+    if not shard_size or len(x) <= shard_size:
+        save_npz_atomic(path, meta=meta, **{**arrays, "x": np.asarray(x)})
+        return
     count = -(-len(x) // shard_size)
-    names, digests, counts = shard_names(path, count), [], []
+    names = shard_names(path, count)
+    progress = _progress_path(path)
+    key = json.dumps({"meta": meta, "n": len(x), "shard_size": shard_size}, sort_keys=True, default=str)
+    kept = progress.is_file() and progress.read_text(encoding="utf-8") == key
+    if not kept:
+        write_text_atomic(progress, key)
+    digests, counts = [], []
     for k, name in enumerate(names):
-        part = np.ascontiguousarray(x[k * shard_size:(k + 1) * shard_size])
-        with atomic_path(path.parent / name, suffix=".npy") as tmp:
-            np.save(tmp, part)
-        digests.append(sha256_file(path.parent / name))
-        counts.append(len(part))
+        shard, size = path.parent / name, min(shard_size, len(x) - k * shard_size)
+        if not (kept and _complete(shard, (size, *x.shape[1:]), x.dtype)):
+            part = np.ascontiguousarray(x[k * shard_size:k * shard_size + size])
+            with atomic_path(shard, suffix=".npy") as tmp:
+                np.save(tmp, part)
+            del part
+        digests.append(sha256_file(shard))
+        counts.append(size)
     rest = {key: value for key, value in arrays.items() if key != "x"}
     save_npz_atomic(path, meta=meta, x_shards=np.array(names), x_sha256=np.array(digests),
                     x_counts=np.array(counts, dtype=np.int64), x_shape=np.array(x.shape[1:], dtype=np.int64),
-                    x_dtype=np.array(str(x.dtype)), **rest)
+                    x_dtype=np.array(str(np.dtype(x.dtype))), **rest)
+    progress.unlink(missing_ok=True)
+
+
+def _complete(shard: Path, shape: tuple[int, ...], dtype: np.dtype) -> bool:
+    """Whether ``shard`` is a whole ``.npy`` of ``shape``/``dtype`` (written by an earlier, killed run)."""
+    try:
+        found, found_dtype, offset = _npy_layout(shard)
+    except (OSError, ValueError):
+        return False
+    item_bytes = int(np.prod(shape, dtype=np.int64)) * np.dtype(dtype).itemsize
+    return found == tuple(shape) and found_dtype == np.dtype(dtype) and shard.stat().st_size == offset + item_bytes
+
+
+def _check_shard(path: Path, shard: Path, digest: str, count: int, verify: bool) -> int:
+    """The data offset of ``shard`` after checking it is present, whole, of ``count`` items and (``verify``) of
+    the recorded SHA-256; InputError naming the shard otherwise."""
+    if not shard.exists():
+        raise InputError(f"{shard}: shard listed in {path} is missing; delete {path} and rerun the data step")
+    try:
+        shape, dtype, offset = _npy_layout(shard)
+    except (ValueError, OSError, EOFError) as err:
+        raise InputError(f"{shard}: unreadable shard ({err}); delete it and {path}, and rerun the data step") from None
+    if shape[0] != count:
+        raise InputError(f"{shard}: {shape[0]} items, the index {path} says {count}")
+    expected = offset + int(np.prod(shape, dtype=np.int64)) * dtype.itemsize
+    if verify and sha256_file(shard) != digest or shard.stat().st_size != expected:
+        raise InputError(f"{shard}: checksum mismatch (corrupted or truncated shard of {path}); delete both and "
+                         "rerun the data step")
+    return offset
 
 
 def load_data(path: str | os.PathLike[str], required: tuple[str, ...] = ("x", "labels"),
-              verify: bool = True) -> dict[str, Any]:
-    """A data stage output as a dict of arrays (``x`` assembled from its shards when sharded).
+              verify: bool = True, workers: int = 8) -> dict[str, Any]:
+    """A data stage output as a dict of arrays; a sharded ``x`` is a :class:`ShardedArray` (read on demand).
 
-    Raises :class:`InputError` naming the file when the index or a shard is missing, truncated or corrupted
-    (SHA-256 mismatch), or when a ``required`` array is absent.
+    Every shard is checked before anything is returned (present, whole, the recorded item count and, with
+    ``verify``, the recorded SHA-256, hashed by ``workers`` threads). Raises :class:`InputError` naming the file
+    when the index or a shard is missing, truncated or corrupted, or when a ``required`` array is absent.
     """
     path = Path(path)
     data = load_npz(path, required=tuple(k for k in required if k != "x"))
@@ -75,22 +243,12 @@ def load_data(path: str | os.PathLike[str], required: tuple[str, ...] = ("x", "l
         if "x" in required and "x" not in data:
             raise InputError(f"{path}: missing arrays ['x']; found {sorted(data)}")
         return data
-    parts = []
-    for name, digest, count in zip(data.pop("x_shards"), data.pop("x_sha256"), data.pop("x_counts"), strict=True):
-        shard = path.parent / str(name)
-        if not shard.exists():
-            raise InputError(f"{shard}: shard listed in {path} is missing; delete {path} and rerun the data step")
-        if verify and sha256_file(shard) != str(digest):
-            raise InputError(f"{shard}: checksum mismatch (corrupted or truncated shard of {path}); delete both and "
-                             "rerun the data step")
-        try:
-            part = np.load(shard, allow_pickle=False)
-        except (ValueError, OSError, EOFError) as err:
-            raise InputError(f"{shard}: unreadable shard ({err}); delete it and {path}, and rerun the data step") \
-                from None
-        if len(part) != int(count):
-            raise InputError(f"{shard}: {len(part)} items, the index {path} says {int(count)}")
-        parts.append(part)
-    shape, dtype = tuple(int(v) for v in data.pop("x_shape")), str(data.pop("x_dtype"))
-    data["x"] = np.concatenate(parts) if parts else np.zeros((0, *shape), dtype=dtype)
+    names, digests = [str(n) for n in data.pop("x_shards")], [str(d) for d in data.pop("x_sha256")]
+    counts = [int(c) for c in data.pop("x_counts")]
+    shape, dtype = tuple(int(v) for v in data.pop("x_shape")), np.dtype(str(data.pop("x_dtype")))
+    files = [path.parent / name for name in names]
+    check: Callable[[Path, str, int], int] = lambda f, d, c: _check_shard(path, f, d, c, verify)  # noqa: E731
+    with ThreadPoolExecutor(max_workers=max(1, min(workers, len(files)))) as pool:  # hashlib releases the GIL
+        offsets = list(pool.map(check, files, digests, counts))
+    data["x"] = ShardedArray(files, counts, shape, dtype, offsets)
     return data

@@ -28,7 +28,7 @@ import numpy as np
 
 from kaleido.checks import check_int, check_keys, check_str
 from kaleido.data import DATASETS
-from kaleido.data.pictures import IMAGE_EXTENSIONS, check_loader_options, decode, decode_files, report_modes
+from kaleido.data.pictures import IMAGE_EXTENSIONS, ImageFiles, check_loader_options, decode, report_modes
 from kaleido.errors import ConfigError
 from metrics.errors import InputError
 
@@ -114,7 +114,7 @@ class Captions:
         size, limit = spec.get("image_size", 64), spec.get("max_items")
         if "tsv" in spec:
             files, captions = read_tsv(Path(spec["tsv"]).expanduser(), limit)
-            x = decode_files(files, size, spec.get("workers", 8), desc=f"captions {spec['tsv']}")
+            x = ImageFiles(files, size, spec.get("workers", 8), desc=f"captions {spec['tsv']}")
         else:
             x, captions = read_shards(spec["shards"], size, limit)
         text = np.array(captions)

@@ -20,7 +20,7 @@ import numpy as np
 
 from kaleido.checks import check_int, check_keys, check_str
 from kaleido.data import DATASETS
-from kaleido.data.pictures import check_loader_options, decode_files, list_images
+from kaleido.data.pictures import ImageFiles, check_loader_options, list_images
 from metrics.errors import InputError
 
 
@@ -80,7 +80,7 @@ class ImageFolder:
                 raise InputError(f"data.root: class directory {root / directory} holds no image files")
             files += found
             labels += [label] * len(found)
-        x = decode_files(files, spec.get("image_size", 256), spec.get("workers", 8), desc=f"imagefolder {root}")
+        x = ImageFiles(files, spec.get("image_size", 256), spec.get("workers", 8), desc=f"imagefolder {root}")
         return {"x": x, "labels": np.array(labels, dtype=np.int64), "class_names": np.array(names),
                 "files": np.array([str(f.relative_to(root)) for f in files])}
 

@@ -12,6 +12,7 @@ import os
 from collections import Counter
 from collections.abc import Callable, Sequence
 from concurrent.futures import ProcessPoolExecutor
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -84,6 +85,49 @@ def decode_files(paths: Sequence[str | os.PathLike[str]], size: int, workers: in
             pool.shutdown(cancel_futures=True)
     report_modes(modes, desc)
     return out
+
+
+@dataclass(frozen=True)
+class ImageFiles:
+    """Image files decoded on demand: an array-like of shape (n, size, size, 3) uint8 whose slices decode just
+    those files (in parallel, :func:`decode_files`). A data set returns it as its ``x`` so that the data stage
+    (:func:`metrics.store.save_data`) decodes and writes one shard at a time; ``np.asarray`` decodes them all."""
+
+    reads_on_demand = True  # metrics.features.check_images: check shape/dtype, do not decode
+
+    paths: Sequence[Path]
+    size: int
+    workers: int = 1
+    desc: str = "images"
+
+    @property
+    def shape(self) -> tuple[int, int, int, int]:
+        return (len(self.paths), self.size, self.size, 3)
+
+    @property
+    def dtype(self) -> np.dtype:
+        return np.dtype(np.uint8)
+
+    @property
+    def ndim(self) -> int:
+        return 4
+
+    def __len__(self) -> int:
+        return len(self.paths)
+
+    def __getitem__(self, key: int | slice) -> np.ndarray:
+        if isinstance(key, (int, np.integer)):
+            index = range(len(self.paths))[key]
+            return decode(self.paths[index], self.size, str(self.paths[index]))[0]
+        if not isinstance(key, slice) or key.step not in (None, 1):
+            raise IndexError("ImageFiles takes an int or a slice with step 1")
+        start, stop, _ = key.indices(len(self.paths))
+        part = f" [{start}:{stop}]" if (start, stop) != (0, len(self.paths)) else ""
+        return decode_files(self.paths[start:stop], self.size, self.workers, desc=f"{self.desc}{part}")
+
+    def __array__(self, dtype: Any = None, copy: Any = None) -> np.ndarray:
+        out = self[:]
+        return out.astype(dtype) if dtype is not None else out
 
 
 def report_modes(modes: Counter[str], desc: str) -> None:

@@ -140,16 +140,18 @@ class ImageDenoiser(nn.Module):
         """Clean images (B, C, H, W) -> flat multi-resolution vector (B, data_dim) (area-downsampled levels)."""
         return self.pack(image_pyramid(images, self.resolutions))
 
-    def data_to_model(self, x: np.ndarray, chunk: int = 4096) -> torch.Tensor:
-        """uint8 images (n, H, W, C) -> [-1, 1], channels-first -> flat multi-resolution vectors (n, data_dim)
-        float32, in chunks of ``chunk`` images."""
-        if x.ndim != 4 or x.dtype != np.uint8:
+    def data_to_model(self, x: np.ndarray | torch.Tensor, chunk: int = 4096) -> torch.Tensor:
+        """uint8 images (n, H, W, C) (numpy, or a tensor on any device) -> [-1, 1], channels-first -> flat
+        multi-resolution vectors (n, data_dim) float32 on the input's device (CPU for numpy), ``chunk`` images at
+        a time."""
+        if x.ndim != 4 or x.dtype not in (np.uint8, torch.uint8):
             raise not_model_input(x, self)
         out = []
         with torch.no_grad():
             for start in range(0, len(x), chunk):
-                images = torch.from_numpy(x[start:start + chunk]).permute(0, 3, 1, 2).float() / 127.5 - 1.0
-                out.append(self.images_to_data(images))
+                part = x[start:start + chunk]
+                part = torch.from_numpy(part) if isinstance(part, np.ndarray) else part
+                out.append(self.images_to_data(part.permute(0, 3, 1, 2).float() / 127.5 - 1.0))
         return torch.cat(out)
 
     def model_to_data(self, x: torch.Tensor) -> np.ndarray:

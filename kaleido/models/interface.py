@@ -69,8 +69,9 @@ class Denoiser(Protocol):
     def loss(self, output: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
         """The diffusion loss (scalar) of ``output`` against ``target``, both (B, data_dim)."""
 
-    def data_to_model(self, x: np.ndarray) -> torch.Tensor:
-        """A data set's ``x`` (n, ...) -> the model's input vectors (n, data_dim) float32 (CPU)."""
+    def data_to_model(self, x: np.ndarray | torch.Tensor) -> torch.Tensor:
+        """A batch of a data set's ``x`` (n, ...), numpy or a tensor -> the model's input vectors (n, data_dim)
+        float32 on the input's device (CPU for numpy)."""
 
     def model_to_data(self, x: torch.Tensor) -> np.ndarray:
         """Generated vectors (n, data_dim) (CPU) -> arrays as the data set holds them."""
@@ -90,10 +91,13 @@ class VectorData:
     clip_x0: float | None = None
     latent_grammar: dict[str, Any] | None = None
 
-    def data_to_model(self, x: np.ndarray) -> torch.Tensor:
-        """Vectors (n, ...) flattened to (n, D) float32; images are refused (they need an image architecture)."""
+    def data_to_model(self, x: np.ndarray | torch.Tensor) -> torch.Tensor:
+        """Vectors (n, ...) (numpy, or a tensor on any device) flattened to (n, D) float32 on the input's device;
+        images are refused (they need an image architecture)."""
         if x.ndim == 4:
             raise not_model_input(x, self)
+        if isinstance(x, torch.Tensor):
+            return x.reshape(len(x), -1).float()
         return torch.from_numpy(np.ascontiguousarray(x.reshape(len(x), -1), dtype=np.float32))
 
     def model_to_data(self, x: torch.Tensor) -> np.ndarray:

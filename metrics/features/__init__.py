@@ -25,8 +25,10 @@ from metrics.registry import Registry
 def check_images(images: object) -> np.ndarray:
     """``images`` as a uint8 (n, H, W, 3) RGB array (n >= 1), else :class:`InputError` naming the shape/dtype.
 
-    Serves the feature networks and the harness's latent extractors alike."""
-    array = np.asarray(images)
+    Serves the feature networks and the harness's latent extractors alike. An array-like that reads its items on
+    demand (``reads_on_demand``: :class:`metrics.store.ShardedArray`, images decoded from files) is checked by its
+    ``dtype``/``shape`` and returned as is, so that callers slice it batch by batch instead of loading the set."""
+    array = images if getattr(images, "reads_on_demand", False) else np.asarray(images)
     if array.dtype != np.uint8:
         raise InputError(f"images: dtype {array.dtype}; expected uint8 (n, H, W, 3) RGB images")
     if array.ndim != 4 or array.shape[-1] != 3 or array.shape[0] == 0:

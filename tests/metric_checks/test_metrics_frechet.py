@@ -93,3 +93,32 @@ def test_shape_errors() -> None:
         frechet_distance(np.zeros(2), np.array([[1.0, 0.5], [0.0, 1.0]]), np.zeros(2), np.eye(2))
     with pytest.raises(ValueError, match="finite"):
         frechet_distance(np.array([0.0, np.nan]), np.eye(2), np.zeros(2), np.eye(2))
+
+
+def test_streamed_moments_equal_the_one_pass_statistics() -> None:
+    """Per-chunk moments merged (Chan et al.) equal np.cov of the whole set to 1e-10 relative, also for features
+    far from zero mean (where sums of squares would cancel), and a sharded feature set reduces the same way."""
+    from metrics.frechet import Moments, streaming_gaussian_stats
+
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(5003, 24)) * rng.uniform(0.1, 3.0, size=24) + 1e3
+    chunks = np.split(x, [1, 17, 1000, 1001, 3500])
+    mu, sigma = streaming_gaussian_stats(chunks)
+    ref_mu, ref_sigma = x.mean(0), np.cov(x, rowvar=False)
+    assert np.abs(mu - ref_mu).max() <= 1e-10 * np.abs(ref_mu).max()
+    assert np.abs(sigma - ref_sigma).max() <= 1e-10 * np.abs(ref_sigma).max()
+    left = Moments.of(x[:2000]).merge(Moments.of(x[2000:]))
+    right = Moments.of(x[3000:]).merge(Moments.of(x[:3000]))  # merge order does not matter
+    assert np.abs(left.gaussian()[1] - right.gaussian()[1]).max() <= 1e-10 * np.abs(ref_sigma).max()
+    with pytest.raises(ValueError, match="at least 2"):
+        Moments.of(x[:1]).gaussian()
+
+
+def test_sharded_features_reduce_to_the_same_statistics(tmp_path) -> None:
+    from metrics.store import load_data, save_data
+
+    x = np.random.default_rng(1).normal(size=(300, 5)).astype(np.float32)
+    save_data(tmp_path / "f.npz", {"x": x, "labels": np.zeros(300, dtype=np.int64)}, {}, shard_size=64)
+    sharded = load_data(tmp_path / "f.npz")["x"]
+    for got, want in zip(gaussian_stats(sharded), gaussian_stats(x), strict=True):
+        np.testing.assert_allclose(got, want, rtol=1e-10, atol=1e-12)
