@@ -42,9 +42,9 @@ def resident_images_per_second(run: Path, cfg: Path, resident: int, batch: int, 
     from kaleido import distributed
     from kaleido.train import parser, prepare, train
 
-    args = parser().parse_args(["--config", str(cfg), "--experiment", "scale", "--role", "mdm", "--data",
-                                str(run / "data" / "train.npz"), "--out", str(run / "resident" / "model.pt"), "--device", device,
-                                "--quiet"])
+    args = parser().parse_args(["--config", str(cfg), "--experiment", "scale", "--role", "mdm",
+                                "--data", str(run / "data" / "train.npz"), "--out", str(run / "resident" / "model.pt"),
+                                "--device", device, "--quiet"])
     spec, data, _, meta = prepare(args)
     group = distributed.init(device)
     x = torch.from_numpy(data["x"][:resident]).to(group.device)
@@ -106,8 +106,8 @@ def main() -> None:
     print(f"{'stage':<10}{'seconds':>9}{'peak RSS (MiB)':>16}")
     for stage in commands:
         print(f"{stage:<10}{seconds[stage]:>9.1f}{rss[stage]:>16.0f}")
-    print(f"train {args.arch} {exp['train']['precision']} batch {args.batch}: streaming {streaming:.1f} img/s ({args.workers} loader "
-          f"workers, prefetch 4, pinned), resident on the GPU {resident:.1f} img/s, ratio {streaming / resident:.3f}")
+    print(f"train {args.arch} {exp['train']['precision']} batch {args.batch}: streaming {streaming:.1f} img/s "
+          f"({args.workers} loader workers, prefetch 4, pinned), resident on the GPU {resident:.1f} img/s, ratio {streaming / resident:.3f}")
     print(json.dumps({"n": args.n, "image_size": args.image_size, "arch": args.arch, "batch": args.batch,
                       "loader_workers": args.workers, "peak_rss_mb": {k: round(v, 1) for k, v in rss.items()},
                       "seconds": {k: round(v, 1) for k, v in seconds.items()},

@@ -2,8 +2,10 @@
 
 Kaleido's objective is L = L_diff + η L_AR (paper §3.2), the AR prior teacher-forced on the extracted latents.
 Rerunning the same command resumes from ``checkpoint.pt`` in the output's directory; with the same config
-the resumed run ends with exactly the weights of an uninterrupted one (all randomness comes from one
-generator whose state is checkpointed).
+the resumed run ends with exactly the weights of an uninterrupted one (every draw is a function of the seed and
+the step: the batch order of :mod:`kaleido.data.batches` and t / noise / dropout from a generator seeded per step,
+so the step is the whole loader and generator state a checkpoint needs). Batches stream from the data set's
+shards through data-loader workers; nothing holds the set.
 
     python -m kaleido.train --config C.yaml --experiment toy2d --role kaleido --latent kmeans \
         --data results/toy2d/data/train.npz --latents results/toy2d/latents/kmeans.npz \
@@ -44,17 +46,14 @@ from kaleido.latents.stage import tokenizer_dir
 from kaleido.methods import NO_LATENT, ROLES
 from kaleido.preemption import EXIT_PREEMPTED, Preempted, PreemptionFlag
 from kaleido.provenance import provenance
-from kaleido.rng import counter_normal, counter_uniform
 from kaleido.seeding import derive_seed
 from metrics.errors import InputError
 from metrics.io import load_npz, write_text_atomic
 from metrics.store import load_data
 
-STREAM_T, STREAM_NOISE, STREAM_DROP = 0, 1, 2  # counter streams of the training draws (kaleido.rng)
-
 
 class NonFiniteLossError(RuntimeError):
-    """Training produced a NaN/inf loss; the message names the step and the batch's generator state hash."""
+    """Training produced a NaN/inf loss; the message names the step (which fixes the batch and its draws)."""
 
 
 def param_groups(model: nn.Module, tr: dict[str, Any]) -> list[dict[str, Any]]:
@@ -103,8 +102,8 @@ def train(spec: dict[str, Any], x: Any, labels: np.ndarray, tokens: np.ndarray |
     x (n, D) float32 vectors or uint8 images (n, H, W, C), in memory or a :class:`metrics.store.ShardedArray` (the
     model's ``data_to_model`` converts each batch on the device); labels (n,) int64 classes; tokens (n, L) int64
     latents or None. Batches stream through ``loader``'s worker processes in the order of
-    :class:`kaleido.data.batches.StepBatches` (a seeded permutation per epoch); t, noise and dropout are
-    counter-based draws keyed by (step, row of the global batch). Each of the ``group``'s ranks trains on its equal
+    :class:`kaleido.data.batches.StepBatches` (a seeded permutation per epoch); t, noise and dropout of the global
+    batch come from a device generator seeded by (seed, step). Each of the ``group``'s ranks trains on its equal
     slice of the global batch, so N processes reproduce the one-process run with the same ``batch_size`` (up to the
     order of floating-point sums in the gradient all-reduce), and a resumed run continues with the batches of its
     checkpointed step. ``train.grad_accum`` splits a rank's slice into micro-batches. When ``preemption`` is
@@ -152,7 +151,6 @@ def train(spec: dict[str, Any], x: Any, labels: np.ndarray, tokens: np.ndarray |
     on_device = isinstance(x, torch.Tensor) and x.device.type != "cpu"
     items_stream = stream(batches, step, steps, workers=loader.workers, prefetch=loader.prefetch,
                           pin_memory=device.type == "cuda" and not on_device)
-    row_index = torch.arange(batch, device=device)[rows]  # the counters of this rank's rows in the global batch
     started = time.perf_counter()  # wall seconds in the log: this run's throughput (resumed runs restart at 0)
     bar = tqdm(total=steps, initial=step, desc=f"train {spec['role']}/{spec['latent']}",
                disable=not (progress and group.is_main))
@@ -160,11 +158,12 @@ def train(spec: dict[str, Any], x: Any, labels: np.ndarray, tokens: np.ndarray |
         x0_rank = model.data_to_model(items["x"].to(device, non_blocking=True))
         y_rank = items["labels"].to(device, non_blocking=True)
         z_rank = items["tokens"].to(device, non_blocking=True) if "tokens" in items else None
-        # t, noise and dropout: counter-based draws keyed by (seed, step, row of the global batch), made on the
-        # device for this rank's rows only; the same on any number of processes.
-        t_rank = (counter_uniform(seed, row_index, STREAM_T, step, 1)[:, 0] * schedule.timesteps).long()
-        noise_rank = counter_normal(seed, row_index, STREAM_NOISE, step, tuple(x0_rank.shape[1:]))
-        drop_rank = counter_uniform(seed, row_index, STREAM_DROP, step, 1)[:, 0] < tr["cond_drop_prob"]
+        # t, noise and dropout of the global batch from a generator on the device seeded by (seed, step), sliced to
+        # this rank's rows: the same on any number of processes, and a resumed run needs no generator state.
+        gen = torch.Generator(device=device).manual_seed(derive_seed(seed, "step", step))
+        t_rank = torch.randint(schedule.timesteps, (batch,), generator=gen, device=device)[rows]
+        noise_rank = torch.randn((batch, *x0_rank.shape[1:]), generator=gen, device=device)[rows]
+        drop_rank = (torch.rand(batch, generator=gen, device=device) < tr["cond_drop_prob"])[rows]
         for param_group in opt.param_groups:
             param_group["lr"] = learning_rate(step, steps, param_group["base_lr"], tr["warmup_steps"],
                                               tr["lr_schedule"])

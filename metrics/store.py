@@ -32,7 +32,7 @@ import numpy as np
 from metrics.errors import InputError
 from metrics.io import atomic_path, load_npz, save_npz_atomic, write_text_atomic
 
-_HASH_CHUNK = 1 << 24
+_HASH_CHUNK = 1 << 20  # per hashing thread: load_data hashes shards in parallel
 
 
 def sha256_file(path: str | os.PathLike[str]) -> str:

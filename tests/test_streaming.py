@@ -107,3 +107,15 @@ def test_worker_processes_stream_the_same_batches_as_the_training_process(tmp_pa
         index = batches.indices(step)
         for key, expected in (("x", items[index]), ("labels", index), ("tokens", tokens[index])):
             assert torch.equal(a[key], b[key]) and np.array_equal(a[key].numpy(), expected), key
+
+
+def test_latent_strings_encoded_in_chunks_equal_one_call():
+    from kaleido.latents import tokenizer as tok
+
+    strings = ["red circle (1, 2, 3, 4)", "blue square (5, 6, 7, 8); green triangle (1, 1, 2, 2)", "x"] * 7
+    tokenizer = tok.build("offline", strings, [])
+    whole = tokenizer(strings, padding="longest", return_attention_mask=True)
+    for chunk in (1, 4, 100):
+        ids, mask = tok.encode(tokenizer, strings, chunk=chunk)
+        np.testing.assert_array_equal(ids, np.asarray(whole["input_ids"]))
+        np.testing.assert_array_equal(mask, np.asarray(whole["attention_mask"]))

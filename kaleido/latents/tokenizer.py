@@ -69,11 +69,27 @@ def build(kind: str, strings: Sequence[str], added_tokens: Sequence[str]) -> Any
     return tokenizer
 
 
-def encode(tokenizer: Any, strings: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
-    """strings -> (input_ids (n, L) int64 padded with the pad id, attention_mask (n, L) int64)."""
-    enc = tokenizer(list(strings), padding="longest", return_attention_mask=True)
-    return (np.asarray(enc["input_ids"], dtype=np.int64).reshape(len(strings), -1),
-            np.asarray(enc["attention_mask"], dtype=np.int64).reshape(len(strings), -1))
+def encode(tokenizer: Any, strings: Sequence[str], chunk: int = 4096) -> tuple[np.ndarray, np.ndarray]:
+    """strings -> (input_ids (n, L) int64 padded with the pad id, attention_mask (n, L) int64), L the longest.
+
+    Encoded ``chunk`` strings at a time (a tokenizer's per-call output holds ~150 bytes of Python objects per
+    token), so memory is the (n, L) arrays, not the set's token objects."""
+    parts = []
+    for start in range(0, len(strings), chunk):
+        enc = tokenizer(list(strings[start:start + chunk]), padding="longest", return_attention_mask=True)
+        parts.append((np.asarray(enc["input_ids"], dtype=np.int64).reshape(len(enc["input_ids"]), -1),
+                      np.asarray(enc["attention_mask"], dtype=np.int64).reshape(len(enc["input_ids"]), -1)))
+    width = max((ids.shape[1] for ids, _ in parts), default=0)
+    input_ids = np.full((len(strings), width), tokenizer.pad_token_id, dtype=np.int64)
+    attention_mask = np.zeros((len(strings), width), dtype=np.int64)
+    left = getattr(tokenizer, "padding_side", "right") == "left"
+    row = 0
+    for ids, mask in parts:  # each chunk re-padded to the longest string of the whole set, on the tokenizer's side
+        cols = slice(width - ids.shape[1], width) if left else slice(0, ids.shape[1])
+        input_ids[row:row + len(ids), cols] = ids
+        attention_mask[row:row + len(ids), cols] = mask
+        row += len(ids)
+    return input_ids, attention_mask
 
 
 def canonical_spacing(text: str) -> str:

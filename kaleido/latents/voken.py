@@ -93,7 +93,9 @@ class VokenExtractor:
         if images.shape[1] < grid[0] or images.shape[2] < grid[1]:
             raise InputError(f"voken grid {list(grid)} is larger than the images {images.shape[1:3]}")
         k = spec["codebook_size"]
-        feats = patch_features(images, grid)
+        # The offline codebook is fit on every patch of the set, so this path holds the set in memory (a sharded
+        # set is read whole here); large sets use source: pretrained, which streams in batches.
+        feats = patch_features(np.asarray(images), grid)
         flat = feats.reshape(-1, feats.shape[-1])
         if len(flat) < k:
             raise InputError(f"voken: {len(flat)} training patches, fewer than codebook_size={k}")

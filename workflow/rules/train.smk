@@ -20,6 +20,8 @@ rule train:
         code=code("kaleido.train"),
         latents=lambda w, input: f"--latents {input.latents}" if "latents" in input.keys() else "",
         launch=train_launcher(),
+        # torch threads (and so data-loader workers) per training process: the job's CPUs shared by its ranks
+        per_process=lambda w, threads: max(1, threads // max(1, int(res("train", "gpu")))),
     threads: res("train", "cpus_per_task")
     resources:
         mem_mb=res("train", "mem_mb"),
@@ -28,5 +30,5 @@ rule train:
         cpus_per_task=res("train", "cpus_per_task"),
     shell:
         "{params.launch} --config {CONFIG_FILE} --experiment {wildcards.exp} --role {wildcards.role}"
-        " --latent {wildcards.latent} --data {input.data} {params.latents} --out {output.model} --threads {threads}"
+        " --latent {wildcards.latent} --data {input.data} {params.latents} --out {output.model} --threads {params.per_process}"
         " > {log} 2>&1"
