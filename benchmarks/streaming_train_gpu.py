@@ -107,7 +107,8 @@ def main() -> None:
     for stage in commands:
         print(f"{stage:<10}{seconds[stage]:>9.1f}{rss[stage]:>16.0f}")
     print(f"train {args.arch} {exp['train']['precision']} batch {args.batch}: streaming {streaming:.1f} img/s "
-          f"({args.workers} loader workers, prefetch 4, pinned), resident on the GPU {resident:.1f} img/s, ratio {streaming / resident:.3f}")
+          f"({args.workers} loader workers, prefetch 4, pinned), resident on the GPU {resident:.1f} img/s, "
+          f"ratio {streaming / resident:.3f}")
     print(json.dumps({"n": args.n, "image_size": args.image_size, "arch": args.arch, "batch": args.batch,
                       "loader_workers": args.workers, "peak_rss_mb": {k: round(v, 1) for k, v in rss.items()},
                       "seconds": {k: round(v, 1) for k, v in seconds.items()},
