@@ -66,8 +66,11 @@ def run_batched(images: np.ndarray, forward: Callable[[torch.Tensor], dict[str, 
         raise ValueError(f"precision='bf16' needs a CUDA device, got device={str(device)!r}; use precision='fp32'")
     autocast = (torch.autocast("cuda", dtype=torch.bfloat16) if precision == "bf16" else contextlib.nullcontext())
     chunks: dict[str, list[torch.Tensor]] = {}
-    # Outputs stay on the device until the end: no per-batch synchronisation, so the host slices and copies the
-    # next batch while the GPU still runs the previous one.
+    host: dict[str, np.ndarray] = {}
+    # On a GPU, outputs stay on the device until the end: no per-batch synchronisation, so the host slices and
+    # copies the next batch while the GPU still runs the previous one. On the CPU they go straight into arrays of
+    # the final size: many small kept blocks between the freed batch buffers would fragment the heap, and the
+    # process would grow with the number of images instead of staying at one batch.
     with torch.inference_mode(), autocast:
         for start in tqdm(range(0, len(images), batch_size), desc=desc, unit="batch", leave=False, disable=None):
             batch = torch.from_numpy(images[start:start + batch_size])
@@ -82,5 +85,10 @@ def run_batched(images: np.ndarray, forward: Callable[[torch.Tensor], dict[str, 
                     raise
                 raise out_of_memory(err, images, batch_size, device) from None
             for name, value in outputs.items():
-                chunks.setdefault(name, []).append(value.float())
-    return {name: torch.cat(parts).cpu().numpy() for name, parts in chunks.items()}
+                if device.type != "cpu":
+                    chunks.setdefault(name, []).append(value.float())
+                    continue
+                if name not in host:
+                    host[name] = np.empty((len(images), *value.shape[1:]), dtype=np.float32)
+                host[name][start:start + len(value)] = value.float().numpy()
+    return host or {name: torch.cat(parts).cpu().numpy() for name, parts in chunks.items()}
