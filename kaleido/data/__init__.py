@@ -18,7 +18,9 @@ class DataSet(Protocol):
         """Raise :class:`kaleido.errors.ConfigError` naming ``where`` + key if ``spec`` is unusable."""
 
     def generate(self, spec: dict[str, Any], seed: int) -> dict[str, np.ndarray]:
-        """Arrays of the training set: at least ``x`` (n, ...) and ``labels`` (n,) int64."""
+        """Arrays of the training set: at least ``x`` (n, ...) and ``labels`` (n,) int64. ``x`` may be an
+        array-like read by slices (:class:`kaleido.data.pictures.ImageFiles`): the data stage then decodes and
+        writes it one shard at a time."""
 
     def num_classes(self, spec: dict[str, Any]) -> int:
         """Number of conditioning classes; needed only by sets whose arrays carry no ``class_names`` (whose length
