@@ -62,10 +62,6 @@ class VokenExtractor:
     kind = "strings"
     keys = COMMON_KEYS | set(VOKEN_DEFAULTS) | {"vq_path"}
 
-    def per_item(self, spec: dict[str, Any]) -> bool:
-        """The offline codebook is fit on the whole set; the pretrained encoder is loaded per call: one part."""
-        return False
-
     def validate(self, spec: dict[str, Any], where: str) -> None:
         check_keys(spec, self.keys, where)
         check_common(spec, where, ("offline", "pretrained"))
