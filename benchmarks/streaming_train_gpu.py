@@ -28,9 +28,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import memory_scaling as ms  # noqa: E402  (the folder maker, config and RSS wrapper are shared)
 
 
-def images_per_second(log_path: Path, batch: int) -> float:
-    """Training img/s between the first and last lines of a ``train_log.jsonl``."""
-    rows = [json.loads(line) for line in log_path.read_text().splitlines()]
+def images_per_second(rows: list[dict[str, float]], batch: int) -> float:
+    """Training img/s between the first and last rows of a training log (``train_log.jsonl``'s lines)."""
     first, last = rows[0], rows[-1]
     return batch * (last["step"] - first["step"]) / (last["seconds"] - first["seconds"])
 
@@ -49,8 +48,7 @@ def resident_images_per_second(run: Path, cfg: Path, resident: int, batch: int, 
     group = distributed.init(device)
     x = torch.from_numpy(data["x"][:resident]).to(group.device)
     result = train(spec, x, data["labels"][:resident], None, run / "resident", meta, progress=False, group=group)
-    rows = result["log"]
-    return batch * (rows[-1]["step"] - rows[0]["step"]) / (rows[-1]["seconds"] - rows[0]["seconds"])
+    return images_per_second(result["log"], batch)
 
 
 def main() -> None:
@@ -99,7 +97,8 @@ def main() -> None:
         start = time.perf_counter()
         rss[stage] = ms.peak_rss_mb(command, run)
         seconds[stage] = time.perf_counter() - start
-    streaming = images_per_second(run / "train" / "train_log.jsonl", args.batch)
+    log = (run / "train" / "train_log.jsonl").read_text().splitlines()
+    streaming = images_per_second([json.loads(line) for line in log], args.batch)
     resident = resident_images_per_second(run, cfg, args.resident, args.batch, args.device)
     set_gib = args.n * args.image_size**2 * 3 / 2**30
     print(f"{args.n} JPEGs of {args.image_size} px ({set_gib:.1f} GiB as uint8), folder made in {folder_s:.0f} s")
