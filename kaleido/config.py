@@ -216,7 +216,7 @@ def _data_space(model: dict[str, Any]) -> tuple[str, int]:
     """What a model's predictions live in: image denoisers of one arch and nesting depth share one flat vector
     layout; the toy MLPs share the data space (depth 0)."""
     from kaleido.models.archs import IMAGE_ARCHS
-    from kaleido.models.unet import resolve_spec
+    from kaleido.models.unet_sizes import resolve_spec
 
     if model["arch"] not in IMAGE_ARCHS:
         return "vector", 0

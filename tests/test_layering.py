@@ -139,3 +139,16 @@ def test_metrics_cli_runs_without_kaleido(metrics_alone) -> None:
         assert out.returncode == 0, (argv, out.stderr)
     with np.load(d / "feats.npz") as feats:
         np.testing.assert_array_equal(feats["features"], np.load(d / "items.npz")["x"])
+
+
+def test_loading_and_slicing_every_shipped_config_does_not_import_torch() -> None:
+    """Config validation runs in every stage; the stages that build no network (data, latents offline, features of
+    the identity net, report) must not pay torch's import (~1.4 s and ~470 MiB of RSS) for it."""
+    code = ("import sys\nfrom pathlib import Path\nfrom kaleido import config\n"
+            "for path in sorted(Path('config').glob('*.yaml')):\n"
+            "    cfg = config.load(path)\n"
+            "    for name in cfg['experiments']:\n"
+            "        config.stage_spec(cfg, name, 'data')\n"
+            "assert 'torch' not in sys.modules, 'config loading imported torch'\n")
+    out = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr

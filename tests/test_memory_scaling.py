@@ -1,6 +1,8 @@
-"""The data path's memory is bounded by the batch and the shard, not by the set: each of the data, latents, train
-and features stages peaks within 15 % at N and at 4N images (``benchmarks/memory_scaling.py``, at a size where a
-stage that held the set would show it)."""
+"""The data path's memory is bounded by the batch and the shard, not by the set (``benchmarks/memory_scaling.py``):
+from N to 4N images, each of the data, latents, train and features stages grows its peak RSS by less than half an
+image's bytes per added image. A stage that held the set would grow by at least one image per image (train: its
+float32 model-space pyramid, 5x that), whatever its start-up memory; what does grow is the stages' O(n) outputs and
+bookkeeping (labels, latent token ids, features: ~0.35 of a 64 px image per image for the latents stage)."""
 
 from __future__ import annotations
 
@@ -23,11 +25,10 @@ def _benchmark():
 
 
 @pytest.mark.slow
-def test_each_stage_peak_rss_grows_less_than_15_percent_from_n_to_4n(tmp_path):
-    table = _benchmark().scaling(tmp_path, N, size=SIZE, shard_size=1000, steps=5, batch=8, threads=2)
-    extra_uint8 = 3 * N * SIZE * SIZE * 3 / 2**20  # what holding the 3N extra images as uint8 would add, MiB
-    extra_model_space = extra_uint8 * 4 * (1 + 1 / 4)  # as the float32 two-level pyramid the old train held
+def test_each_stage_grows_less_than_half_an_image_per_added_image(tmp_path):
+    bench = _benchmark()
+    table = bench.scaling(tmp_path, N, size=SIZE, shard_size=1000, steps=5, batch=8, threads=2)
     for stage, (small, large) in table.items():
-        would_hold = extra_model_space if stage == "train" else extra_uint8
-        assert would_hold > 0.15 * small, f"{stage}: the set is too small to show a stage that holds it"
-        assert large < 1.15 * small, f"{stage}: peak RSS {small:.0f} MiB at {N} images, {large:.0f} MiB at {4 * N}"
+        share = bench.growth_per_image(small, large, N, SIZE)
+        assert share < 0.5, (f"{stage}: peak RSS {small:.0f} MiB at {N} images, {large:.0f} MiB at {4 * N}: "
+                             f"{share:.2f} of an image's bytes per added image")

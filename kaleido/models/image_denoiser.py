@@ -28,7 +28,7 @@ from metrics.errors import InputError
 class ImageDenoiser(nn.Module):
     """Nested-UNet denoiser conditioned by cross-attention on [T5 encoder states ; AR prior states].
 
-    arch keys: ``arch`` ("unet" | "nested_unet"), ``size`` (kaleido.models.unet.UNET_SIZES) and UNet overrides,
+    arch keys: ``arch`` ("unet" | "nested_unet"), ``size`` (kaleido.models.unet_sizes.UNET_SIZES) and UNet overrides,
     ``cond_dim`` (common condition width; default 64), ``context`` (T5ContextEncoder spec: encoder, tokenizer,
     max_length, seed), ``prior`` ({"size": T5_SIZES name} random init; default "t5_tiny"), ``prior_seed``,
     ``pad_id`` / ``eos_id`` of the latent tokenizer (default 0 / 1).

@@ -19,6 +19,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from kaleido.models.embeddings import timestep_embedding
+from kaleido.models.unet_sizes import UNET_SIZES, level_resolutions, resolve_spec  # noqa: F401 (re-exported)
 
 
 def _norm(ch: int) -> nn.GroupNorm:
@@ -179,42 +180,6 @@ class UNet(nn.Module):
         return preds[0] if isinstance(x, torch.Tensor) else preds
 
 
-# Size registry (like DiT's ``DiT_models``): name -> NestedUNet spec. ``levels`` lists one entry per nested
-# resolution, outermost first. ``unet_*`` have a single resolution. ``mdm_in256`` has ml-mdm's ImageNet-256 shape
-# (a 256 outer level wrapping a 64 inner UNet, attention only in the inner low-resolution levels) with widths chosen
-# here to give the paper's ~500M parameters (508.9M at cond_dim 1024); it is not a copy of ml-mdm's config file.
-# Parameter counts (cond_dim 64 unless noted): unet_tiny 0.76M, unet_small 18.05M, nested_tiny 0.94M,
-# nested_small 31.74M, mdm_in256 508.86M (cond_dim 1024).
-UNET_SIZES: dict[str, dict[str, Any]] = {
-    "unet_tiny": {"levels": [{"channels": [32, 64], "num_res_blocks": 1, "attn_levels": [1]}],
-                  "emb_dim": 64, "heads": 2},
-    "unet_small": {"levels": [{"channels": [64, 128, 256], "num_res_blocks": 2, "attn_levels": [1, 2]}],
-                   "emb_dim": 256, "heads": 4},
-    "nested_tiny": {"levels": [{"channels": [16, 32], "num_res_blocks": 1, "attn_levels": []},
-                               {"channels": [32, 64], "num_res_blocks": 1, "attn_levels": [1]}],
-                    "emb_dim": 64, "heads": 2},
-    "nested_small": {"levels": [{"channels": [32, 64, 128], "num_res_blocks": 1, "attn_levels": []},
-                                {"channels": [128, 256, 256], "num_res_blocks": 2, "attn_levels": [1, 2]}],
-                     "emb_dim": 256, "heads": 4},
-    "mdm_in256": {"levels": [{"channels": [64, 128, 256], "num_res_blocks": 2, "attn_levels": []},
-                             {"channels": [256, 512, 1024, 1024], "num_res_blocks": 2, "attn_levels": [2, 3]}],
-                  "emb_dim": 1024, "heads": 8},
-}
-
-
-def resolve_spec(spec: dict[str, Any]) -> dict[str, Any]:
-    """``spec`` with its ``size`` preset (UNET_SIZES) filled in; keys of ``spec`` override the preset."""
-    from kaleido.errors import ConfigError
-
-    size = spec.get("size")
-    if size is not None and size not in UNET_SIZES:
-        raise ConfigError(f"unknown UNet size {size!r}; choose one of {sorted(UNET_SIZES)}")
-    cfg = {**UNET_SIZES.get(size, {}), **{k: v for k, v in spec.items() if k != "size"}}
-    if "levels" not in cfg:
-        raise ConfigError(f"UNet spec needs 'size' (one of {sorted(UNET_SIZES)}) or 'levels'")
-    return cfg
-
-
 def build_unet(spec: dict[str, Any], in_ch: int, cond_dim: int) -> UNet:
     """A (Nested)UNet from a size name (``spec["size"]``, UNET_SIZES) with any keys of ``spec`` overriding it."""
     cfg = resolve_spec(spec)
@@ -226,15 +191,6 @@ def build_unet(spec: dict[str, Any], in_ch: int, cond_dim: int) -> UNet:
                    time_embed=outermost)
     assert net is not None
     return net
-
-
-def level_resolutions(spec: dict[str, Any], resolution: int) -> list[int]:
-    """Resolution of every nested level, outermost first (each level divides by 2**(levels-1))."""
-    cfg = resolve_spec(spec)
-    out = [resolution]
-    for lvl in cfg["levels"][:-1]:
-        out.append(out[-1] // 2 ** (len(lvl["channels"]) - 1))
-    return out
 
 
 def image_pyramid(x: torch.Tensor, resolutions: list[int]) -> list[torch.Tensor]:
