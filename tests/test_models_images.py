@@ -10,7 +10,8 @@ from image_helpers import word_tokenizer
 from kaleido.checkpoint import build_denoiser
 from kaleido.errors import ConfigError
 from kaleido.models.t5 import T5ContextEncoder, T5LatentPrior, build_t5_encoder, t5_config
-from kaleido.models.unet import UNET_SIZES, build_unet, image_pyramid, multiresolution_loss
+from kaleido.models.unet import build_unet, image_pyramid, multiresolution_loss
+from kaleido.models.unet_sizes import UNET_SIZES
 from metrics.errors import InputError
 
 WORDS = "a photo of the goldfish tabby cat tench dog red blue box left right".split()

@@ -84,8 +84,9 @@ def encode(tokenizer: Any, strings: Sequence[str], chunk: int = 512) -> tuple[np
         enc = tokenizer(list(strings[start:start + chunk]), padding="longest", return_attention_mask=True,
                         return_tensors="np")
         ids, mask = enc["input_ids"], enc["attention_mask"]
-        if ids.shape[1] > input_ids.shape[1]:  # re-pad what is done to the new longest, on the tokenizer's side
-            grow = ((0, 0), (ids.shape[1] - input_ids.shape[1], 0) if left else (0, ids.shape[1] - input_ids.shape[1]))
+        extra = ids.shape[1] - input_ids.shape[1]
+        if extra > 0:  # re-pad what is done to the new longest, on the tokenizer's side
+            grow = ((0, 0), (extra, 0) if left else (0, extra))
             input_ids = np.pad(input_ids, grow, constant_values=pad)
             attention_mask = np.pad(attention_mask, grow)
         width = input_ids.shape[1]

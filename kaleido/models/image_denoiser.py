@@ -21,7 +21,8 @@ from kaleido.errors import ConfigError
 from kaleido.models.archs import ARCHS
 from kaleido.models.interface import not_model_input
 from kaleido.models.t5 import T5ContextEncoder, T5LatentPrior, t5_config
-from kaleido.models.unet import image_pyramid, level_resolutions, multiresolution_loss
+from kaleido.models.unet import image_pyramid, multiresolution_loss
+from kaleido.models.unet_sizes import level_resolutions
 from metrics.errors import InputError
 
 

@@ -19,7 +19,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from kaleido.models.embeddings import timestep_embedding
-from kaleido.models.unet_sizes import UNET_SIZES, level_resolutions, resolve_spec  # noqa: F401 (re-exported)
+from kaleido.models.unet_sizes import resolve_spec
 
 
 def _norm(ch: int) -> nn.GroupNorm:
