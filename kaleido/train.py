@@ -48,7 +48,7 @@ from kaleido.preemption import EXIT_PREEMPTED, Preempted, PreemptionFlag
 from kaleido.provenance import provenance
 from kaleido.seeding import derive_seed
 from metrics.errors import InputError
-from metrics.io import load_npz, write_text_atomic
+from metrics.io import load_npz, load_npz_head, write_text_atomic
 from metrics.store import load_data
 
 
@@ -212,6 +212,12 @@ def train(spec: dict[str, Any], x: Any, labels: np.ndarray, tokens: np.ndarray |
     return {"ema": ema.state_dict(), "meta": meta, "log": log}
 
 
+def compact_id_dtype(vocab_size: int) -> np.dtype:
+    """The smallest integer dtype that holds token ids below ``vocab_size``: a set's (n, L) latents are held in
+    it (2 bytes a token for vocabularies up to 65,536 instead of 8), and each batch is widened to int64."""
+    return np.dtype(np.uint16 if vocab_size <= 2**16 else np.int32 if vocab_size <= 2**31 else np.int64)
+
+
 def loader_settings(x: Any, workers: int | None, prefetch: int, threads: int | None) -> LoaderSettings:
     """The loader for ``x``: in-process for a set in memory (nothing to read), else worker processes on the CPUs
     the job has beside the training process."""
@@ -256,8 +262,11 @@ def prepare(args: argparse.Namespace) -> tuple[dict[str, Any], dict[str, Any], n
     if role.uses_latent:
         if args.latents is None:
             raise InputError(f"role {args.role} needs --latents (the latents stage output)")
-        lat = load_npz(args.latents, required=("tokens", "vocab_size"))
-        tokens, vocab_size = lat["tokens"].astype(np.int64), int(lat["vocab_size"])
+        # only the arrays training reads: the strings, masks and extractor outputs beside them are O(n) too
+        lat = load_npz(args.latents, required=("tokens", "vocab_size"),
+                       keys=("pad_token_id", "eos_token_id", "names"))
+        vocab_size = int(lat["vocab_size"])
+        tokens = lat["tokens"].astype(compact_id_dtype(vocab_size), copy=False)  # batches widen to int64
         seq_len = tokens.shape[1]
         if len(tokens) != len(data["x"]):
             raise InputError(f"{args.latents}: {len(tokens)} latents for {len(data['x'])} items in {args.data}")
@@ -265,7 +274,8 @@ def prepare(args: argparse.Namespace) -> tuple[dict[str, Any], dict[str, Any], n
             arch.update(pad_id=int(lat["pad_token_id"]), eos_id=int(lat["eos_token_id"]))
             latent_grammar = grammar.grammar_meta(
                 args.latent, tok.load_pretrained(str(tokenizer_dir(args.latents))), vocab_size,
-                [str(n) for n in lat.get("names", [])], tokens, [str(t) for t in lat.get("strings", [])])
+                [str(n) for n in lat.get("names", [])], tokens[:grammar.CHECK_ROWS],
+                [str(t) for t in load_npz_head(args.latents, "strings", grammar.CHECK_ROWS)])
     prov = provenance("kaleido.train", spec)
     num_classes = (len(data["class_names"]) if "class_names" in data
                    else DATASETS.get(exp["data"]["name"]).num_classes(exp["data"]))

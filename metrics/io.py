@@ -125,16 +125,19 @@ def save_npz_atomic(path: str | os.PathLike[str], meta: Mapping[str, Any] | None
         np.savez(tmp, **payload)
 
 
-def load_npz(path: str | os.PathLike[str], required: tuple[str, ...] = ()) -> dict[str, Any]:
+def load_npz(path: str | os.PathLike[str], required: tuple[str, ...] = (),
+             keys: tuple[str, ...] | None = None) -> dict[str, Any]:
     """Load an ``.npz`` written by :func:`save_npz_atomic` into a dict (``meta`` decoded from JSON).
 
-    Raises :class:`InputError` (a ``ValueError``) naming the file when it is truncated/corrupt or lacks a
-    ``required`` key.
+    ``keys``: read only these arrays (and ``meta``) when present, leaving the file's other members unread (a stage
+    that needs two of a latents file's arrays does not hold the rest). Raises :class:`InputError` (a
+    ``ValueError``) naming the file when it is truncated/corrupt or lacks a ``required`` key.
     """
     path = Path(path)
     try:
         with np.load(path, allow_pickle=False) as data:
-            out: dict[str, Any] = {key: data[key] for key in data.files}
+            wanted = data.files if keys is None else [k for k in data.files if k in {*keys, *required, "meta"}]
+            out: dict[str, Any] = {key: data[key] for key in wanted}
     except FileNotFoundError:
         raise FileNotFoundError(f"{path}: file not found") from None
     except Exception as err:  # zipfile.BadZipFile, ValueError, EOFError, OSError: all mean "unreadable"
@@ -146,3 +149,28 @@ def load_npz(path: str | os.PathLike[str], required: tuple[str, ...] = ()) -> di
     if "meta" in out:
         out["meta"] = json.loads(str(out["meta"]))
     return out
+
+
+def load_npz_head(path: str | os.PathLike[str], key: str, rows: int) -> np.ndarray:
+    """The first ``rows`` rows of array ``key`` of an ``.npz``, read without loading the rest of it (memory
+    O(rows), whatever the array's length). Raises :class:`InputError` naming the file and key when it is absent or
+    unreadable."""
+    path = Path(path)
+    try:
+        with zipfile.ZipFile(path) as archive, archive.open(f"{key}.npy") as member:
+            version = np.lib.format.read_magic(member)
+            read = np.lib.format.read_array_header_1_0 if version == (1, 0) else np.lib.format.read_array_header_2_0
+            shape, fortran, dtype = read(member)
+            if fortran or dtype.hasobject or not shape:
+                raise ValueError(f"not a C-ordered array of plain items (shape {shape}, dtype {dtype})")
+            count = min(rows, shape[0])
+            row_items = int(np.prod(shape[1:], dtype=np.int64))
+            raw = member.read(count * row_items * dtype.itemsize)
+            return np.frombuffer(raw, dtype=dtype, count=count * row_items).reshape(count, *shape[1:]).copy()
+    except FileNotFoundError:
+        raise FileNotFoundError(f"{path}: file not found") from None
+    except KeyError:
+        raise InputError(f"{path}: missing array {key!r}") from None
+    except Exception as err:  # zipfile.BadZipFile, ValueError, EOFError, OSError: all mean "unreadable"
+        raise InputError(f"{path}: unreadable {key!r} ({type(err).__name__}: {err}); delete it and rerun the step "
+                         "that makes it") from None

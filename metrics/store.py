@@ -37,10 +37,11 @@ _HASH_CHUNK = 1 << 20  # per hashing thread: load_data hashes shards in parallel
 
 def sha256_file(path: str | os.PathLike[str]) -> str:
     """Hex SHA-256 of a file's bytes."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        while chunk := handle.read(_HASH_CHUNK):
-            digest.update(chunk)
+    digest, buffer = hashlib.sha256(), bytearray(_HASH_CHUNK)  # one buffer, read into: no allocation per chunk
+    view = memoryview(buffer)
+    with open(path, "rb", buffering=0) as handle:
+        while got := handle.readinto(buffer):
+            digest.update(view[:got])
     return digest.hexdigest()
 
 

@@ -9,7 +9,8 @@ import numpy as np
 import pytest
 
 from kaleido.provenance import project_modules, source_hash
-from metrics.io import atomic_path, load_npz, save_npz_atomic, write_json_atomic
+from metrics.errors import InputError
+from metrics.io import atomic_path, load_npz, load_npz_head, save_npz_atomic, write_json_atomic
 
 
 def test_failed_write_keeps_the_previous_output(tmp_path):
@@ -36,6 +37,19 @@ def test_truncated_npz_is_named(tmp_path):
     path.write_bytes(path.read_bytes()[:50])
     with pytest.raises(ValueError, match="shard000.npz: unreadable or corrupted npz"):
         load_npz(path)
+
+
+def test_npz_subsets_read_only_what_is_asked(tmp_path):
+    strings = np.array([f"item {i} " + "x" * (i % 7) for i in range(1000)])
+    ids = np.arange(3000, dtype=np.int64).reshape(1000, 3)
+    save_npz_atomic(tmp_path / "a.npz", meta={"k": 1}, strings=strings, tokens=ids, other=np.zeros(5))
+    part = load_npz(tmp_path / "a.npz", required=("tokens",), keys=("absent",))
+    assert sorted(part) == ["meta", "tokens"] and part["meta"] == {"k": 1}
+    np.testing.assert_array_equal(load_npz_head(tmp_path / "a.npz", "strings", 256), strings[:256])
+    np.testing.assert_array_equal(load_npz_head(tmp_path / "a.npz", "tokens", 5000), ids)
+    assert load_npz_head(tmp_path / "a.npz", "tokens", 0).shape == (0, 3)
+    with pytest.raises(InputError, match="missing array 'nope'"):
+        load_npz_head(tmp_path / "a.npz", "nope", 1)
 
 
 def test_stage_code_hashes_cover_exactly_the_code_each_stage_runs():

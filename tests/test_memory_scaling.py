@@ -2,7 +2,9 @@
 from N to 4N images, each of the data, latents, train and features stages grows its peak RSS by less than half an
 image's bytes per added image. A stage that held the set would grow by at least one image per image (train: its
 float32 model-space pyramid, 5x that), whatever its start-up memory; what does grow is the stages' O(n) outputs and
-bookkeeping (labels, latent token ids, features: ~0.35 of a 64 px image per image for the latents stage)."""
+bookkeeping (labels, latent token ids, features: ~0.35 of a 64 px image per image for the latents stage). Each
+stage's peak is the least of two runs: the training stage's peak varies by up to ~100 MiB between runs of the same
+command (allocator and library transients), more than the threshold at these sizes."""
 
 from __future__ import annotations
 
@@ -27,7 +29,7 @@ def _benchmark():
 @pytest.mark.slow
 def test_each_stage_grows_less_than_half_an_image_per_added_image(tmp_path):
     bench = _benchmark()
-    table = bench.scaling(tmp_path, N, size=SIZE, shard_size=1000, steps=5, batch=8, threads=2)
+    table = bench.scaling(tmp_path, N, size=SIZE, shard_size=1000, steps=5, batch=8, threads=2, repeats=2)
     for stage, (small, large) in table.items():
         share = bench.growth_per_image(small, large, N, SIZE)
         assert share < 0.5, (f"{stage}: peak RSS {small:.0f} MiB at {N} images, {large:.0f} MiB at {4 * N}: "

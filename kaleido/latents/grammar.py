@@ -235,8 +235,12 @@ def _candidate_texts(tokenizer: Any, vocab_size: int) -> list[list[str | None]]:
     return [decoded, marked]
 
 
+#: how many training latents :func:`grammar_meta` checks the token texts against (callers may pass just these)
+CHECK_ROWS = 256
+
+
 def grammar_meta(latent: str, tokenizer: Any, vocab_size: int, names: Sequence[str], ids: np.ndarray,
-                 strings: Sequence[str], check: int = 256) -> dict[str, Any] | None:
+                 strings: Sequence[str], check: int = CHECK_ROWS) -> dict[str, Any] | None:
     """What a trained model keeps to rebuild its grammar at sampling time, or None (no grammar for the type).
 
     The token texts are checked against the first ``check`` training latents: their ids (n, L) must spell
