@@ -13,6 +13,7 @@ import pytest
 import yaml
 from dag_helpers import env_for, executed_rules, job_counts, make_workdir, snakemake
 
+from kaleido import config
 from kaleido.dryrun import LOCAL_RULES, submitted_jobs
 
 pytestmark = pytest.mark.slow
@@ -76,10 +77,16 @@ def test_slurm_profile_dry_run_lists_every_stage(tmp_path, default_config):
     assert set(counts) == {"data", "latents", "train", "sample", "features_reference", "features_samples", "evaluate",
                            "report"}
     assert counts["train"] == 3
-    # grouped: 50 shards -> 7 jobs of <= 8, 25 feature sets -> 4, 25 evaluations -> 1; the report runs locally
+    # grouped (slurm/config.yaml): sampling shards and feature sets 8 to a job, evaluations 32; the report runs
+    # locally. The default: 24 cells of one shard -> 3 + 3 + 1 submissions.
+    cfg = config.validate(default_config)
+    cells = len(config.runs(cfg))
+    shards = cells * config.num_shards(cfg["experiments"]["toy2d"])
+    assert counts["sample"] == shards and counts["features_samples"] == counts["evaluate"] == cells
     planned = submitted_jobs(proc.stdout + proc.stderr)
-    assert planned == {"data": 1, "latents": 1, "train": 3, "features_reference": 1, "group:sample_shards": 7,
-                       "group:features": 4, "group:metrics": 1}, planned
+    assert planned == {"data": 1, "latents": 1, "train": 3, "features_reference": 1,
+                       "group:sample_shards": -(-shards // 8), "group:features": -(-cells // 8),
+                       "group:metrics": -(-cells // 32)}, planned
 
 
 def test_imagenet_config_dry_run_job_count(tmp_path, repo):
