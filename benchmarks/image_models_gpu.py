@@ -29,7 +29,7 @@ from kaleido import checkpoint, config  # noqa: E402
 from kaleido.diffusion.losses import diffusion_target, noised  # noqa: E402
 from kaleido.diffusion.schedule import Schedule  # noqa: E402
 from kaleido.generation import generate  # noqa: E402
-from kaleido.train import _Objective  # noqa: E402
+from kaleido.training import _Objective  # noqa: E402
 
 #: dense peak FLOP/s by (GPU name fragment, precision); fp32 = TF32 tensor cores off (CUDA cores)
 PEAKS = {("H100", "bf16"): 989e12, ("H100", "fp32"): 67e12, ("H200", "bf16"): 989e12, ("H200", "fp32"): 67e12}

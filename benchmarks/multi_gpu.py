@@ -27,7 +27,7 @@ from latent_images import draw  # noqa: E402
 
 from kaleido import checkpoint, distributed  # noqa: E402
 from kaleido.generation import generate  # noqa: E402
-from kaleido.train import train  # noqa: E402
+from kaleido.training import train  # noqa: E402
 from metrics.io import load_npz, save_npz_atomic  # noqa: E402
 
 CLASSES = ["circle", "square", "triangle"]

@@ -9,7 +9,7 @@ The folder is laid out like ImageNet (``n0000000k/img_*.JPEG``, 10 classes) with
 images. The data, train (``kaleido.train``, role ``mdm``, bf16) and features (domain CNN) stages run as the DAG runs
 them, each as its own process under :func:`memory_scaling.peak_rss_mb`. Throughput is read from the stage's
 ``train_log.jsonl`` (images per second between the first and the last log line, so the warm-up interval is left
-out). The resident peer calls the same :func:`kaleido.train.train` in this process with the first
+out). The resident peer calls the same :func:`kaleido.training.train` in this process with the first
 ``--resident`` images as a CUDA tensor: same model, same step, no reading. Prints a table, then one JSON line.
 """
 
@@ -39,7 +39,8 @@ def resident_images_per_second(run: Path, cfg: Path, resident: int, batch: int, 
     import torch
 
     from kaleido import distributed
-    from kaleido.train import parser, prepare, train
+    from kaleido.train import parser, prepare
+    from kaleido.training import train
 
     args = parser().parse_args(["--config", str(cfg), "--experiment", "scale", "--role", "mdm",
                                 "--data", str(run / "data" / "train.npz"), "--out", str(run / "resident" / "model.pt"),

@@ -14,15 +14,15 @@ Writes the image pairs (.npz, for the report's figure) and the rates (.json, log
 
 from __future__ import annotations
 
+import argparse
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from kaleido import checkpoint, config
+from kaleido import config
 from kaleido.cli import load_stage_config, run_cli, stage_parser
-from kaleido.generation import generate, sample_seed
 from kaleido.latents import EXTRACTORS
 from kaleido.latents import tokenizer as tok
 from kaleido.latents.edits import EDITS
@@ -70,6 +70,8 @@ def read_latents(extractor_name: str, spec: dict[str, Any], images: np.ndarray, 
 def run_edit(exp: dict[str, Any], experiment: str, item: dict[str, Any], model: Any, tokenizer: Any,
              names: list[str], samples: dict[str, np.ndarray], progress: bool = False) -> dict[str, Any]:
     """Edit the first ``item["count"]`` samples and regenerate them; returns arrays for the npz and ``metrics``."""
+    from kaleido.generation import generate, sample_seed  # torch: the command line answers --help without it
+
     count = min(item["count"], len(samples["index"]))
     index, labels = samples["index"][:count], samples["labels"][:count]
     before = tok.decode(tokenizer, samples["tokens"][:count])
@@ -114,19 +116,24 @@ def run_edit(exp: dict[str, Any], experiment: str, item: dict[str, Any], model: 
     return {"arrays": arrays, "metrics": metrics}
 
 
+def parser() -> argparse.ArgumentParser:
+    """The stage's command line."""
+    out = stage_parser(__doc__.split("\n\n")[0])
+    out.add_argument("--method", default="kaleido", help="a latent method (its model is --model)")
+    out.add_argument("--latent", required=True, help="the latent type the edit acts on (one the experiment extracts)")
+    out.add_argument("--guidance", required=True, help="guidance weight, as formatted in the method's grid")
+    out.add_argument("--edit", required=True, help=f"one of {EDITS.names()}")
+    out.add_argument("--model", required=True, type=Path, help="the method's trained model file")
+    out.add_argument("--latents", required=True, type=Path, help="the latents stage output (its tokenizer)")
+    out.add_argument("--samples", required=True, type=Path, help="a sample shard of (method, latent, guidance)")
+    out.add_argument("--json", type=Path, help="also write the rates here (default: --out with .json)")
+    out.add_argument("--device", default="cpu", help="cpu, cuda or cuda:K")
+    out.add_argument("--quiet", action="store_true", help="no progress bar")
+    return out
+
+
 def main(argv: Sequence[str] | None = None) -> None:
-    parser = stage_parser(__doc__.split("\n\n")[0])
-    parser.add_argument("--method", default="kaleido", help="a latent method (its model is --model)")
-    parser.add_argument("--latent", required=True)
-    parser.add_argument("--guidance", required=True, help="guidance weight, as formatted in the config grid")
-    parser.add_argument("--edit", required=True, help=f"one of {EDITS.names()}")
-    parser.add_argument("--model", required=True, type=Path, help="the method's trained model file")
-    parser.add_argument("--latents", required=True, type=Path, help="the latents stage output (its tokenizer)")
-    parser.add_argument("--samples", required=True, type=Path, help="a sample shard of (method, latent, guidance)")
-    parser.add_argument("--json", type=Path, help="also write the rates here (default: --out with .json)")
-    parser.add_argument("--device", default="cpu")
-    parser.add_argument("--quiet", action="store_true")
-    args = parser.parse_args(argv)
+    args = parser().parse_args(argv)
     cfg, exp = load_stage_config(args)
     item = config.edit_item(exp, args.method, args.latent, args.guidance, args.edit)
     spec = config.stage_spec(cfg, args.experiment, "edit", method=args.method, latent=args.latent,
@@ -134,6 +141,8 @@ def main(argv: Sequence[str] | None = None) -> None:
     samples = load_npz(args.samples, required=("x", "index", "labels", "tokens"))
     latents = load_npz(args.latents, required=("names",))
     tokenizer = tok.load_pretrained(str(tokenizer_dir(args.latents)))
+    from kaleido import checkpoint  # torch
+
     model, _ = checkpoint.load_denoiser(args.model, args.device)
     result = run_edit(exp, args.experiment, item, model, tokenizer, [str(n) for n in latents["names"]], samples,
                       progress=not args.quiet)

@@ -15,6 +15,7 @@ entropies read off the images by the offline object finder (:mod:`kaleido.data.s
 
 from __future__ import annotations
 
+import argparse
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -31,13 +32,13 @@ from kaleido.seeding import derive_seed
 from metrics import keys
 from metrics.errors import InputError
 from metrics.io import load_npz, write_json_atomic
-from metrics.modes import mode_entropy, mode_entropy_per_class, modes_covered
-from metrics.suite import compute_with_ci, condition_subset
 
 
 def toy_mode_metrics(samples: np.ndarray, labels: np.ndarray, data_spec: dict[str, Any], min_share: float
                      ) -> dict[str, float]:
     """``modes_covered``, ``mode_entropy`` (nats, mean over classes) and per-class entropies of 2-D samples."""
+    from metrics.modes import mode_entropy, mode_entropy_per_class, modes_covered  # imports torch
+
     centres = np.asarray(data_spec["centres"], dtype=np.float64)
     classes = np.asarray(data_spec["mode_classes"], dtype=np.int64)
     out: dict[str, float] = {
@@ -62,6 +63,8 @@ def network_metrics(real_path: Path, fake_path: Path, exp: dict[str, Any], boots
     ``diversity_per_condition``) when set. ``groups``: :data:`metrics.suite.METRIC_GROUPS` to compute (None = all
     that apply). Returns (values, ci95, the protocol's rows or None, the KID subset size used).
     """
+    from metrics.suite import compute_with_ci, condition_subset  # torch: the command line answers --help without it
+
     opts = exp["metrics"]
     real = load_npz(real_path, required=("features",))
     fake = load_npz(fake_path, required=("features", "labels"))
@@ -92,20 +95,25 @@ def network_metrics(real_path: Path, fake_path: Path, exp: dict[str, Any], boots
     return values, ci95, rows, kid_subset_size
 
 
+def parser() -> argparse.ArgumentParser:
+    """The stage's command line."""
+    out = stage_parser(__doc__.split("\n\n")[0])
+    out.add_argument("--method", required=True, help=f"the method that made the samples, one of {METHODS.names()}")
+    out.add_argument("--latent", required=True, help=f"its latent type, or '{NO_LATENT}'")
+    out.add_argument("--guidance", required=True, help="its guidance weight, as formatted in the method's grid")
+    out.add_argument("--real", required=True, type=Path, help="reference features npz")
+    out.add_argument("--fake", required=True, type=Path, help="generated features npz")
+    out.add_argument("--extra", nargs=3, action="append", default=[], metavar=("NET", "REAL", "FAKE"),
+                     help="features of another network (metrics.extra_feature_nets): its FD, Vendi and MSS are "
+                          "added as <metric>_<net> (repeat per network)")
+    out.add_argument("samples", nargs="+", type=Path, help="the sample shards the features came from")
+    return out
+
+
 def main(argv: Sequence[str] | None = None) -> None:
-    parser = stage_parser(__doc__.split("\n\n")[0])
-    parser.add_argument("--method", required=True)
-    parser.add_argument("--latent", required=True)
-    parser.add_argument("--guidance", required=True)
-    parser.add_argument("--real", required=True, type=Path, help="reference features npz")
-    parser.add_argument("--fake", required=True, type=Path, help="generated features npz")
-    parser.add_argument("--extra", nargs=3, action="append", default=[], metavar=("NET", "REAL", "FAKE"),
-                        help="features of another network (metrics.extra_feature_nets): its FD, Vendi and MSS are "
-                             "added as <metric>_<net> (repeat per network)")
-    parser.add_argument("samples", nargs="+", type=Path, help="the sample shards the features came from")
-    args = parser.parse_args(argv)
+    args = parser().parse_args(argv)
     cfg, exp = load_stage_config(args)
-    weight = config.parse_guidance(exp, args.guidance, "--guidance")
+    weight = config.parse_guidance(exp, args.guidance, "--guidance", method=args.method)
     opts = exp["metrics"]
     spec = config.stage_spec(cfg, args.experiment, "evaluate", method=args.method, latent=args.latent,
                              guidance=args.guidance)

@@ -9,14 +9,14 @@ the index alone, never on the shard, batch size or device order); Kaleido's late
 
 from __future__ import annotations
 
+import argparse
 from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
 
-from kaleido import checkpoint, config
+from kaleido import config
 from kaleido.cli import load_stage_config, run_cli, stage_parser
-from kaleido.generation import generate, sample_seed
 from kaleido.methods import METHODS, NO_LATENT
 from kaleido.provenance import provenance
 from metrics.errors import InputError
@@ -33,19 +33,26 @@ def _parse_models(items: list[str]) -> dict[str, Path]:
     return out
 
 
+def parser() -> argparse.ArgumentParser:
+    """The stage's command line."""
+    out = stage_parser(__doc__.split("\n\n")[0])
+    out.add_argument("--method", required=True, help=f"one of {METHODS.names()}")
+    out.add_argument("--latent", default=NO_LATENT,
+                     help=f"latent type of a Kaleido method (one the experiment extracts), else '{NO_LATENT}'")
+    out.add_argument("--guidance", required=True, help="guidance weight, as formatted in the method's grid")
+    out.add_argument("--shard", required=True, type=int,
+                     help="shard number k: samples k*shard_size .. (k+1)*shard_size - 1 of the set")
+    out.add_argument("--model", action="append", default=[], help="ROLE=PATH of a trained model (repeat)")
+    out.add_argument("--batch-size", type=int, default=2048,
+                     help="samples per forward pass; changes speed only, never the samples")
+    out.add_argument("--quiet", action="store_true", help="no progress bar")
+    out.add_argument("--device", default="cpu", help="cpu, cuda or cuda:K (shards can go to different GPUs; "
+                     "the samples do not depend on it beyond floating-point rounding)")
+    return out
+
+
 def main(argv: Sequence[str] | None = None) -> None:
-    parser = stage_parser(__doc__.split("\n\n")[0])
-    parser.add_argument("--method", required=True, help=f"one of {METHODS.names()}")
-    parser.add_argument("--latent", default=NO_LATENT)
-    parser.add_argument("--guidance", required=True, help="guidance weight, as formatted in the config grid")
-    parser.add_argument("--shard", required=True, type=int)
-    parser.add_argument("--model", action="append", default=[], help="ROLE=PATH of a trained model (repeat)")
-    parser.add_argument("--batch-size", type=int, default=2048,
-                        help="samples per forward pass; changes speed only, never the samples")
-    parser.add_argument("--quiet", action="store_true")
-    parser.add_argument("--device", default="cpu", help="cpu, cuda or cuda:K (shards can go to different GPUs; "
-                        "the samples do not depend on it beyond floating-point rounding)")
-    args = parser.parse_args(argv)
+    args = parser().parse_args(argv)
     cfg, exp = load_stage_config(args)
     method = METHODS.get(args.method)
     if args.method not in exp["methods"]:
@@ -53,12 +60,15 @@ def main(argv: Sequence[str] | None = None) -> None:
     if args.latent not in config.latents_of(exp, args.method):
         accepted = config.latents_of(exp, args.method)
         raise InputError(f"--latent {args.latent!r}: method {args.method} accepts {accepted}")
-    weight = config.parse_guidance(exp, args.guidance, "--guidance")
+    weight = config.parse_guidance(exp, args.guidance, "--guidance", method=args.method)
     indices = config.shard_range(exp, args.shard)
     paths = _parse_models(args.model)
     missing = [role for role in method.roles if role not in paths]
     if missing:
         raise InputError(f"method {args.method} needs --model for roles {missing}")
+    from kaleido import checkpoint  # torch: after the arguments and the config are checked
+    from kaleido.generation import generate, sample_seed
+
     loaded = {role: checkpoint.load_denoiser(paths[role], args.device) for role in method.roles}
     models = {role: model for role, (model, _) in loaded.items()}
     spec = config.stage_spec(cfg, args.experiment, "sample", method=args.method, latent=args.latent,

@@ -93,10 +93,11 @@ def test_run_edit_regenerates_originals_exactly_and_reads_the_edits(tmp_path, mo
     seed = sample_seed("shapes", exp, "kaleido", "bbox", "4")
     samples = generate(exp, seed, "kaleido", 4.0, range(8), {"kaleido": model}, tokens=tokens)
     samples["class_names"] = np.array(meta["class_names"])
-    import kaleido.edit
+    import kaleido.generation
 
-    fed = []  # what run_edit samples from (the real generate() still runs)
-    monkeypatch.setattr(kaleido.edit, "generate", lambda *a, **kw: fed.append(kw["tokens"]) or generate(*a, **kw))
+    fed = []  # what run_edit samples from (the real generate() still runs; run_edit imports it when called)
+    monkeypatch.setattr(kaleido.generation, "generate",
+                        lambda *a, **kw: fed.append(kw["tokens"]) or generate(*a, **kw))
     result = run_edit(exp, "shapes", item, model, tokenizer, found.names, samples)
     metrics, arrays = result["metrics"], result["arrays"]
     editable = [EDITS.get("move").apply(s, i, found.names) is not None for i, s in enumerate(found.strings[:6])]

@@ -16,7 +16,7 @@ from image_helpers import word_tokenizer
 
 from kaleido import checkpoint, config
 from kaleido.generation import generate
-from kaleido.train import train
+from kaleido.training import train
 
 CLASSES = ["red", "blue"]
 COLOURS = np.array([[200, 30, 30], [30, 30, 200]])

@@ -15,7 +15,7 @@ from latent_images import draw
 
 from kaleido import checkpoint, config
 from kaleido.generation import generate
-from kaleido.train import train
+from kaleido.training import train
 
 CLASSES = ["circle", "square", "triangle"]
 STEPS = 40

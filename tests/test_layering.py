@@ -25,7 +25,7 @@ LAYER_OF_PREFIX: dict[str, int] = {
     "kaleido.diffusion": BLOCKS, "kaleido.latents": BLOCKS, "kaleido.models": BLOCKS, "kaleido.data": BLOCKS,
     "kaleido.methods": BLOCKS, "kaleido.guidance": BLOCKS, "kaleido.checkpoint": BLOCKS,
     "kaleido.preemption": BLOCKS, "kaleido.distributed": BLOCKS,
-    "kaleido.config": PLUMBING, "kaleido.cli": PLUMBING, "kaleido.generation": PLUMBING,
+    "kaleido.config": PLUMBING, "kaleido.cli": PLUMBING, "kaleido.generation": PLUMBING, "kaleido.training": PLUMBING,
     "kaleido.train": STAGES, "kaleido.sample": STAGES, "kaleido.edit": STAGES, "kaleido.evaluate": STAGES,
     "kaleido.features": STAGES, "kaleido.report": STAGES, "kaleido.data.__main__": STAGES,
     "kaleido.latents.__main__": STAGES,

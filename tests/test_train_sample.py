@@ -17,7 +17,7 @@ from stage_helpers import train_cmd as _train_cmd
 
 from kaleido import checkpoint, config
 from kaleido.generation import generate
-from kaleido.train import NonFiniteLossError, train
+from kaleido.training import NonFiniteLossError, train
 from metrics.errors import InputError
 
 
@@ -100,7 +100,7 @@ def test_sample_cli_rejects_wrong_inputs(tiny):
 
 
 def test_prior_lr_puts_the_latent_prior_in_its_own_adam_group(tiny):
-    from kaleido.train import param_groups
+    from kaleido.training import param_groups
 
     _, _, cfg = tiny
     meta = {"arch": cfg["experiments"]["toy2d"]["models"]["kaleido"], "data_dim": 2, "num_classes": 2,

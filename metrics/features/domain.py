@@ -139,12 +139,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     tr = sub.add_parser("train", help="train the domain CNN on a training-image .npz")
     tr.add_argument("--data", required=True, nargs="+", type=Path, help=".npz file(s) with keys 'x' and 'labels'")
     tr.add_argument("--out", required=True, type=Path, help="output checkpoint (.pt)")
-    tr.add_argument("--seed", required=True, type=int)
-    tr.add_argument("--steps", type=int, default=2000)
-    tr.add_argument("--batch-size", type=int, default=128)
-    tr.add_argument("--lr", type=float, default=1e-3)
-    tr.add_argument("--width", type=int, default=32)
-    tr.add_argument("--feature-dim", type=int, default=128)
+    tr.add_argument("--seed", required=True, type=int, help="seed of the initialisation and the batch order")
+    tr.add_argument("--steps", type=int, default=2000, help="Adam steps (default 2000)")
+    tr.add_argument("--batch-size", type=int, default=128, help="images per step (default 128)")
+    tr.add_argument("--lr", type=float, default=1e-3, help="Adam learning rate (default 1e-3)")
+    tr.add_argument("--width", type=int, default=32, help="channels of the first convolution (default 32)")
+    tr.add_argument("--feature-dim", type=int, default=128,
+                    help="width of the feature layer, the features' dimension (default 128)")
     args = parser.parse_args(argv)
     try:
         data = [load_data(p) for p in args.data]

@@ -1,0 +1,205 @@
+"""The training loop of stage II: a diffusion denoiser (MDM, the autoguidance guide, or Kaleido with its AR prior).
+
+Kaleido's objective is L = L_diff + η L_AR (paper §3.2), the AR prior teacher-forced on the extracted latents.
+Every draw is a function of the seed and the step: the batch order of :mod:`kaleido.data.batches` and t / noise /
+dropout from a generator seeded per step, so the step is the whole loader and generator state a checkpoint needs,
+and a resumed run ends with exactly the weights of an uninterrupted one. Batches stream from the data set's shards
+through data-loader workers; nothing holds the set. The stage's command line is :mod:`kaleido.train`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import copy
+import functools
+import math
+import os
+import signal
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+from torch.nn.parallel import DistributedDataParallel
+from tqdm import tqdm
+
+from kaleido import checkpoint, distributed
+from kaleido.data.batches import LoaderSettings, StepBatches, stream
+from kaleido.diffusion.losses import diffusion_target, noised
+from kaleido.diffusion.schedule import Schedule
+from kaleido.preemption import Preempted, PreemptionFlag
+from kaleido.seeding import derive_seed
+from metrics.errors import InputError
+
+
+class NonFiniteLossError(RuntimeError):
+    """Training produced a NaN/inf loss; the message names the step (which fixes the batch and its draws)."""
+
+
+def param_groups(model: nn.Module, tr: dict[str, Any]) -> list[dict[str, Any]]:
+    """Adam parameter groups: everything at ``train.lr``; a latent prior (``model.prior``) at ``train.prior_lr``
+    when set. Each group's ``base_lr`` is the peak the warmup/decay schedule scales."""
+    prior = getattr(model, "prior", None)
+    prior_lr = tr.get("prior_lr")  # not in TRAIN_DEFAULTS: an unset key leaves existing runs' specs unchanged
+    if prior is None or prior_lr is None:
+        return [{"params": list(model.parameters()), "lr": tr["lr"], "base_lr": tr["lr"]}]
+    prior_ids = {id(p) for p in prior.parameters()}
+    return [{"params": [p for p in model.parameters() if id(p) not in prior_ids], "lr": tr["lr"], "base_lr": tr["lr"]},
+            {"params": list(prior.parameters()), "lr": prior_lr, "base_lr": prior_lr}]
+
+
+def learning_rate(step: int, total: int, base: float, warmup: int, schedule: str) -> float:
+    """Linear warmup over ``warmup`` steps, then constant or cosine decay to 0 at ``total``."""
+    if warmup and step < warmup:
+        return base * (step + 1) / warmup
+    if schedule == "cosine":
+        progress = (step - warmup) / max(1, total - warmup)
+        return base * 0.5 * (1.0 + math.cos(math.pi * progress))
+    return base
+
+
+class _Objective(nn.Module):
+    """The training forward (condition encoding + denoising) as one module, so DDP / compile see one forward.
+
+    Returns the network output (B, ...) and the AR prior's teacher-forced logits (B, L, V) or None.
+    """
+
+    def __init__(self, model: nn.Module) -> None:
+        super().__init__()
+        self.model = model
+
+    def forward(self, x_t: torch.Tensor, t: torch.Tensor, labels: torch.Tensor, tokens: torch.Tensor | None,
+                drop: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
+        y, logits = self.model.encode(labels, tokens, drop)
+        return self.model(x_t, t, y), logits
+
+
+def train(spec: dict[str, Any], x: Any, labels: np.ndarray, tokens: np.ndarray | None, run_dir: Path,
+          meta: dict[str, Any], progress: bool = True, group: distributed.ProcessGroup | None = None,
+          preemption: PreemptionFlag | None = None, loader: LoaderSettings | None = None) -> dict[str, Any]:
+    """Train (resuming from ``run_dir/checkpoint.pt``) the denoiser ``meta`` describes; return its final state.
+
+    x (n, D) float32 vectors or uint8 images (n, H, W, C), in memory or a :class:`metrics.store.ShardedArray` (the
+    model's ``data_to_model`` converts each batch on the device); labels (n,) int64 classes; tokens (n, L) int64
+    latents or None. Batches stream through ``loader``'s worker processes in the order of
+    :class:`kaleido.data.batches.StepBatches` (a seeded permutation per epoch); t, noise and dropout of the global
+    batch come from a device generator seeded by (seed, step). Each of the ``group``'s ranks trains on its equal
+    slice of the global batch, so N processes reproduce the one-process run with the same ``batch_size`` (up to the
+    order of floating-point sums in the gradient all-reduce), and a resumed run continues with the batches of its
+    checkpointed step. ``train.grad_accum`` splits a rank's slice into micro-batches. When ``preemption`` is
+    raised, the current step finishes, the checkpoint is saved and :class:`Preempted` is raised.
+    """
+    group = group or distributed.ProcessGroup(rank=0, world_size=1, device=torch.device("cpu"))
+    loader = loader or LoaderSettings()
+    tr, steps = spec["train"], spec["train_steps"]
+    batch, accum = tr["batch_size"], tr["grad_accum"]
+    if batch % (group.world_size * accum):
+        raise InputError(f"train.batch_size={batch} must be divisible by the number of processes "
+                         f"({group.world_size}) x train.grad_accum ({accum})")
+    device = group.device
+    schedule = Schedule.from_spec(spec["diffusion"]["schedule"], spec["diffusion"]["timesteps"])
+    prediction = spec["diffusion"]["prediction"]
+    seed = derive_seed(spec["experiment"], spec["seed"], "train", spec["role"], spec["latent"])
+    torch.manual_seed(seed)  # parameter init
+    model = checkpoint.build_denoiser(meta).to(device)
+    ema = copy.deepcopy(model).requires_grad_(False)
+    opt = torch.optim.Adam(param_groups(model, tr), betas=(0.9, 0.99), eps=1e-8)  # paper's Adam settings
+    step, log = 0, []
+    ckpt_path = run_dir / "checkpoint.pt"
+    if ckpt_path.exists():
+        state = checkpoint.load(ckpt_path, map_location=device)
+        if "generator" in state:
+            raise InputError(f"{ckpt_path}: checkpoint of an earlier training loop (batches drawn from a generator, "
+                             "not the per-epoch order); delete it to start over")
+        if state["meta"]["config_hash"] != meta["config_hash"]:
+            raise InputError(f"{ckpt_path}: checkpoint was made with another config (hash "
+                             f"{state['meta']['config_hash']} != {meta['config_hash']}); delete it to start over")
+        model.load_state_dict(state["model"])
+        ema.load_state_dict(state["ema"])
+        opt.load_state_dict(state["optimizer"])
+        step, log = state["step"], state["log"]
+
+    objective: nn.Module = _Objective(model)
+    if group.world_size > 1:
+        objective = DistributedDataParallel(objective, device_ids=[device] if device.type == "cuda" else None)
+    if tr["compile"]:
+        objective = torch.compile(objective)
+    autocast = functools.partial(torch.autocast, device.type, dtype=torch.bfloat16,
+                                 enabled=tr["precision"] == "bf16")
+    rows, micro = group.shard(batch), batch // group.world_size // accum
+    batches = StepBatches(x, labels, tokens, batch, rows, seed)
+    on_device = isinstance(x, torch.Tensor) and x.device.type != "cpu"
+    items_stream = stream(batches, step, steps, workers=loader.workers, prefetch=loader.prefetch,
+                          pin_memory=device.type == "cuda" and not on_device)
+    started = time.perf_counter()  # wall seconds in the log: this run's throughput (resumed runs restart at 0)
+    bar = tqdm(total=steps, initial=step, desc=f"train {spec['role']}/{spec['latent']}",
+               disable=not (progress and group.is_main))
+    for items in items_stream:
+        x0_rank = model.data_to_model(items["x"].to(device, non_blocking=True))
+        y_rank = items["labels"].to(device, non_blocking=True)
+        z_rank = items["tokens"].to(device, non_blocking=True) if "tokens" in items else None
+        # t, noise and dropout of the global batch from a generator on the device seeded by (seed, step), sliced to
+        # this rank's rows: the same on any number of processes, and a resumed run needs no generator state.
+        gen = torch.Generator(device=device).manual_seed(derive_seed(seed, "step", step))
+        t_rank = torch.randint(schedule.timesteps, (batch,), generator=gen, device=device)[rows]
+        noise_rank = torch.randn((batch, *x0_rank.shape[1:]), generator=gen, device=device)[rows]
+        drop_rank = (torch.rand(batch, generator=gen, device=device) < tr["cond_drop_prob"])[rows]
+        for param_group in opt.param_groups:
+            param_group["lr"] = learning_rate(step, steps, param_group["base_lr"], tr["warmup_steps"],
+                                              tr["lr_schedule"])
+        opt.zero_grad(set_to_none=True)
+        parts = torch.zeros(3, device=device)  # loss, loss_diff, loss_ar (means over this rank's rows)
+        for k in range(accum):
+            part = slice(k * micro, (k + 1) * micro)
+            x0, y_cls, t, noise = x0_rank[part], y_rank[part], t_rank[part], noise_rank[part]
+            z = z_rank[part] if z_rank is not None else None
+            x_t, sqrt_ab, sqrt_1mab = noised(schedule, x0, t, noise)
+            last = k == accum - 1
+            sync = objective.no_sync() if group.world_size > 1 and not last else contextlib.nullcontext()
+            with sync:
+                with autocast():
+                    output, logits = objective(x_t, t, y_cls, z, drop_rank[part])
+                target = diffusion_target(prediction, x0, noise, sqrt_ab, sqrt_1mab)
+                loss_diff = model.loss(output.float(), target)
+                loss_ar = model.prior.loss(logits.float(), z) if logits is not None else torch.zeros((), device=device)
+                loss = loss_diff + tr["ar_loss_weight"] * loss_ar
+                (loss / accum).backward()
+            parts += torch.stack([loss, loss_diff, loss_ar]).detach() / accum
+        parts = group.mean(parts)
+        if not torch.isfinite(parts[0]):
+            raise NonFiniteLossError(f"non-finite loss {parts[0].item()} at step {step} (batch {step} of the order "
+                                     f"seeded {seed}); lower train.lr or check the data")
+        torch.nn.utils.clip_grad_norm_(model.parameters(), tr["grad_clip"])
+        opt.step()
+        with torch.no_grad():
+            for p_ema, p in zip(ema.parameters(), model.parameters(), strict=True):
+                p_ema.lerp_(p, 1.0 - tr["ema_decay"])
+        step += 1
+        bar.update(1)
+        if step % tr["log_every"] == 0 or step == steps:
+            loss_v, diff_v, ar_v = parts.tolist()
+            log.append({"step": step, "loss": loss_v, "loss_diff": diff_v, "loss_ar": ar_v,
+                        "seconds": round(time.perf_counter() - started, 3)})
+            bar.set_postfix(loss=f"{loss_v:.4f}")
+        stop = group.any(preemption is not None and preemption.raised)
+        if (step % tr["checkpoint_every"] == 0 or step == steps or stop) and group.is_main:
+            checkpoint.save(ckpt_path, {"model": model.state_dict(), "ema": ema.state_dict(),
+                                        "optimizer": opt.state_dict(), "step": step, "log": log, "meta": meta})
+        if stop and step < steps:
+            group.barrier()
+            raise Preempted(preemption.signal if preemption and preemption.signal else signal.SIGTERM, step)
+    bar.close()
+    return {"ema": ema.state_dict(), "meta": meta, "log": log}
+
+
+def loader_settings(x: Any, workers: int | None, prefetch: int, threads: int | None) -> LoaderSettings:
+    """The loader for ``x``: in-process for a set in memory (nothing to read), else worker processes on the CPUs
+    the job has beside the training process."""
+    if workers is None:
+        in_memory = isinstance(x, (np.ndarray, torch.Tensor))
+        workers = 0 if in_memory else max(1, min(8, (threads or os.cpu_count() or 2) - 1))
+    if workers < 0 or prefetch < 1:
+        raise InputError(f"--loader-workers {workers} / --prefetch {prefetch}: expected workers >= 0, prefetch >= 1")
+    return LoaderSettings(workers=workers, prefetch=prefetch)
