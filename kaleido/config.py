@@ -60,6 +60,7 @@ def schema() -> dict[str, Any]:
     exp["models"]["propertyNames"]["enum"] = ROLES.names()
     exp["sampler"]["properties"]["name"]["enum"] = list(SAMPLERS)
     exp["methods"]["items"]["enum"] = METHODS.names()
+    exp["guidance_by_method"]["propertyNames"]["enum"] = METHODS.names()
     exp["edits"]["items"]["properties"]["edit"]["enum"] = EDITS.names()
     exp["metrics"]["properties"]["feature_net"]["enum"] = FEATURE_NETS.names()
     sch["properties"]["resources"]["propertyNames"] = {"enum": list(RULES)}
@@ -172,6 +173,11 @@ def validate(cfg: dict[str, Any]) -> dict[str, Any]:
                                   f"other than feature_net {exp['metrics']['feature_net']!r}: {others}")
         exp["edits"] = [_check_edit(exp, {"method": "kaleido", "count": 16, **item}, f"{where}.edits[{i}]")
                         for i, item in enumerate(exp.get("edits", []))]
+        exp["guidance_by_method"] = exp.get("guidance_by_method", {})
+        unused = sorted(set(exp["guidance_by_method"]) - set(exp["methods"]))
+        if unused:
+            raise ConfigError(f"{where}.guidance_by_method: {unused} are not among the experiment's methods "
+                              f"{exp['methods']}")
         exp["report"] = {"guidance": "best_fd", **exp.get("report", {})}
         if exp["report"]["guidance"] != "best_fd" and exp["report"]["guidance"] not in exp["guidance"]:
             raise ConfigError(f"{where}.report.guidance: {exp['report']['guidance']!r} is not one of the guidance "
@@ -190,8 +196,10 @@ def _check_edit(exp: dict[str, Any], item: dict[str, Any], where: str) -> dict[s
     if item["method"] not in exp["methods"] or not ROLES.get(METHODS.get(item["method"]).model).uses_latent:
         accepted = [m for m in exp["methods"] if ROLES.get(METHODS.get(m).model).uses_latent]
         raise ConfigError(f"{where}.method: {item['method']!r}; accepted: the experiment's latent methods {accepted}")
-    if item["guidance"] not in exp["guidance"]:
-        raise ConfigError(f"{where}.guidance: {item['guidance']} is not in the guidance grid {exp['guidance']}")
+    grid = guidance_grid(exp, item["method"])
+    if item["guidance"] not in grid:
+        raise ConfigError(f"{where}.guidance: {item['guidance']} is not in the guidance grid {grid} of method "
+                          f"{item['method']!r}")
     if item["count"] > min(exp["shard_size"], exp["num_samples"]):
         raise ConfigError(f"{where}.count: {item['count']} exceeds the samples of one shard "
                           f"({min(exp['shard_size'], exp['num_samples'])})")
@@ -275,13 +283,25 @@ def format_guidance(weight: float) -> str:
     return f"{float(weight):g}"
 
 
-def parse_guidance(exp: dict[str, Any], text: str, where: str = "guidance") -> float:
-    """The configured guidance weight whose formatted value is ``text`` (error if it is not in the grid)."""
-    for weight in exp["guidance"]:
+def guidance_grid(exp: dict[str, Any], method: str) -> list[float]:
+    """The guidance weights ``method`` runs at: its ``guidance_by_method`` grid, else the experiment's."""
+    return exp.get("guidance_by_method", {}).get(method, exp["guidance"])
+
+
+def all_guidance(exp: dict[str, Any]) -> list[float]:
+    """Every guidance weight some method of the experiment runs at, ascending."""
+    return sorted({float(w) for method in exp["methods"] for w in guidance_grid(exp, method)})
+
+
+def parse_guidance(exp: dict[str, Any], text: str, where: str = "guidance", method: str | None = None) -> float:
+    """The configured guidance weight whose formatted value is ``text`` (error if it is not in the grid of
+    ``method``, or of the experiment when None)."""
+    grid = exp["guidance"] if method is None else guidance_grid(exp, method)
+    for weight in grid:
         if format_guidance(weight) == text:
             return float(weight)
     raise ConfigError(f"{where}: {text!r} is not in the configured guidance grid "
-                      f"{[format_guidance(w) for w in exp['guidance']]}")
+                      f"{[format_guidance(w) for w in grid]}" + (f" of method {method!r}" if method else ""))
 
 
 @dataclass(frozen=True)
@@ -303,7 +323,7 @@ def runs(cfg: dict[str, Any]) -> list[Run]:
             for name, exp in cfg["experiments"].items()
             for method in exp["methods"]
             for latent in latents_of(exp, method)
-            for w in exp["guidance"]]
+            for w in guidance_grid(exp, method)]
 
 
 def trained_models(cfg: dict[str, Any], name: str) -> list[tuple[str, str]]:

@@ -14,7 +14,28 @@ def test_default_config_is_valid(default_config):
     cfg = config.validate(default_config)
     exp = cfg["experiments"]["toy2d"]
     assert exp["cads"]["tau1"] == 0.6  # default filled in
-    assert len(config.runs(cfg)) == len(exp["methods"]) * len(exp["guidance"])
+    own = exp["guidance_by_method"]
+    assert len(config.runs(cfg)) == sum(len(own.get(m, exp["guidance"])) for m in exp["methods"])
+
+
+def test_a_method_may_run_on_its_own_guidance_grid(default_config):
+    exp = default_config["experiments"]["toy2d"]
+    exp["guidance_by_method"] = {"mdm_autoguidance": [1, 1.5, 2]}
+    cfg = config.validate(copy.deepcopy(default_config))
+    grids: dict[str, list[str]] = {}
+    for run in config.runs(cfg):
+        grids.setdefault(run.method, []).append(run.guidance)
+    assert grids["mdm_autoguidance"] == ["1", "1.5", "2"] and grids["mdm"] == ["1", "3", "5", "8", "25"]
+    toy = cfg["experiments"]["toy2d"]
+    assert config.parse_guidance(toy, "1.5", "--guidance", method="mdm_autoguidance") == 1.5
+    with pytest.raises(ConfigError, match=r"'1.5' is not in the configured guidance grid .* of method 'mdm'"):
+        config.parse_guidance(toy, "1.5", "--guidance", method="mdm")
+    assert config.all_guidance(toy) == [1, 1.5, 2, 3, 5, 8, 25]
+    exp["guidance_by_method"] = {"kaleido_interval": [1, 2]}
+    assert "guidance_by_method: ['kaleido_interval'] are not among the experiment's methods" in _error(
+        copy.deepcopy(default_config))
+    exp["guidance_by_method"] = {"mdn": [1]}
+    assert "'mdn'" in _error(copy.deepcopy(default_config))
 
 
 def _error(cfg) -> str:

@@ -148,8 +148,8 @@ def report_outputs(flag=False):
             outs += [f"{REPORTS}/table1_{name}_best_fd.{ext}" for ext in ("csv", "md", "tex")]
         stem = f"{REPORTS}/figures/fid_recall_vs_guidance_{name}"
         outs += [shown(f"{stem}.png", "fid_recall", "Figures", name), f"{stem}.pdf"]
-        if exp["data"]["name"] != "toy2d":  # image experiments: sample grids per guidance weight
-            for w in exp["guidance"]:
+        if exp["data"]["name"] != "toy2d":  # image experiments: sample grids per guidance weight of any method
+            for w in kcfg.all_guidance(exp):
                 stem = f"{REPORTS}/figures/samples_{name}_w{kcfg.format_guidance(w)}"
                 outs += [shown(f"{stem}.png", "samples", "Samples", name), f"{stem}.pdf"]
         if name in color_figure_experiments():
