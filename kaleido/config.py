@@ -61,6 +61,7 @@ def schema() -> dict[str, Any]:
     exp["sampler"]["properties"]["name"]["enum"] = list(SAMPLERS)
     exp["methods"]["items"]["enum"] = METHODS.names()
     exp["guidance_by_method"]["propertyNames"]["enum"] = METHODS.names()
+    exp["report"]["properties"]["guidance_by_method"]["propertyNames"]["enum"] = METHODS.names()
     exp["edits"]["items"]["properties"]["edit"]["enum"] = EDITS.names()
     exp["metrics"]["properties"]["feature_net"]["enum"] = FEATURE_NETS.names()
     sch["properties"]["resources"]["propertyNames"] = {"enum": list(RULES)}
@@ -179,10 +180,26 @@ def validate(cfg: dict[str, Any]) -> dict[str, Any]:
             raise ConfigError(f"{where}.guidance_by_method: {unused} are not among the experiment's methods "
                               f"{exp['methods']}")
         exp["report"] = {"guidance": "best_fd", **exp.get("report", {})}
-        if exp["report"]["guidance"] != "best_fd" and exp["report"]["guidance"] not in exp["guidance"]:
-            raise ConfigError(f"{where}.report.guidance: {exp['report']['guidance']!r} is not one of the guidance "
-                              f"weights {exp['guidance']}; accepted: one of them or 'best_fd'")
+        _check_report_guidance(exp, f"{where}.report")
     return cfg
+
+
+def _check_report_guidance(exp: dict[str, Any], where: str) -> None:
+    """``report.guidance`` is ``best_fd`` or a weight of the grid, and every method whose own grid lacks that weight
+    has its row weight in ``report.guidance_by_method``, one of its grid."""
+    choice, by_method = exp["report"]["guidance"], exp["report"].get("guidance_by_method", {})
+    if choice != "best_fd" and choice not in exp["guidance"]:
+        raise ConfigError(f"{where}.guidance: {choice!r} is not one of the guidance weights {exp['guidance']}; "
+                          "accepted: one of them or 'best_fd'")
+    for method in exp["methods"]:
+        grid = guidance_grid(exp, method)
+        if method in by_method and by_method[method] not in grid:
+            raise ConfigError(f"{where}.guidance_by_method.{method}: {by_method[method]!r} is not in its guidance "
+                              f"grid {grid}")
+        if choice != "best_fd" and choice not in grid and method not in by_method:
+            raise ConfigError(f"{where}.guidance: {choice!r} is not in the guidance grid {grid} of method "
+                              f"{method!r} (guidance_by_method); state its row's weight in "
+                              f"{where}.guidance_by_method.{method}, one of {grid}")
 
 
 def _check_edit(exp: dict[str, Any], item: dict[str, Any], where: str) -> dict[str, Any]:

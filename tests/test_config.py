@@ -31,6 +31,15 @@ def test_a_method_may_run_on_its_own_guidance_grid(default_config):
     with pytest.raises(ConfigError, match=r"'1.5' is not in the configured guidance grid .* of method 'mdm'"):
         config.parse_guidance(toy, "1.5", "--guidance", method="mdm")
     assert config.all_guidance(toy) == [1, 1.5, 2, 3, 5, 8, 25]
+    exp["guidance_by_method"] = {"mdm_autoguidance": [1, 1.5, 2]}
+    exp["report"] = {"guidance": 8}
+    assert ("report.guidance: 8 is not in the guidance grid [1, 1.5, 2] of method 'mdm_autoguidance' "
+            "(guidance_by_method); state its row's weight in config.experiments.toy2d.report.guidance_by_method."
+            "mdm_autoguidance, one of [1, 1.5, 2]") in _error(copy.deepcopy(default_config))
+    exp["report"] = {"guidance": 8, "guidance_by_method": {"mdm_autoguidance": 3}}
+    assert "report.guidance_by_method.mdm_autoguidance: 3 is not in its guidance grid [1, 1.5, 2]" in _error(
+        copy.deepcopy(default_config))
+    exp["report"] = {"guidance": "best_fd"}
     exp["guidance_by_method"] = {"kaleido_interval": [1, 2]}
     assert "guidance_by_method: ['kaleido_interval'] are not among the experiment's methods" in _error(
         copy.deepcopy(default_config))

@@ -47,14 +47,15 @@ def test_paper_table_rows_are_at_the_stated_weight_and_differ(default_run):
     """table1_toy2d: every row at report.guidance (8), MDM and Kaleido apart; the best-FD view beside it."""
     with open(default_run / "reports" / "table1_toy2d.csv", newline="") as handle:
         rows = {(r["method"], r["latent"]): r for r in csv.DictReader(handle)}
-    own = yaml.safe_load((default_run / "config" / "config.yaml").read_text())["experiments"]["toy2d"].get(
-        "guidance_by_method", {})  # methods on their own grid (autoguidance) sit at their lowest FD there, marked
+    exp = yaml.safe_load((default_run / "config" / "config.yaml").read_text())["experiments"]["toy2d"]
+    own = exp["report"].get("guidance_by_method", {})  # methods on their own grid (autoguidance): their stated w
     assert {float(r["guidance"]) for (method, _), r in rows.items() if method not in own} == {8.0}
-    assert all(float(r["guidance"]) in own[method] for (method, _), r in rows.items() if method in own)
+    assert all(float(r["guidance"]) == own[method] for (method, _), r in rows.items() if method in own)
     mdm, kaleido = rows["mdm", "none"], rows["kaleido", "kmeans"]
     assert float(mdm["fd"]) > 10 * float(kaleido["fd"]) and int(mdm["modes_covered"]) < int(kaleido["modes_covered"])
     markdown = (default_run / "reports" / "table1_toy2d.md").read_text()
-    assert ("guidance w = 8 († = at its lowest FD over its own guidance grid" if own else "guidance w = 8;") in markdown
+    assert ("guidance w = 8 († = at the weight `report.guidance_by_method` states" if own else "guidance w = 8;"
+            ) in markdown
     best = (default_run / "reports" / "table1_toy2d_best_fd.md").read_text()
     assert "each row at its lowest FD over the guidance grid" in best
 

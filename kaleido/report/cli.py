@@ -65,8 +65,9 @@ def _table_guidance(text: str) -> tuple[str, float | str]:
 
     experiment, sep, value = text.partition("=")
     if not sep or not experiment:
-        raise argparse.ArgumentTypeError(f"{text!r}: expected EXPERIMENT=WEIGHT or EXPERIMENT={BEST_FD}")
-    if value == BEST_FD:
+        raise argparse.ArgumentTypeError(f"{text!r}: expected EXPERIMENT=WEIGHT, EXPERIMENT={BEST_FD} or "
+                                         "EXPERIMENT/METHOD=WEIGHT")
+    if value == BEST_FD and "/" not in experiment:
         return experiment, BEST_FD
     try:
         return experiment, float(value)
@@ -115,7 +116,7 @@ def build_parser() -> argparse.ArgumentParser:
                              "latents): one colour-cluster comparison figure per guidance weight")
     parser.add_argument("--table-guidance", nargs="+", default=[], metavar="EXP=W", type=_table_guidance,
                         help="guidance weight of each row of table1_<EXP> (a number, or best_fd: each row at its "
-                             "lowest FD; default best_fd)")
+                             "lowest FD; default best_fd); EXP/METHOD=W: the weight of a method on its own grid")
     parser.add_argument("-v", "--verbose", action="store_true", help="also log each MLflow run created/replaced")
     return parser
 

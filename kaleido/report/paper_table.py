@@ -80,24 +80,28 @@ def _lowest_fd(runs: Sequence[MetricRecord]) -> MetricRecord:
     return min(scored, key=lambda r: (r.metrics["fd"], r.guidance)) if scored else runs[0]
 
 
-def select_rows(records: Sequence[MetricRecord], choice: float | str) -> list[MetricRecord]:
+def select_rows(records: Sequence[MetricRecord], choice: float | str,
+                by_method: Mapping[str, float] | None = None) -> list[MetricRecord]:
     """One record per (method, latent) of one experiment, at guidance ``choice`` or its best FD (:data:`BEST_FD`).
 
-    A series that runs on its own guidance grid (``guidance_by_method``) without the weight ``choice`` is shown at
-    its lowest FD (the tables mark it, :func:`off_choice`). Raises :class:`ReportInputError` when no series has the
-    weight.
+    ``by_method``: the weight of a method that runs on its own guidance grid (``report.guidance_by_method``), used
+    in place of a numeric ``choice``. Raises :class:`ReportInputError` when a series lacks its weight.
     """
     series: dict[tuple[str, str], list[MetricRecord]] = {}
     for record in records:
         series.setdefault((record.method, record.latent), []).append(record)
-    if choice != BEST_FD and not any(r.guidance == float(choice) for r in records):
-        weights = sorted({r.guidance for r in records})
-        raise ReportInputError(f"report.guidance {choice:g} of experiment {records[0].experiment}: no run has it; "
-                               f"the runs have guidance {weights}; use one of them or '{BEST_FD}'")
     chosen = []
-    for _, runs in sorted(series.items(), key=lambda kv: (method_rank(kv[0][0]), kv[0][1])):
-        match = [] if choice == BEST_FD else [r for r in runs if r.guidance == float(choice)]
-        chosen.append(match[0] if match else _lowest_fd(runs))
+    for (method, latent), runs in sorted(series.items(), key=lambda kv: (method_rank(kv[0][0]), kv[0][1])):
+        if choice == BEST_FD:
+            chosen.append(_lowest_fd(runs))
+            continue
+        weight = float((by_method or {}).get(method, choice))
+        match = [r for r in runs if r.guidance == weight]
+        if not match:
+            raise ReportInputError(f"report.guidance {weight:g} of experiment {runs[0].experiment}: {method}/{latent} "
+                                   f"has guidance {sorted(r.guidance for r in runs)}; use one of them or "
+                                   f"'{BEST_FD}'")
+        chosen.append(match[0])
     return chosen
 
 
@@ -107,13 +111,15 @@ def off_choice(table: pd.DataFrame, choice: float | str) -> list[bool]:
 
 
 #: how the Markdown / LaTeX tables mark a row that is not at the stated weight, and what the mark means
-OFF_CHOICE_NOTE = "† = at its lowest FD over its own guidance grid (`guidance_by_method`), which lacks that weight"
+OFF_CHOICE_NOTE = ("† = at the weight `report.guidance_by_method` states for a method that runs on its own guidance "
+                   "grid")
 
 
-def paper_table(records: Sequence[MetricRecord], choice: float | str) -> pd.DataFrame:
+def paper_table(records: Sequence[MetricRecord], choice: float | str,
+                by_method: Mapping[str, float] | None = None) -> pd.DataFrame:
     """Rows of :func:`select_rows`; columns ``method``, ``latent``, ``row`` (label), ``guidance``, then per metric
     present: the value and, when it has intervals, ``<metric>_ci_low`` / ``<metric>_ci_high``."""
-    rows = select_rows(records, choice)
+    rows = select_rows(records, choice, by_method)
     frame: dict[str, list] = {"method": [r.method for r in rows], "latent": [r.latent for r in rows],
                               "row": [series_label(r.method, r.latent) for r in rows],
                               "guidance": [r.guidance for r in rows]}
@@ -250,21 +256,23 @@ def to_latex(table: pd.DataFrame, experiment: str, feature_net: str, choice: flo
 def write_paper_tables(records: Sequence[MetricRecord], choices: Mapping[str, float | str],
                        out_dir: str | os.PathLike[str]) -> list[Path]:
     """``table1_<experiment>.csv/.md/.tex`` per experiment at its guidance choice (``choices``: experiment ->
-    weight or :data:`BEST_FD`, the default), and ``table1_<experiment>_best_fd.*`` beside it when the choice is a
-    weight. Returns the written paths."""
+    weight or :data:`BEST_FD`, the default; ``"<experiment>/<method>"`` -> the weight of a method on its own grid),
+    and ``table1_<experiment>_best_fd.*`` beside it when the choice is a weight. Returns the written paths."""
     written = []
     by_experiment: dict[str, list[MetricRecord]] = {}
     for record in records:
         by_experiment.setdefault(record.experiment, []).append(record)
     for experiment, group in by_experiment.items():
         choice = choices.get(experiment, BEST_FD)
+        by_method = {key.partition("/")[2]: float(weight) for key, weight in choices.items()
+                     if key.startswith(f"{experiment}/")}
         nets = sorted({r.feature_net for r in group})
         net = nets[0] if len(nets) == 1 else "/".join(nets)
         views = [(f"table1_{experiment}", choice)]
         if choice != BEST_FD:  # the stated weight is the comparison; each row at its best FD is the view beside it
             views.append((f"table1_{experiment}_{BEST_FD}", BEST_FD))
         for name, view in views:
-            table = paper_table(group, view)
+            table = paper_table(group, view, by_method)
             stem = Path(out_dir) / name
             for suffix, text in ((".csv", to_csv(table)), (".md", to_markdown(table, experiment, net, view)),
                                  (".tex", to_latex(table, experiment, net, view))):

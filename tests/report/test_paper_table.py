@@ -42,27 +42,31 @@ def test_rows_at_the_chosen_guidance(tmp_path):
     best = paper_table(records, BEST_FD)
     assert list(best["guidance"]) == [4.0, 7.0, 7.0, 7.0] and list(best["fd"]) == [5.0, 3.0, 3.0, 4.0]
     assert list(best["fd_ci_low"]) == [4.5, 2.5, 2.5, 3.5]
-    with pytest.raises(ReportInputError, match=r"report.guidance 2 of experiment shapes: no run has it; the runs "
-                                                r"have guidance \[1.0, 4.0, 7.0\]"):
+    with pytest.raises(ReportInputError, match=r"report.guidance 2 of experiment shapes: mdm/none has guidance "
+                                                r"\[1.0, 4.0, 7.0\]"):
         paper_table(records, 2.0)
 
 
-def test_a_method_on_its_own_grid_is_shown_at_its_lowest_fd_and_marked(tmp_path):
-    """guidance_by_method: autoguidance runs at w = 1.5, 2, 3 only; at the stated w = 4 its row is at its lowest FD,
-    marked in the Markdown and LaTeX."""
-    paths = []
+def test_a_method_on_its_own_grid_is_shown_at_its_stated_weight_and_marked(tmp_path):
+    """guidance_by_method: autoguidance runs at w = 1.5, 2, 3 only; at the stated w = 4 its row is at the weight
+    report.guidance_by_method states for it (2), marked in the Markdown and LaTeX; without one it is an error."""
     records = _records(tmp_path)
-    for w, fd in ((1.5, 6.0), (2.0, 2.5), (3.0, 4.5)):
-        paths.append(tmp_path / write_run(tmp_path, "shapes", "mdm_autoguidance", "none", w, dataset="shapes", fd=fd))
-    table = paper_table([*records, *load_metric_records(paths)], 4.0)
+    paths = [tmp_path / write_run(tmp_path, "shapes", "mdm_autoguidance", "none", w, dataset="shapes", fd=fd)
+             for w, fd in ((1.5, 6.0), (2.0, 4.5), (3.0, 2.5))]
+    records = [*records, *load_metric_records(paths)]
+    table = paper_table(records, 4.0, {"mdm_autoguidance": 2.0})
     assert list(table["row"])[:3] == ["MDM", "MDM + CADS", "MDM + autoguidance"]
-    assert list(table["guidance"]) == [4.0, 4.0, 2.0, 4.0, 4.0] and table["fd"].iloc[2] == 2.5
+    assert list(table["guidance"]) == [4.0, 4.0, 2.0, 4.0, 4.0] and table["fd"].iloc[2] == 4.5
     markdown = to_markdown(table, "shapes", "inception", 4.0)
     assert "| MDM + autoguidance | 2† |" in markdown and "| MDM | 4 |" in markdown
-    assert "† = at its lowest FD over its own guidance grid" in markdown
+    assert "† = at the weight `report.guidance_by_method` states" in markdown
     latex = to_latex(table, "shapes", "inception", 4.0)
-    assert r"MDM + autoguidance & 2$^\dagger$ &" in latex and "own guidance grid" in latex.splitlines()[0]
-    assert "†" not in to_markdown(paper_table(records, 4.0), "shapes", "inception", 4.0)
+    assert r"MDM + autoguidance & 2$^\dagger$ &" in latex and "guidance_by_method" in latex.splitlines()[0]
+    assert "†" not in to_markdown(paper_table(records, BEST_FD), "shapes", "inception", BEST_FD)
+    with pytest.raises(ReportInputError, match=r"mdm_autoguidance/none has guidance \[1.5, 2.0, 3.0\]"):
+        paper_table(records, 4.0)
+    out = write_paper_tables(records, {"shapes": 4.0, "shapes/mdm_autoguidance": 3.0}, tmp_path / "reports")
+    assert "| MDM + autoguidance | 3† |" in (tmp_path / "reports" / "table1_shapes.md").read_text() and out
 
 
 def test_markdown_bolds_the_best_and_prints_intervals(tmp_path):

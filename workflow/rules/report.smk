@@ -26,7 +26,9 @@ rule report:
         edits=lambda w, input: f"--edits {' '.join(input.edits)}" if input.edits else "",
         colors=" --color-latents " + " ".join(f"{name}={latents_path(name, 'color')}" for name in names)
         if (names := color_figure_experiments()) else "",
-        table_guidance=" ".join(f"{name}={exp['report']['guidance']}" for name, exp in CFG["experiments"].items()),
+        table_guidance=" ".join([f"{name}={exp['report']['guidance']}" for name, exp in CFG["experiments"].items()]
+                                + [f"{name}/{method}={weight}" for name, exp in CFG["experiments"].items()
+                                   for method, weight in exp["report"].get("guidance_by_method", {}).items()]),
     resources:
         mem_mb=res("report", "mem_mb"),
         runtime=res("report", "runtime"),
