@@ -67,6 +67,7 @@ def test_a_method_on_its_own_grid_is_shown_at_its_stated_weight_and_marked(tmp_p
         paper_table(records, 4.0)
     out = write_paper_tables(records, {"shapes": 4.0, "shapes/mdm_autoguidance": 3.0}, tmp_path / "reports")
     assert "| MDM + autoguidance | 3† |" in (tmp_path / "reports" / "table1_shapes.md").read_text() and out
+    _pdflatex(tmp_path / "tex", latex)
 
 
 def test_markdown_bolds_the_best_and_prints_intervals(tmp_path):
@@ -109,15 +110,21 @@ def test_latex_compiles(tmp_path):
     fragment = to_latex(table, "shapes_v2", "dinov2", BEST_FD)
     assert r"FD-DINOv2 $\downarrow$" in fragment and r"3.000 $\pm$ 1.000" in fragment and r"\textbf" not in fragment
     assert "shapes\\_v2" in fragment and fragment.count(r"\\") == 1 + len(table)
+    _pdflatex(tmp_path, fragment)
+
+
+def _pdflatex(folder: Path, fragment: str) -> None:
+    """Compile ``fragment`` inside a minimal document with a real pdflatex (skips the test without one)."""
     if shutil.which("pdflatex") is None:
         pytest.skip("pdflatex not installed (apt-get install texlive-latex-base); structure checked above")
-    (tmp_path / "table.tex").write_text(fragment)
-    (tmp_path / "doc.tex").write_text("\\documentclass{article}\n\\begin{document}\n\\input{table.tex}\n"
-                                      "\\end{document}\n")
-    done = subprocess.run(["pdflatex", "-interaction=nonstopmode", "-halt-on-error", "doc.tex"], cwd=tmp_path,
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "table.tex").write_text(fragment)
+    (folder / "doc.tex").write_text("\\documentclass{article}\n\\begin{document}\n\\input{table.tex}\n"
+                                    "\\end{document}\n")
+    done = subprocess.run(["pdflatex", "-interaction=nonstopmode", "-halt-on-error", "doc.tex"], cwd=folder,
                           capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stdout[-2000:]
-    assert (tmp_path / "doc.pdf").stat().st_size > 1000
+    assert (folder / "doc.pdf").stat().st_size > 1000
 
 
 def test_written_files_and_csv_bounds(tmp_path):
