@@ -151,6 +151,17 @@ def load_npz(path: str | os.PathLike[str], required: tuple[str, ...] = (),
     return out
 
 
+def read_npy_header(handle: Any) -> tuple[tuple[int, ...], np.dtype]:
+    """(shape, dtype) of the ``.npy`` whose header starts at ``handle``'s position, leaving it at the data; a
+    ValueError for a Fortran-ordered or object array (not rows of plain items)."""
+    version = np.lib.format.read_magic(handle)
+    read = np.lib.format.read_array_header_1_0 if version == (1, 0) else np.lib.format.read_array_header_2_0
+    shape, fortran, dtype = read(handle)
+    if fortran or dtype.hasobject:
+        raise ValueError(f"not a C-ordered array of plain items (shape {shape}, dtype {dtype})")
+    return tuple(shape), dtype
+
+
 def load_npz_head(path: str | os.PathLike[str], key: str, rows: int) -> np.ndarray:
     """The first ``rows`` rows of array ``key`` of an ``.npz``, read without loading the rest of it (memory
     O(rows), whatever the array's length). Raises :class:`InputError` naming the file and key when it is absent or
@@ -158,11 +169,9 @@ def load_npz_head(path: str | os.PathLike[str], key: str, rows: int) -> np.ndarr
     path = Path(path)
     try:
         with zipfile.ZipFile(path) as archive, archive.open(f"{key}.npy") as member:
-            version = np.lib.format.read_magic(member)
-            read = np.lib.format.read_array_header_1_0 if version == (1, 0) else np.lib.format.read_array_header_2_0
-            shape, fortran, dtype = read(member)
-            if fortran or dtype.hasobject or not shape:
-                raise ValueError(f"not a C-ordered array of plain items (shape {shape}, dtype {dtype})")
+            shape, dtype = read_npy_header(member)
+            if not shape:
+                raise ValueError(f"a 0-d array has no rows (dtype {dtype})")
             count = min(rows, shape[0])
             row_items = int(np.prod(shape[1:], dtype=np.int64))
             raw = member.read(count * row_items * dtype.itemsize)

@@ -30,7 +30,7 @@ from typing import Any
 import numpy as np
 
 from metrics.errors import InputError
-from metrics.io import atomic_path, load_npz, save_npz_atomic, write_text_atomic
+from metrics.io import atomic_path, load_npz, read_npy_header, save_npz_atomic, write_text_atomic
 
 _HASH_CHUNK = 1 << 20  # per hashing thread: load_data hashes shards in parallel
 
@@ -52,12 +52,8 @@ def shard_names(path: Path, count: int) -> list[str]:
 def _npy_layout(path: Path) -> tuple[tuple[int, ...], np.dtype, int]:
     """(shape, dtype, byte offset of the data) of a C-ordered ``.npy`` file, from its header alone."""
     with open(path, "rb") as handle:
-        version = np.lib.format.read_magic(handle)
-        read_header = np.lib.format.read_array_header_1_0 if version == (1, 0) else np.lib.format.read_array_header_2_0
-        shape, fortran, dtype = read_header(handle)
-        if fortran or dtype.hasobject:
-            raise ValueError("not a C-ordered array of plain items")
-        return tuple(shape), dtype, handle.tell()
+        shape, dtype = read_npy_header(handle)
+        return shape, dtype, handle.tell()
 
 
 class ShardedArray:
