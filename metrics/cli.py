@@ -137,7 +137,9 @@ def run_extract(args: argparse.Namespace) -> int:
     from metrics.versions import package_versions
 
     arrays, settings = extract_files(args.net, args.inputs, weights=args.weights, batch_size=args.batch_size,
-                                     device=args.device, precision=args.precision)
+                                     device=args.device, precision=args.precision,
+                                     weights_sha256=args.weights_sha256,
+                                     allow_unverified=args.allow_unverified_weights)
     save_npz_atomic(args.out, meta={"config": settings, "packages": package_versions(RECORDED_PACKAGES)}, **arrays)
     return 0
 
@@ -159,7 +161,8 @@ def run_from_images(args: argparse.Namespace) -> int:
         raise ValueError("metric 'mss' needs per-image condition labels: give the fake set as .npz shards with "
                          "'labels'")
     net = configured_net(args.net, weights=args.weights, batch_size=args.batch_size, device=args.device,
-                         precision=args.precision)
+                         precision=args.precision, weights_sha256=args.weights_sha256,
+                         allow_unverified=args.allow_unverified_weights)
     real = net_outputs(net, real_images)
     fake = net_outputs(net, fake_images)
     if "is" in groups and "logits" not in fake:
@@ -193,6 +196,10 @@ def _add_net_options(parser: argparse.ArgumentParser, device_default: str | None
     parser.add_argument("--batch-size", type=int, help="images per forward pass (default 64)")
     parser.add_argument("--device", default=device_default, help="torch device (default cpu)")
     parser.add_argument("--precision", choices=("fp32", "bf16"), help="bf16 = autocast + channels-last, CUDA only")
+    parser.add_argument("--weights-sha256", help="the SHA-256 the weight file must have (default: the published "
+                                                 "digest of the network's file, metrics.weights.WEIGHTS)")
+    parser.add_argument("--allow-unverified-weights", action="store_true",
+                        help="use weights whose digest does not match or is not published (recorded in the output)")
 
 
 def build_parser() -> argparse.ArgumentParser:

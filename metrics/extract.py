@@ -18,11 +18,14 @@ from metrics.store import load_data, sha256_file
 
 
 def configured_net(name: str, *, weights: str | None = None, batch_size: int | None = None,
-                   device: str | None = "cpu", precision: str | None = None) -> object:
-    """The registered feature network ``name`` with its image options applied (vector networks take none)."""
+                   device: str | None = "cpu", precision: str | None = None, weights_sha256: str | None = None,
+                   allow_unverified: bool | None = None) -> object:
+    """The registered feature network ``name`` with its image options applied (vector networks take none);
+    ``weights_sha256`` / ``allow_unverified``: see :class:`metrics.features.ImageFeatureNet`."""
     net = FEATURE_NETS.get(name)
     if hasattr(net, "with_options"):
-        net = net.with_options(weights=weights, batch_size=batch_size, device=device, precision=precision)
+        net = net.with_options(weights=weights, batch_size=batch_size, device=device, precision=precision,
+                               weights_sha256=weights_sha256, allow_unverified=allow_unverified)
     return net
 
 
@@ -32,28 +35,32 @@ def net_outputs(net: object, items: np.ndarray) -> dict[str, np.ndarray]:
 
 
 def net_settings(name: str, net: object) -> dict[str, object]:
-    """What to record next to features: the network, its weights (and their SHA-256) and its preprocessing."""
+    """What to record next to features: the network, its weights (the SHA-256 of the file given, and the check of
+    every registered file it loaded: :func:`metrics.weights.check_file`) and its preprocessing."""
     settings: dict[str, object] = {"feature_net": name}
     if hasattr(net, "module"):
         module = importlib.import_module(f"metrics.features.{net.module}")
         settings.update(feature_variant=net.variant, feature_weights=net.weights, feature_precision=net.precision,
-                        preprocessing=module.PREPROCESSING)
+                        preprocessing=module.PREPROCESSING, feature_weights_checks=net.weight_checks())
         if net.weights is not None and Path(net.weights).is_file():
             settings["feature_weights_sha256"] = sha256_file(net.weights)
     return settings
 
 
 def extract_files(name: str, inputs: Sequence[str | os.PathLike[str]], *, weights: str | None = None,
-                  batch_size: int | None = None, device: str | None = "cpu",
-                  precision: str | None = None) -> tuple[dict[str, np.ndarray], dict[str, object]]:
-    """Features (and labels) of the items in every input ``.npz``, concatenated in the given order.
+                  batch_size: int | None = None, device: str | None = "cpu", precision: str | None = None,
+                  weights_sha256: str | None = None, allow_unverified: bool | None = None
+                  ) -> tuple[dict[str, np.ndarray], dict[str, object]]:
+    """Features (and labels) of the items in every input ``.npz``, concatenated in the given order (network options:
+    :func:`configured_net`).
 
     Returns:
         ``(arrays, settings)``: ``features`` float32 (n, d), ``labels`` (n,), and extra network outputs
         (Inception and domain-CNN ``logits`` (n, classes)); the settings to record (:func:`net_settings` plus
         ``inputs``).
     """
-    net = configured_net(name, weights=weights, batch_size=batch_size, device=device or "cpu", precision=precision)
+    net = configured_net(name, weights=weights, batch_size=batch_size, device=device or "cpu", precision=precision,
+                         weights_sha256=weights_sha256, allow_unverified=allow_unverified)
     outputs: dict[str, list[np.ndarray]] = {}
     labels = []
     for path in inputs:

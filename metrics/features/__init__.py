@@ -14,6 +14,7 @@ from __future__ import annotations
 import dataclasses
 import importlib
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Protocol
 
 import numpy as np
@@ -59,26 +60,54 @@ class ImageFeatureNet:
     """An image network implemented by module ``metrics.features.<module>`` (imported on first use).
 
     The module provides ``extract_outputs(images, *, batch_size, device, weights, variant, precision)`` returning
-    {"features": float32 (n, d), ...extra outputs such as "logits"}. ``weights`` is the network's weight file
-    or directory (None = the module's default location; never downloaded). ``precision`` is "fp32" or "bf16"
-    (bf16 autocast + channels-last on CUDA only).
+    {"features": float32 (n, d), ...extra outputs such as "logits"}. ``files``: the registered files
+    (:data:`metrics.weights.WEIGHTS`) it loads; ``weights`` is the path of the first of them, a weight file or
+    directory (None = its place in torch hub's cache; never downloaded here: ``python -m kaleido.weights fetch``
+    does that; networks without registered files take their own, e.g. the DAG-trained ``domain`` CNN).
+    ``precision`` is "fp32" or "bf16" (bf16 autocast + channels-last on CUDA only). Every registered weight file
+    is checked against its digest before use (:func:`metrics.weights.check_file`): ``weights_sha256`` pins the
+    caller's own digest for the first file, ``allow_unverified`` lets a file without a matching digest through
+    (the records say so).
     """
 
     module: str
     variant: str = ""
+    files: tuple[str, ...] = ()
     weights: str | None = None
     batch_size: int = 64
     device: str = "cpu"
     precision: str = "fp32"
+    weights_sha256: str | None = None
+    allow_unverified: bool = False
     input_key: str = "x"
 
     def with_options(self, **options: Any) -> ImageFeatureNet:
-        """A copy with some of ``weights``, ``batch_size``, ``device``, ``precision`` replaced (None = keep)."""
+        """A copy with some of ``weights``, ``batch_size``, ``device``, ``precision``, ``weights_sha256``,
+        ``allow_unverified`` replaced (None = keep)."""
         return dataclasses.replace(self, **{k: v for k, v in options.items() if v is not None})
+
+    def weight_paths(self) -> list[tuple[str, Path]]:
+        """(registered name, path) of every file in ``files``: ``weights`` for the first, else its cache path."""
+        from metrics.weights import WEIGHTS
+
+        return [(name, Path(self.weights) if position == 0 and self.weights is not None
+                 else WEIGHTS.get(name).default_path()) for position, name in enumerate(self.files)]
+
+    def weight_checks(self) -> list[dict[str, Any]]:
+        """One :func:`metrics.weights.check_file` record per registered weight file the network loads and that
+        exists (a missing one is reported by the loader, with where it was looked for; code repositories are not
+        weights). ``weights_sha256`` pins the first file. Raises on a refused file."""
+        from metrics.weights import WEIGHTS, WeightFile, check_file
+
+        return [check_file(path, entry, pin=self.weights_sha256 if position == 0 else None,
+                           allow_unverified=self.allow_unverified)
+                for position, (name, path) in enumerate(self.weight_paths())
+                if isinstance(entry := WEIGHTS.get(name), WeightFile) and path.is_file()]
 
     def outputs(self, images: np.ndarray) -> dict[str, np.ndarray]:
         """uint8 (n, H, W, 3) images -> {"features": float32 (n, d), ...} (e.g. "logits" for Inception)."""
         images = check_images(images)
+        self.weight_checks()  # refuse unexpected weights before any work (digests are cached per process)
         module = importlib.import_module(f"metrics.features.{self.module}")
         return module.extract_outputs(images, batch_size=self.batch_size, device=self.device, weights=self.weights,
                                       variant=self.variant, precision=self.precision)
@@ -89,12 +118,15 @@ class ImageFeatureNet:
 
 FEATURE_NETS: Registry[FeatureNet] = Registry("feature network")
 FEATURE_NETS.register("identity")(Identity())
-FEATURE_NETS.register("inception")(ImageFeatureNet("inception"))
-FEATURE_NETS.register("dinov2")(ImageFeatureNet("dinov2", variant="dinov2_vitl14"))
-FEATURE_NETS.register("dinov2-b")(ImageFeatureNet("dinov2", variant="dinov2_vitb14"))
+FEATURE_NETS.register("inception")(ImageFeatureNet("inception", files=("inception-v3-compat",)))
+FEATURE_NETS.register("dinov2")(ImageFeatureNet("dinov2", variant="dinov2_vitl14",
+                                                files=("dinov2-repo", "dinov2_vitl14")))
+FEATURE_NETS.register("dinov2-b")(ImageFeatureNet("dinov2", variant="dinov2_vitb14",
+                                                  files=("dinov2-repo", "dinov2_vitb14")))
 FEATURE_NETS.register("dinov2-hf")(ImageFeatureNet("dinov2", variant="hf"))
-FEATURE_NETS.register("dinov2-dgm")(ImageFeatureNet("dinov2_dgm", variant="dinov2_vitl14"))
-FEATURE_NETS.register("sscd")(ImageFeatureNet("sscd"))
-FEATURE_NETS.register("sscd-320")(ImageFeatureNet("sscd", variant="square320"))
-FEATURE_NETS.register("vgg16")(ImageFeatureNet("vgg16"))
+FEATURE_NETS.register("dinov2-dgm")(ImageFeatureNet("dinov2_dgm", variant="dinov2_vitl14",
+                                                    files=("dinov2-repo", "dinov2_vitl14")))
+FEATURE_NETS.register("sscd")(ImageFeatureNet("sscd", files=("sscd_disc_mixup",)))
+FEATURE_NETS.register("sscd-320")(ImageFeatureNet("sscd", variant="square320", files=("sscd_disc_mixup",)))
+FEATURE_NETS.register("vgg16")(ImageFeatureNet("vgg16", files=("vgg16",)))
 FEATURE_NETS.register("domain")(ImageFeatureNet("domain"))

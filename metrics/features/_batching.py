@@ -12,14 +12,20 @@ import torch
 from metrics._validate import check_device, check_positive_int
 from metrics.errors import InputError
 from metrics.features import check_images
+from metrics.weights import WeightFile
 
 PRECISIONS = ("fp32", "bf16")
 
 
-def missing_weights(what: str, path: Path | None, how: str) -> FileNotFoundError:
-    """The error for an absent weight file/dir: names it, where it was looked for and how to obtain it."""
+def missing_weights(what: str, path: Path | None, how: str | WeightFile) -> FileNotFoundError:
+    """The error for an absent weight file/dir: names it, where it was looked for and how to obtain it (``how``: the
+    remedy, or the registered file, whose fetch command and source URL are then the remedy)."""
     where = "not set (no weights path was given)" if path is None else f"not found at {path}"
-    return FileNotFoundError(f"{what} weights {where}; {how} (nothing is downloaded by this harness)")
+    if isinstance(how, WeightFile):
+        how = (f"fetch it on a connected host with `python -m kaleido.weights fetch --config C` (or download "
+               f"{how.url}, ~{how.size_mb} MB) into that place, or set the feature "
+               "network's weights path")
+    return FileNotFoundError(f"{what} weights {where}; {how}")
 
 
 @contextlib.contextmanager

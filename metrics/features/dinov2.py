@@ -23,6 +23,7 @@ import numpy as np
 import torch
 
 from metrics.features._batching import loading_weights, missing_weights, run_batched
+from metrics.weights import WEIGHTS
 
 INPUT_SIZE = 224
 HUB_VARIANTS = ("dinov2_vitl14", "dinov2_vitb14")
@@ -31,7 +32,7 @@ PREPROCESSING = "torch-fidelity dinov2: uint8, TF1 bilinear resize 224, ImageNet
 
 def default_hub_dir() -> Path:
     """torch hub's cache of the facebookresearch/dinov2 repository."""
-    return Path(torch.hub.get_dir()) / "facebookresearch_dinov2_main"
+    return WEIGHTS.get("dinov2-repo").default_path()
 
 
 def preprocess(batch: torch.Tensor) -> torch.Tensor:
@@ -63,9 +64,10 @@ def load(variant: str, weights: str | None, device: str) -> torch.nn.Module:
     hub_dir = Path(weights) if weights is not None else default_hub_dir()
     if not (hub_dir / "hubconf.py").is_file():
         raise missing_weights("DINOv2 (torch hub repo facebookresearch/dinov2)", hub_dir / "hubconf.py",
-                              "clone https://github.com/facebookresearch/dinov2 there (and put the "
-                              f"{variant} checkpoint in {Path(torch.hub.get_dir()) / 'checkpoints'}) "
-                              "on a connected machine, or set the weights path to such a directory")
+                              "fetch it on a connected host with `python -m kaleido.weights fetch --config C` (or "
+                              "clone https://github.com/facebookresearch/dinov2 there and put the "
+                              f"{variant} checkpoint in {WEIGHTS.get(variant).default_path().parent}), "
+                              "or set the weights path to such a directory")
     with loading_weights(f"DINOv2 {variant}", hub_dir, "a clone of facebookresearch/dinov2 and its checkpoint"):
         model = torch.hub.load(str(hub_dir), variant, source="local", trust_repo=True)
     return model.eval().requires_grad_(False).to(device)

@@ -15,31 +15,31 @@ import numpy as np
 import torch
 
 from metrics.features._batching import loading_weights, missing_weights, run_batched
+from metrics.weights import WEIGHTS
 
 EXTRACTOR = "inception-v3-compat"
 FEATURE_LAYERS = ("2048", "logits_unbiased")
 PREPROCESSING = "torch-fidelity inception-v3-compat: uint8, TF1 bilinear resize 299, (x-128)/128"
 
 
+WEIGHT_FILE = WEIGHTS.get("inception-v3-compat")
+
+
 def default_weights() -> Path:
     """Where torch-fidelity caches its Inception weights: ``$TORCH_HOME/hub/checkpoints/<file of its URL>``."""
-    from torch_fidelity.feature_extractor_inceptionv3 import URL_INCEPTION_V3
+    return WEIGHT_FILE.default_path()
 
-    return Path(torch.hub.get_dir()) / "checkpoints" / URL_INCEPTION_V3.rsplit("/", 1)[-1]
 
 
 @functools.lru_cache(maxsize=2)
 def load(weights: str | None, device: str, channels_last: bool = False) -> torch.nn.Module:
     """torch-fidelity's FeatureExtractorInceptionV3 with the weight file ``weights`` (None = its cache), eval mode."""
-    from torch_fidelity.feature_extractor_inceptionv3 import URL_INCEPTION_V3
     from torch_fidelity.registry import FEATURE_EXTRACTORS_REGISTRY
 
     path = Path(weights) if weights is not None else default_weights()
     if not path.is_file():
-        raise missing_weights("Inception-v3 (torch-fidelity inception-v3-compat)", path,
-                              f"download {URL_INCEPTION_V3} on a connected machine and put it there or set the "
-                              "feature network's weights path")
-    with loading_weights("Inception-v3", path, f"torch-fidelity's state-dict file ({URL_INCEPTION_V3})"):
+        raise missing_weights("Inception-v3 (torch-fidelity inception-v3-compat)", path, WEIGHT_FILE)
+    with loading_weights("Inception-v3", path, f"torch-fidelity's state-dict file ({WEIGHT_FILE.url})"):
         model = FEATURE_EXTRACTORS_REGISTRY[EXTRACTOR](EXTRACTOR, list(FEATURE_LAYERS),
                                                        feature_extractor_weights_path=str(path))
     model = model.to(device)

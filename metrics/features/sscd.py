@@ -9,25 +9,25 @@ L2-normalised here.
 from __future__ import annotations
 
 import functools
-import os
 from pathlib import Path
 
 import numpy as np
 import torch
 
 from metrics.features._batching import loading_weights, missing_weights, run_batched
+from metrics.weights import WEIGHTS
 
 SHORT_SIDE = 288
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
-DEFAULT_FILE = "sscd_disc_mixup.torchscript.pt"
+WEIGHT_FILE = WEIGHTS.get("sscd_disc_mixup")
 PREPROCESSING = "SSCD: resize short side 288 (sscd) or 320x320 (sscd-320), bilinear antialias, ImageNet mean/std, L2"
 
 
 def default_weights() -> Path:
-    """``$KALEIDO_SSCD_WEIGHTS`` if set, else ``$TORCH_HOME/hub/checkpoints/sscd_disc_mixup.torchscript.pt``."""
-    env = os.environ.get("KALEIDO_SSCD_WEIGHTS")
-    return Path(env) if env else Path(torch.hub.get_dir()) / "checkpoints" / DEFAULT_FILE
+    """Where the weights stage puts the release file: ``$TORCH_HOME/hub/checkpoints/sscd_disc_mixup.torchscript.pt``."""
+    return WEIGHT_FILE.default_path()
+
 
 
 #: resize of each variant, as the SSCD README's two transforms: "" = ``Resize(288)`` (short side, aspect kept),
@@ -51,11 +51,9 @@ def load(weights: str | None, device: str) -> torch.jit.ScriptModule:
     """The TorchScript SSCD model from ``weights`` (None = :func:`default_weights`), eval mode on ``device``."""
     path = Path(weights) if weights is not None else default_weights()
     if not path.is_file():
-        raise missing_weights("SSCD (TorchScript)", path,
-                              f"download {DEFAULT_FILE} from https://github.com/facebookresearch/sscd-copy-detection "
-                              "on a connected machine and put it there, set KALEIDO_SSCD_WEIGHTS, or set the "
-                              "weights path")
-    with loading_weights("SSCD", path, f"the TorchScript file {DEFAULT_FILE} of facebookresearch/sscd-copy-detection"):
+        raise missing_weights("SSCD (TorchScript)", path, WEIGHT_FILE)
+    with loading_weights("SSCD", path, f"the TorchScript file {WEIGHT_FILE.filename} of "
+                                       "facebookresearch/sscd-copy-detection"):
         return torch.jit.load(str(path), map_location=device).eval()
 
 

@@ -13,21 +13,20 @@ import numpy as np
 import torch
 
 from metrics.features._batching import loading_weights, missing_weights, run_batched
+from metrics.weights import WEIGHTS
 
 EXTRACTOR = "vgg16"
 FEATURE_LAYER = "fc2_relu"
 PREPROCESSING = "torch-fidelity vgg16: uint8, TF1 bilinear resize 224, ImageNet mean/std"
 
 
-def _url() -> str:
-    import torchvision
-
-    return torchvision.models.VGG16_Weights.IMAGENET1K_V1.url
+WEIGHT_FILE = WEIGHTS.get("vgg16")
 
 
 def default_weights() -> Path:
     """torchvision's cache of its ImageNet VGG-16 weights: ``$TORCH_HOME/hub/checkpoints/vgg16-397923af.pth``."""
-    return Path(torch.hub.get_dir()) / "checkpoints" / _url().rsplit("/", 1)[-1]
+    return WEIGHT_FILE.default_path()
+
 
 
 @functools.lru_cache(maxsize=2)
@@ -37,9 +36,8 @@ def load(weights: str | None, device: str) -> torch.nn.Module:
 
     path = Path(weights) if weights is not None else default_weights()
     if not path.is_file():
-        raise missing_weights("VGG-16 (torchvision IMAGENET1K_V1)", path,
-                              f"download {_url()} on a connected machine and put it there or set the weights path")
-    with loading_weights("VGG-16", path, f"torchvision's vgg16 state-dict file ({_url()})"):
+        raise missing_weights("VGG-16 (torchvision IMAGENET1K_V1)", path, WEIGHT_FILE)
+    with loading_weights("VGG-16", path, f"torchvision's vgg16 state-dict file ({WEIGHT_FILE.url})"):
         model = FEATURE_EXTRACTORS_REGISTRY[EXTRACTOR](EXTRACTOR, [FEATURE_LAYER],
                                                        feature_extractor_weights_path=str(path))
     return model.to(device)
