@@ -134,6 +134,7 @@ def validate(cfg: dict[str, Any]) -> dict[str, Any]:
     if problems:
         raise ConfigError("invalid configuration:\n  " + "\n  ".join(problems))
     cfg = copy.deepcopy(cfg)
+    cfg["weights"] = {**WEIGHTS_DEFAULTS, **cfg.get("weights", {})}
     for name, exp in cfg["experiments"].items():
         where = f"config.experiments.{name}"
         DATASETS.get(exp["data"]["name"]).validate(exp["data"], f"{where}.data")
@@ -259,6 +260,8 @@ def _check_same_data_space(models: dict[str, Any], roles: tuple[str, ...], where
                           "smaller or trained shorter)")
 
 
+#: the ``weights`` block (kaleido.weights): download what is missing, verify everything, no mirror
+WEIGHTS_DEFAULTS: dict[str, Any] = {"offline": False, "allow_unverified": [], "sha256": {}, "endpoint": None}
 #: Kynkäänniemi et al. 2024's interval for EDM2 on ImageNet (σ of data with std 0.5, like images in [-1, 1])
 GUIDANCE_INTERVAL_DEFAULTS: dict[str, float] = {"sigma_lo": 0.28, "sigma_hi": 5.42}
 #: CADS defaults seen in every public implementation (the paper's Stable Diffusion setting; methods.md)

@@ -157,6 +157,10 @@ def main(argv: Sequence[str] | None = None) -> None:
                            "diversity_num_samples": int(exp["num_samples"] if diversity_rows is None
                                                         else len(diversity_rows))},
         "samples": [str(p) for p in args.samples],
+        # the digest check of every weight file behind these numbers (metrics.weights.check_file records)
+        "feature_weights": {net: load_npz(path, keys=()).get("meta", {}).get("config", {})
+                            .get("feature_weights_checks", []) for net, path in
+                            [(opts["feature_net"], args.fake), *((net, fake) for net, _, fake in args.extra)]},
         "provenance": provenance("kaleido.evaluate", lineage),
     }
     if opts["bootstrap_resamples"]:

@@ -2,7 +2,9 @@
 
 Runs :func:`metrics.extract.extract_files` with the network options of the experiment's ``metrics`` block
 (:func:`kaleido.config.feature_options`; ``--weights`` overrides the weights, as the DAG does for the in-DAG
-``domain`` network) and writes the arrays with the harness's provenance.
+``domain`` network; a Hugging Face repository there is read from the local cache, :mod:`kaleido.pretrained`) and
+the config's ``weights`` rules (pinned digests, artifacts allowed unverified), and writes the arrays with the
+harness's provenance, which holds the digest check of every weight file used.
 """
 
 from __future__ import annotations
@@ -12,8 +14,10 @@ from pathlib import Path
 
 from kaleido import config
 from kaleido.cli import load_stage_config, run_cli, stage_parser
+from kaleido.pretrained import resolve
 from kaleido.provenance import provenance
 from metrics.extract import extract_files
+from metrics.features import FEATURE_NETS
 from metrics.io import save_npz_atomic
 
 
@@ -23,11 +27,16 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--weights", help="weight file/dir (default: the config's feature_weights for --net)")
     parser.add_argument("inputs", nargs="+", type=Path, help="input .npz files, concatenated in the given order")
     args = parser.parse_args(argv)
-    _, exp = load_stage_config(args)
+    cfg, exp = load_stage_config(args)
     opts = config.feature_options(exp, args.net)
-    arrays, settings = extract_files(args.net, args.inputs, weights=args.weights or opts["feature_weights"],
-                                     batch_size=opts["feature_batch_size"], device=opts["feature_device"],
-                                     precision=opts["feature_precision"])
+    weights = args.weights or opts["feature_weights"]
+    files = getattr(FEATURE_NETS.get(args.net), "files", ())
+    rules = cfg["weights"]
+    arrays, settings = extract_files(
+        args.net, args.inputs, weights=None if weights is None else resolve(weights, f"weights of {args.net}"),
+        batch_size=opts["feature_batch_size"], device=opts["feature_device"], precision=opts["feature_precision"],
+        weights_sha256=rules["sha256"].get(files[0]) if files else None,
+        allow_unverified=any(name in rules["allow_unverified"] for name in files))
     save_npz_atomic(args.out, meta=provenance("kaleido.features", settings), **arrays)
 
 

@@ -12,7 +12,7 @@ import pytest
 
 REPO = Path(__file__).resolve().parent.parent
 CLIS = ("metrics", "kaleido.data", "kaleido.latents", "kaleido.train", "kaleido.sample", "kaleido.features",
-        "kaleido.evaluate", "kaleido.edit", "kaleido.report")
+        "kaleido.evaluate", "kaleido.edit", "kaleido.report", "kaleido.weights")
 
 #: runs a CLI as ``python -m`` does and prints, as JSON, whether torch got imported and its exit code
 _RUN = ("import json, runpy, sys\n"

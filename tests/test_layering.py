@@ -24,10 +24,10 @@ LAYER_OF_PREFIX: dict[str, int] = {
     "metrics": METRICS,
     "kaleido.diffusion": BLOCKS, "kaleido.latents": BLOCKS, "kaleido.models": BLOCKS, "kaleido.data": BLOCKS,
     "kaleido.methods": BLOCKS, "kaleido.guidance": BLOCKS, "kaleido.checkpoint": BLOCKS,
-    "kaleido.preemption": BLOCKS, "kaleido.distributed": BLOCKS,
+    "kaleido.preemption": BLOCKS, "kaleido.distributed": BLOCKS, "kaleido.pretrained": BLOCKS,
     "kaleido.config": PLUMBING, "kaleido.cli": PLUMBING, "kaleido.generation": PLUMBING, "kaleido.training": PLUMBING,
     "kaleido.train": STAGES, "kaleido.sample": STAGES, "kaleido.edit": STAGES, "kaleido.evaluate": STAGES,
-    "kaleido.features": STAGES, "kaleido.report": STAGES, "kaleido.data.__main__": STAGES,
+    "kaleido.features": STAGES, "kaleido.report": STAGES, "kaleido.weights": STAGES, "kaleido.data.__main__": STAGES,
     "kaleido.latents.__main__": STAGES,
 }
 LAYER_NAMES = ("leaf helpers", "metrics", "building blocks", "config/CLI plumbing", "stages")

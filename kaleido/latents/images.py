@@ -111,8 +111,11 @@ def object_names(spec: Mapping[str, Any]) -> list[str]:
 
 
 def require_files(directory: str | Path, files: tuple[str, ...], what: str, how: str) -> Path:
-    """``directory`` must exist and hold at least one of ``files``; else a clear error saying how to get them."""
-    path = Path(directory).expanduser()
+    """``directory`` (a path, or a Hugging Face repository read from the local cache: :mod:`kaleido.pretrained`)
+    must exist and hold at least one of ``files``; else a clear error saying how to get them."""
+    from kaleido.pretrained import resolve
+
+    path = Path(resolve(str(directory), what))
     if not path.is_dir() or not any((path / f).exists() for f in files):
         raise InputError(f"{what}: {path} does not hold any of {list(files)}; {how}")
     return path

@@ -41,8 +41,9 @@ DETECTOR_KEYS = {"detector_path", "score_threshold"}
 #: how the objects of one image are listed: largest first (default: the salient object leads the string, so the
 #: prior decides it first), or as found (the offline finder: top-to-bottom, left-to-right; a detector: by score)
 ORDERS = ("area", "found")
-HOW_TO_GET = ("download the model with `huggingface-cli download <repo> --local-dir DIR` on a machine with internet "
-              "(or `model.save_pretrained(DIR)`), copy it here and set the path in the config")
+HOW_TO_GET = ("name its Hugging Face repository (org/name) in the config and fetch it with `python -m kaleido.weights "
+              "fetch --config C` on a host with internet, or download it with `huggingface-cli download <repo> "
+              "--local-dir DIR` (or `model.save_pretrained(DIR)`), copy it here and set the path in the config")
 
 
 def clean_name(label: str) -> str:

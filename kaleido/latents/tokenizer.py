@@ -45,19 +45,22 @@ def build_offline(strings: Sequence[str], vocab_size: int = OFFLINE_VOCAB_SIZE) 
 
 
 def load_pretrained(name: str) -> Any:
-    """A Hugging Face tokenizer by name/path from local files only."""
+    """A Hugging Face tokenizer by name, path or ``org/name@revision`` (:mod:`kaleido.pretrained`), local files only."""
     from transformers import AutoTokenizer
 
+    from kaleido.pretrained import resolve
+
     try:
-        return AutoTokenizer.from_pretrained(name, local_files_only=True)
+        return AutoTokenizer.from_pretrained(resolve(name, "tokenizer"), local_files_only=True)
     except (OSError, ValueError) as err:
         import os
 
         cache = os.environ.get("HF_HOME", str(Path.home() / ".cache" / "huggingface"))
         raise InputError(f"tokenizer {name!r} is not available offline (looked in the Hugging Face cache {cache} "
-                         f"and as a local directory): {err}. Download it on a machine with internet with "
-                         f"`huggingface-cli download {name}` (or tokenizer.save_pretrained(DIR)) and copy the cache "
-                         "or directory here, or set the latent's `tokenizer: offline`.") from None
+                         f"and as a local directory): {err}. Fetch it on a host with internet with `python -m "
+                         f"kaleido.weights fetch --config C` or `huggingface-cli download {name}` (or "
+                         "tokenizer.save_pretrained(DIR)) and copy the cache or directory here, or set the latent's "
+                         "`tokenizer: offline`.") from None
 
 
 def build(kind: str, strings: Sequence[str], added_tokens: Sequence[str]) -> Any:

@@ -18,14 +18,10 @@ from torch import nn
 
 from kaleido.errors import ConfigError
 from kaleido.models.conditioning import filter_logits
+from kaleido.models.t5_sizes import T5_SIZES
+from kaleido.pretrained import resolve
 from kaleido.rng import counter_uniform
 from metrics.errors import InputError
-
-# Random-init T5 sizes for CPU tests and small runs (T5Config keyword arguments).
-T5_SIZES: dict[str, dict[str, Any]] = {
-    "t5_tiny": {"d_model": 64, "d_ff": 128, "d_kv": 16, "num_heads": 4, "num_layers": 2},
-    "t5_small_random": {"d_model": 256, "d_ff": 1024, "d_kv": 32, "num_heads": 8, "num_layers": 4},
-}
 
 # A constraint maps (prefix ids (B, k), logits (B, V) float64) -> logits with forbidden tokens set to -inf.
 Constraint = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
@@ -33,9 +29,9 @@ Constraint = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 
 def _hf_missing(name: str, what: str, err: Exception) -> InputError:
     return InputError(f"{what} {name!r} not found locally ({type(err).__name__}: {err}). Pass a directory written "
-                      f"by save_pretrained, or fetch it once on a machine with internet (huggingface-cli download "
-                      f"{name}) into the Hugging Face cache (HF_HOME / ~/.cache/huggingface); nothing is downloaded "
-                      "here")
+                      f"by save_pretrained, or fetch it once on a host with internet (`python -m kaleido.weights "
+                      f"fetch --config C`, or huggingface-cli download {name}) into the Hugging Face cache (HF_HOME / "
+                      "~/.cache/huggingface); nothing is downloaded here")
 
 
 def load_tokenizer(name_or_path: str) -> Any:
@@ -43,7 +39,7 @@ def load_tokenizer(name_or_path: str) -> Any:
     from transformers import AutoTokenizer
 
     try:
-        tok = AutoTokenizer.from_pretrained(name_or_path, local_files_only=True)
+        tok = AutoTokenizer.from_pretrained(resolve(name_or_path, "tokenizer"), local_files_only=True)
     except (OSError, ValueError) as err:
         raise _hf_missing(name_or_path, "tokenizer", err) from None
     if tok.pad_token_id is None:
@@ -71,7 +67,7 @@ def build_t5_encoder(spec: dict[str, Any], vocab_size: int) -> Any:
             torch.manual_seed(int(spec.get("seed", 0)))
             return T5EncoderModel(t5_config(name, vocab_size))
     try:
-        return T5EncoderModel.from_pretrained(name, local_files_only=True)
+        return T5EncoderModel.from_pretrained(resolve(name, "T5 encoder"), local_files_only=True)
     except (OSError, ValueError) as err:
         raise _hf_missing(name, "T5 encoder weights", err) from None
 

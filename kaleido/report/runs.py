@@ -145,6 +145,9 @@ def metric_run_spec(record: MetricRecord, scatter_points: int) -> RunSpec:
         **{mlflow_key(f"kaleido.metric_options.{k}"): _value_text(v)[:MAX_TAG_VALUE_LENGTH]
            for k, v in sorted(record.metric_options.items())},
         **provenance_tags(record.provenance),
+        **{mlflow_key(f"kaleido.weights.{check['name']}.{field}"): str(check[field])
+           for checks in (record.raw.get("feature_weights") or {}).values() for check in checks
+           for field in ("sha256", "verified")},
     }
     content_hash = config_hash({"format": RUN_FORMAT_VERSION, "input": record.content_hash, "kind": "metrics",
                                 "scatter_points": scatter_points if toy_scatter else 0})

@@ -10,6 +10,7 @@ from metrics.io import write_text_atomic
 from kaleido.methods import METHODS, NO_LATENT, ROLES
 from kaleido.provenance import config_hash, source_hash
 from kaleido.seeding import derive_seed
+from kaleido.weights import all_artifacts, stage_artifacts
 
 try:
     CFG = kcfg.validate(config)
@@ -52,6 +53,7 @@ wildcard_constraints:
     guidance=r"[0-9][0-9.e+-]*",
     edit=_NAME,
     shard=r"[0-9][0-9][0-9]+",
+    artifact=r"[A-Za-z0-9][A-Za-z0-9_.-]*",
 
 
 def spec(stage, **keys):
@@ -112,7 +114,28 @@ def metric_path(run):
     return f"{RESULTS}/{run.experiment}/metrics/{run.method}/{run.latent}/w{run.guidance}.json"
 
 
+def weights_record(name):
+    return f"{RESULTS}/weights/{name}.json"
+
+
 # --- input functions --------------------------------------------------------------------------------------------
+
+
+def pretrained(stage, **keys):
+    """Input function: the records of the pretrained artifacts a job of ``stage`` needs (kaleido.weights), so the
+    weights jobs (local rules) run before it; ``keys`` map stage_artifacts keywords to wildcard names."""
+    return lambda w: [weights_record(a.name) for a in stage_artifacts(CFG, w.exp, stage,
+                                                                         **{k: getattr(w, v) for k, v in keys.items()})]
+
+
+def weights_spec(name):
+    """Rerun trigger of a weights job: where the artifact comes from and the config's rules for it."""
+    artifact = all_artifacts(CFG)[name]
+    rules = CFG["weights"]
+    return config_hash({"kind": artifact.kind, "source": artifact.source, "pin": rules["sha256"].get(name),
+                        "allowed_unverified": name in rules["allow_unverified"]})
+
+
 
 
 def train_inputs(w):

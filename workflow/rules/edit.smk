@@ -3,6 +3,7 @@ rule edit:
         model=lambda w: model_path(w.exp, METHODS.get(w.method).model, w.latent),
         latents=lambda w: latents_path(w.exp, w.latent),
         samples=lambda w: shard_paths(w.exp, w.method, w.latent, w.guidance)[0],
+        pretrained=pretrained("edit", method="method", latent="latent"),
     output:
         pairs=f"{RESULTS}/{{exp}}/edits/{{method}}/{{latent}}/w{{guidance}}/{{edit}}.npz",
         rates=f"{RESULTS}/{{exp}}/edits/{{method}}/{{latent}}/w{{guidance}}/{{edit}}.json",

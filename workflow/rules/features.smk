@@ -32,6 +32,7 @@ rule features_reference:
     input:
         unpack(feature_weights),
         images=lambda w: data_path(w.exp),
+        pretrained=pretrained("features", net="net"),
     output:
         f"{RESULTS}/{{exp}}/features/{{net}}/reference.npz",
     log:
@@ -53,6 +54,7 @@ rule features_samples:
     input:
         unpack(feature_weights),
         images=lambda w: shard_paths(w.exp, w.method, w.latent, w.guidance),
+        pretrained=pretrained("features", net="net"),
     output:
         f"{RESULTS}/{{exp}}/features/{{net}}/{{method}}/{{latent}}/w{{guidance}}.npz",
     log:

@@ -1,6 +1,7 @@
 rule latents:
     input:
         data=lambda w: data_path(w.exp),
+        pretrained=pretrained("latents", latent="latent"),
     output:
         tokens=f"{RESULTS}/{{exp}}/latents/{{latent}}.npz",
         quality=f"{RESULTS}/{{exp}}/latents/{{latent}}_quality.json",

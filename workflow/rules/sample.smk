@@ -1,6 +1,7 @@
 rule sample:
     input:
         unpack(sample_inputs),
+        pretrained=pretrained("sample", method="method"),
     output:
         f"{RESULTS}/{{exp}}/samples/{{method}}/{{latent}}/w{{guidance}}/shard{{shard}}.npz",
     log:
@@ -8,7 +9,8 @@ rule sample:
     params:
         spec=spec("sample", method="method", latent="latent", guidance="guidance", shard="shard"),
         code=code("kaleido.sample"),
-        models=lambda w, input: " ".join(f"--model {role}={path}" for role, path in input.items()),
+        models=lambda w, input: " ".join(f"--model {role}={path}" for role, path in input.items()
+                                         if role != "pretrained"),
         device="cuda" if res("sample", "gpu") else "cpu",
     threads: res("sample", "cpus_per_task")
     resources:

@@ -10,6 +10,7 @@ def train_launcher():
 rule train:
     input:
         unpack(train_inputs),
+        pretrained=pretrained("train", role="role"),
     output:
         model=f"{RESULTS}/{{exp}}/train/{{role}}/{{latent}}/model.pt",
         curves=f"{RESULTS}/{{exp}}/train/{{role}}/{{latent}}/train_log.jsonl",
