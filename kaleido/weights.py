@@ -144,8 +144,17 @@ def all_artifacts(cfg: dict[str, Any]) -> dict[str, Artifact]:
 
 
 def policy(cfg: dict[str, Any]) -> dict[str, Any]:
-    """The config's ``weights`` block (validated, defaults filled), with ``offline`` also set by HF_HUB_OFFLINE."""
+    """The config's ``weights`` block (validated, defaults filled), with ``offline`` also set by HF_HUB_OFFLINE;
+    names in ``allow_unverified`` / ``sha256`` must be artifacts or registered files the config uses."""
     block = dict(cfg["weights"])
+    used = set(all_artifacts(cfg)) | {name for exp in cfg["experiments"].values()
+                                      for net in [exp["metrics"]["feature_net"], *exp["metrics"]["extra_feature_nets"]]
+                                      for name in getattr(FEATURE_NETS.get(net), "files", ())}
+    for key in ("allow_unverified", "sha256"):
+        unknown = sorted(set(block[key]) - used)
+        if unknown:
+            raise InputError(f"config weights.{key}: {unknown} name nothing this config uses; its artifacts and "
+                             f"weight files: {sorted(used) or 'none'}")
     if os.environ.get("HF_HUB_OFFLINE", "").lower() in ("1", "true", "yes"):
         block["offline"] = True
     return block

@@ -113,7 +113,8 @@ class WeightsDigestError(InputError):
 
 def check_file(path: str | os.PathLike[str], entry: WeightFile, *, pin: str | None = None,
                allow_unverified: bool = False) -> dict[str, Any]:
-    """Check the weight file at ``path`` against ``entry``'s digest (``pin``: the caller's own full SHA-256 wins).
+    """Check the weight file at ``path`` against ``entry``'s published digest, or where none is published against
+    ``pin`` (the caller's own full SHA-256; one contradicting a published digest is refused).
 
     Returns:
         {"name", "path", "sha256" (hex, the file's), "expected" (digest or None), "verified" (bool)}.
@@ -125,7 +126,11 @@ def check_file(path: str | os.PathLike[str], entry: WeightFile, *, pin: str | No
     if not path.is_file():
         raise FileNotFoundError(f"{entry.what} weights not found at {path}")
     digest = _cached_sha256(str(path.resolve()), path.stat().st_size, path.stat().st_mtime_ns)
-    expected = (pin or entry.digest() or "").lower() or None
+    published = entry.digest()
+    if pin and published and not pin.lower().startswith(published):
+        raise InputError(f"{entry.name}: the pinned SHA-256 {pin} contradicts its published digest {published}; "
+                         "a pin is for files without one. To use other weights, allow them unverified")
+    expected = (published or pin or "").lower() or None
     verified = expected is not None and digest.startswith(expected)
     if not verified and not allow_unverified:
         allow = (f"allow unverified weights (config `weights.allow_unverified: [{entry.name}]`, "
@@ -185,7 +190,11 @@ def download_file(entry: WeightFile, dest: Path | None = None, *, endpoint: str 
         size = staged.stat().st_size
         if expected_size is not None and size != expected_size:
             raise InputError(f"download of {url} stopped at {size} of {expected_size} bytes; fetch it again")
-        record = check_file(staged, entry, pin=pin, allow_unverified=allow_unverified)
+        try:
+            record = check_file(staged, entry, pin=pin, allow_unverified=allow_unverified)
+        except WeightsDigestError as err:
+            raise WeightsDigestError(f"refused the download of {url} (nothing was written to {dest}): "
+                                     f"{str(err).split(': ', 1)[1]}") from None
         os.replace(staged, dest)
     finally:
         staged.unlink(missing_ok=True)
