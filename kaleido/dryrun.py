@@ -9,7 +9,7 @@ import re
 
 #: rules declared ``localrules:`` in workflow/rules/*.smk (a dry run prints them like any other rule); a test keeps
 #: this list and the workflow in step
-LOCAL_RULES = ("report",)
+LOCAL_RULES = ("report", "weights")
 
 _GROUP = re.compile(r"^(?:\[[^\]]*\] )?Group job (\S+)", re.MULTILINE)
 _TOP_LEVEL_JOB = re.compile(r"^rule (\w+):$", re.MULTILINE)  # group members are indented; local rules say localrule

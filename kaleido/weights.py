@@ -48,6 +48,9 @@ from metrics.weights import WEIGHTS, HubRepo, WeightFile, WeightsDigestError
 PRETRAINED_KEYS = ("captioner_path", "detector_path", "sam_path", "vq_path", "tokenizer", "encoder")
 #: values of those keys that name no file: the in-stage tokenizer, random-init T5 sizes
 NOT_PRETRAINED = ("offline", *T5_SIZES)
+#: files of other frameworks in a hub repository, never read by the PyTorch loaders (flan-t5-xl would triple in size)
+FOREIGN_FORMATS = ["*.h5", "*.msgpack", "*.onnx", "*.ot", "*.tflite", "tf_model*", "flax_model*", "onnx/*",
+                   "coreml/*"]
 
 
 @dataclass(frozen=True)
@@ -118,15 +121,17 @@ def stage_artifacts(cfg: dict[str, Any], name: str, stage: str, **keys: str) -> 
 
     exp = config_mod.experiment(cfg, name)
     if stage == "features":
-        return feature_artifacts(exp, keys["net"])
-    if stage == "latents":
-        return latent_artifacts(exp, keys["latent"])
-    if stage == "train":
-        return model_artifacts(exp, keys["role"])
-    if stage in ("sample", "edit"):
-        out = [a for role in METHODS.get(keys["method"]).roles for a in model_artifacts(exp, role)]
-        return out + (latent_artifacts(exp, keys["latent"]) if stage == "edit" else [])
-    raise ValueError(f"unknown stage {stage!r}")
+        found = feature_artifacts(exp, keys["net"])
+    elif stage == "latents":
+        found = latent_artifacts(exp, keys["latent"])
+    elif stage == "train":
+        found = model_artifacts(exp, keys["role"])
+    elif stage in ("sample", "edit"):
+        found = [a for role in METHODS.get(keys["method"]).roles for a in model_artifacts(exp, role)]
+        found += latent_artifacts(exp, keys["latent"]) if stage == "edit" else []
+    else:
+        raise ValueError(f"unknown stage {stage!r}")
+    return list({a.name: a for a in found}.values())  # one model may serve as encoder and tokenizer
 
 
 def all_artifacts(cfg: dict[str, Any]) -> dict[str, Artifact]:
@@ -222,7 +227,8 @@ def fetch(artifact: Artifact, rules: dict[str, Any]) -> tuple[dict[str, Any], bo
         if artifact.kind == "hf":
             from huggingface_hub import snapshot_download
 
-            snapshot = Path(snapshot_download(artifact.ref.repo_id, revision=artifact.ref.revision))
+            snapshot = Path(snapshot_download(artifact.ref.repo_id, revision=artifact.ref.revision,
+                                              ignore_patterns=FOREIGN_FORMATS))
             report = verify_snapshot(snapshot)
             if report["mismatched"]:
                 _remove_mismatched(snapshot, report["mismatched"])

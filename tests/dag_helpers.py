@@ -35,9 +35,12 @@ def env_for(workdir: Path) -> dict[str, str]:
     return env
 
 
-def snakemake(workdir: Path, *args: str, check: bool = True, timeout: float = 1500) -> subprocess.CompletedProcess:
+def snakemake(workdir: Path, *args: str, check: bool = True, timeout: float = 1500,
+              env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
+    """``python -m snakemake ARGS`` in ``workdir`` (``env``: variables added to :func:`env_for`'s)."""
     cmd = [sys.executable, "-m", "snakemake", *args]
-    proc = subprocess.run(cmd, cwd=workdir, env=env_for(workdir), capture_output=True, text=True, timeout=timeout)
+    proc = subprocess.run(cmd, cwd=workdir, env={**env_for(workdir), **(env or {})}, capture_output=True, text=True,
+                          timeout=timeout)
     if check and proc.returncode != 0:
         raise AssertionError(f"{' '.join(cmd)} failed ({proc.returncode}):\n"
                              f"{proc.stdout[-3000:]}\n{proc.stderr[-6000:]}")

@@ -5,16 +5,21 @@ table, sample grid, MLflow). Tiny sizes: the numbers mean nothing, the wiring is
 from __future__ import annotations
 
 import csv
+import hashlib
+import subprocess
+import sys
 
 import numpy as np
 import pytest
 import yaml
-from dag_helpers import REPO, make_workdir, snakemake, tiny_shapes
+from dag_helpers import REPO, env_for, make_workdir, snakemake, tiny_shapes
+from loopback_hub import LoopbackServer
 from metric_checks.img_nets import save_tiny_sscd
 
 from kaleido.latents import tokenizer as tok
 from kaleido.latents.formats import parse_bbox
 from metrics.io import load_npz, read_json
+from metrics.weights import WEIGHTS
 
 pytestmark = pytest.mark.slow
 
@@ -27,10 +32,23 @@ def shapes_run(tmp_path_factory):
     cfg = tiny_shapes(yaml.safe_load((REPO / "config" / "shapes.yaml").read_text()), methods=METHODS, guidance=[4],
                       edits=[{"latent": "bbox", "edit": "move", "guidance": 4, "count": 8}])
     cfg["experiments"]["shapes"]["latents"] = {"bbox": {}}
-    # a second feature network (a tiny random SSCD in its TorchScript release format): the paper's MSS / Vendi columns
-    cfg["experiments"]["shapes"]["metrics"]["extra_feature_nets"] = {"sscd": str(save_tiny_sscd(workdir / "sscd.pt"))}
+    # a second feature network (a tiny random SSCD in its TorchScript release format): the paper's MSS / Vendi
+    # columns. Fetched once by the weights stage from a loopback server standing in for the internet, its digest
+    # pinned (SSCD publishes none); then the DAG runs offline from that cache.
+    sscd = save_tiny_sscd(workdir / "sscd.pt").read_bytes()
+    cfg["experiments"]["shapes"]["metrics"]["extra_feature_nets"] = {"sscd": None}
+    cfg["weights"] = {"sha256": {"sscd_disc_mixup": hashlib.sha256(sscd).hexdigest()}}
     (workdir / "config" / "config.yaml").write_text(yaml.safe_dump(cfg))
-    snakemake(workdir, "--cores", "2", "reports/table1.csv")
+    caches = {"TORCH_HOME": str(workdir / "torch"), "HF_HUB_DISABLE_TELEMETRY": "1"}
+    with LoopbackServer() as server:
+        server.add_file(WEIGHTS.get("sscd_disc_mixup").url.split("://", 1)[1], sscd)
+        fetch = subprocess.run([sys.executable, "-m", "kaleido.weights", "fetch", "--config", "config/config.yaml"],
+                               cwd=workdir, env={**env_for(workdir), **caches, "KALEIDO_WEIGHTS_ENDPOINT": server.url},
+                               capture_output=True, text=True, timeout=120)
+    assert fetch.returncode == 0 and "sscd_disc_mixup: verified, downloaded" in fetch.stdout, fetch.stderr
+    cfg["weights"]["offline"] = True
+    (workdir / "config" / "config.yaml").write_text(yaml.safe_dump(cfg))
+    snakemake(workdir, "--cores", "2", "reports/table1.csv", env=caches)
     return workdir
 
 
@@ -71,6 +89,13 @@ def test_image_report(shapes_run):
     assert metrics["feature_net"] == "domain" and "ci95" in metrics
     assert {"fd_sscd", "mss_sscd", "vendi_sscd", "vendi_per_condition_sscd"} <= set(metrics["metrics"])
     assert "precision_sscd" not in metrics["metrics"] and "fd_sscd" in metrics["ci95"]
+    # the weight file behind the sscd columns: fetched by the weights job (offline: checked, not downloaded)
+    sscd = metrics["feature_weights"]["sscd"]
+    assert [(c["name"], c["verified"]) for c in sscd] == [("sscd_disc_mixup", True)] and metrics["feature_weights"][
+        "domain"] == []
+    record = read_json(shapes_run / "results/weights/sscd_disc_mixup.json")
+    assert record["check"]["sha256"] == sscd[0]["sha256"] and record["offline"] and not record["downloaded"]
+    assert "Unverified weights" not in markdown
 
 
 def test_latent_edit_stage(shapes_run):

@@ -8,6 +8,7 @@ from __future__ import annotations
 import hashlib
 import io
 import json
+import re
 import subprocess
 import sys
 import zipfile
@@ -198,3 +199,37 @@ def test_registered_sources_are_the_libraries_own():
     assert WEIGHTS.get("inception-v3-compat").url == URL_INCEPTION_V3
     assert WEIGHTS.get("inception-v3-compat").digest() == "6726825d"
     assert WEIGHTS.get("vgg16").url == torchvision.models.VGG16_Weights.IMAGENET1K_V1.url
+
+
+@pytest.mark.slow
+def test_the_paper_config_fetches_its_weights_in_local_jobs_ahead_of_the_gpu_jobs(tmp_path):
+    """`snakemake -n --profile slurm` of the ImageNet config: one local weights job per artifact, and every job that
+    loads one (features, latents, training, sampling) takes its record as an input."""
+    from dag_helpers import make_workdir, snakemake
+
+    from kaleido.config import load
+    from kaleido.dryrun import submitted_jobs
+    from kaleido.weights import all_artifacts
+
+    workdir = make_workdir(tmp_path / "imagenet")
+    proc = snakemake(workdir, "-n", "--profile", "slurm", "reports/table1.csv", "--configfile",
+                     "config/imagenet256.yaml", timeout=600)
+    text = proc.stdout + proc.stderr
+    names = sorted(all_artifacts(load(REPO / "config" / "imagenet256.yaml")))
+    assert len(names) == 9 and "inception-v3-compat" in names and "hf--google--flan-t5-xl" in names
+    assert sorted(re.findall(r"^rule weights:\n\s+output: results/weights/(\S+)\.json$", text,
+                             flags=re.MULTILINE)) == names
+    assert "weights" not in submitted_jobs(text)  # a local rule (test_dag_small keeps LOCAL_RULES in step)
+    jobs = [b for b in re.split(r"\n(?=\s*rule )", text) if b.strip().startswith("rule ") and "input:" in b]
+    needs = {"features/inception/reference.npz": ["inception-v3-compat"],
+             "features/sscd/reference.npz": ["sscd_disc_mixup"],
+             "features/dinov2-dgm/reference.npz": ["dinov2-repo", "dinov2_vitl14"],
+             "latents/text.npz": ["hf--Qwen--Qwen2-VL-7B-Instruct", "hf--google--flan-t5-xl"],
+             "latents/blob.npz": ["hf--google--owlv2-base-patch16-ensemble", "hf--facebook--sam-vit-base"],
+             "train/kaleido/bbox/model.pt": ["hf--google--flan-t5-xl"],
+             "samples/mdm/none/w4/shard000.npz": ["hf--google--flan-t5-xl"]}
+    for output, records in needs.items():
+        job = [b for b in jobs if output in b.split("output:")[1].split("\n")[0]]
+        assert len(job) == 1, output
+        inputs = job[0].split("output:")[0]
+        assert all(f"results/weights/{name}.json" in inputs for name in records), (output, inputs)
