@@ -150,3 +150,27 @@ def test_every_method_has_a_row_label_a_colour_and_a_place():
 
     assert set(METHOD_LABELS) == set(METHOD_COLORS) == set(METHOD_ORDER) == set(METHODS.names())
     assert len(set(METHOD_COLORS.values())) == len(METHOD_COLORS)
+
+
+def test_unverified_weights_are_stated_in_the_table_header(tmp_path):
+    """A number made with weights allowed unverified (config weights.allow_unverified) says so above its table."""
+    records = _records(tmp_path)
+    check = {"name": "sscd_disc_mixup", "path": "/c/sscd.pt", "sha256": "ab" * 32, "expected": None}
+    for record in records:
+        doc = read_json(record.path)
+        doc["feature_weights"] = {"inception": [], "sscd": [{**check, "verified": record.method != "kaleido"}]}
+        write_json_atomic(record.path, doc)
+    written = write_paper_tables(load_metric_records([r.path for r in records]), {"shapes": 4.0}, tmp_path / "out")
+    note = "Unverified weights (config weights.allow_unverified): sscd_disc_mixup (sha256 abababababab)."
+    for path in written:
+        text = path.read_text()
+        if path.suffix == ".md":
+            assert note in text.splitlines()
+        elif path.suffix == ".tex":
+            assert f"% {note}" in text.splitlines()
+    for record in records:  # all verified: no note
+        doc = read_json(record.path)
+        doc["feature_weights"]["sscd"][0]["verified"] = True
+        write_json_atomic(record.path, doc)
+    again = write_paper_tables(load_metric_records([r.path for r in records]), {"shapes": 4.0}, tmp_path / "out2")
+    assert not any("Unverified" in p.read_text() for p in again)

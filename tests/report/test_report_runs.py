@@ -21,6 +21,7 @@ from kaleido.report.runs import (
 )
 from kaleido.report.samples import load_toy_points
 from kaleido.report.tracking import default_artifact_root, sqlite_path
+from metrics.io import read_json, write_json_atomic
 
 
 def test_flatten_dotted_strings_and_limits() -> None:
@@ -47,6 +48,21 @@ def test_metric_run_spec(tmp_path: Path) -> None:
     assert spec.make_artifacts is not None
     assert metric_run_spec(record, scatter_points=100).content_hash == spec.content_hash
     assert metric_run_spec(record, scatter_points=50).content_hash != spec.content_hash
+
+
+def test_metric_run_tags_every_weight_check(tmp_path: Path) -> None:
+    """The MLflow run of a metric JSON carries the digest and verification of every weight file behind it."""
+    path = tmp_path / write_run(tmp_path, "shapes", "mdm", "none", 4.0, dataset="shapes")
+    doc = read_json(path)
+    doc["feature_weights"] = {"inception": [{"name": "inception-v3-compat", "sha256": "6726825d" + "0" * 56,
+                                             "verified": True}],
+                              "sscd": [{"name": "sscd_disc_mixup", "sha256": "ab" * 32, "verified": False}]}
+    write_json_atomic(path, doc)
+    (record,) = load_metric_records([path])
+    tags = metric_run_spec(record, scatter_points=0).tags
+    assert tags["kaleido.weights.inception-v3-compat.sha256"] == "6726825d" + "0" * 56
+    assert tags["kaleido.weights.inception-v3-compat.verified"] == "True"
+    assert tags["kaleido.weights.sscd_disc_mixup.verified"] == "False"
 
 
 def test_toy_points_and_rows(tmp_path: Path, monkeypatch) -> None:
