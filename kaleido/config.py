@@ -30,6 +30,9 @@ from metrics.features import FEATURE_NETS
 #: names of kaleido.diffusion.samplers.SAMPLERS (kept here so loading a config does not import torch; a test
 #: checks the two agree) and the options each accepts beyond name/steps/prior_*
 SAMPLERS: dict[str, tuple[str, ...]] = {"ddpm": (), "ddim": ("eta",), "heun": ()}
+#: sampler keys of every sampler that set how the denoiser runs (kaleido.generation.fast_path; defaults "auto" are
+#: not written into the resolved config, so configs that leave them out keep their sample hashes)
+SAMPLING_SPEED = ("precision", "compile")
 #: Snakemake rules that accept per-rule resources (plus ``default``)
 RULES = ("default", "data", "latents", "train", "sample", "features", "evaluate", "report")
 
@@ -157,7 +160,8 @@ def validate(cfg: dict[str, Any]) -> dict[str, Any]:
         if exp["sampler"]["steps"] > exp["diffusion"]["timesteps"]:
             raise ConfigError(f"{where}.sampler.steps: {exp['sampler']['steps']} exceeds diffusion.timesteps="
                               f"{exp['diffusion']['timesteps']}")
-        extra = sorted(set(exp["sampler"]) - {"name", "steps", *PRIOR_SAMPLING, *SAMPLERS[exp["sampler"]["name"]]})
+        extra = sorted(set(exp["sampler"]) - {"name", "steps", *SAMPLING_SPEED, *PRIOR_SAMPLING,
+                                              *SAMPLERS[exp["sampler"]["name"]]})
         if extra:
             raise ConfigError(f"{where}.sampler: {extra} do not apply to sampler {exp['sampler']['name']!r}; its "
                               f"options: {list(SAMPLERS[exp['sampler']['name']]) or 'none'}")

@@ -1,0 +1,193 @@
+"""Sampling throughput of the fast path (bf16 autocast + torch.compile, the sample stage's default on CUDA) against
+eager fp32 and eager bf16, and whether the fast path's samples are the same experiment.
+
+    python benchmarks/sampling_gpu.py throughput [--size mdm_in256 --res 256 --batch 64 --sample-steps 25]
+    python benchmarks/sampling_gpu.py fidelity   [--num 10000 --train-steps 3000] [--work DIR]
+    ... --smoke  (CPU, tiny sizes, seconds: the code paths run, the numbers mean nothing)
+
+``throughput``: a randomly initialised MDM denoiser of the given size, CFG (w = 4, one batched forward for both
+branches), DDPM through :func:`kaleido.generation.generate` with ``sampler.precision`` / ``sampler.compile`` set per
+mode; prints images/s, the ratio to eager fp32 measured in the same run, the model FLOPs per image (CFG forwards x
+steps, torch's FlopCounterMode) and the fraction of the GPU's dense peak for that precision.
+
+``fidelity``: the stage CLIs on procedural shapes (32 px): train an MDM, sample ``--num`` images eagerly in fp32
+with sample seed A and seed B and with the fast path with seeds A and B, extract features with the DAG-trained
+``domain`` CNN, and print FD(eager A, eager B) (two eager seeds: the spread of the statistic) beside
+FD(eager A, fast B) and FD(eager B, fast A) (eager vs fast, independent noise) and FD(eager A, fast A) (same noise).
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+import yaml
+
+REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO))
+
+from kaleido import checkpoint, config  # noqa: E402
+from kaleido.generation import generate  # noqa: E402
+
+#: dense peak FLOP/s by (GPU name fragment, precision); fp32 = CUDA cores (TF32 off in this benchmark)
+PEAKS = {("H100", "bf16"): 989e12, ("H100", "fp32"): 67e12, ("H200", "bf16"): 989e12, ("H200", "fp32"): 67e12}
+#: (precision, compile) per mode; the last is the sample stage's default on CUDA
+MODES = (("fp32", False), ("bf16", False), ("bf16", True))
+SMOKE = {"size": "nested_tiny", "res": 16, "batch": 4, "samples": 8, "sample_steps": 2, "num": 64,
+         "train_steps": 4, "num_train": 128, "domain_steps": 5, "sample_steps_fidelity": 2}
+
+
+def peak(precision: str) -> float | None:
+    name = torch.cuda.get_device_name() if torch.cuda.is_available() else "cpu"
+    return next((v for (k, p), v in PEAKS.items() if k in name and p == precision), None)
+
+
+def experiment(steps: int, precision: str, compiled: bool) -> dict:
+    return {"diffusion": {"timesteps": 1000, "schedule": "cosine", "prediction": "eps"},
+            "sampler": {"name": "ddpm", "steps": steps, "precision": precision, "compile": compiled,
+                        **config.PRIOR_SAMPLING}, "cads": {}}
+
+
+def forward_flops(model: torch.nn.Module, batch: int, device: torch.device) -> float:
+    """Model FLOPs of one CFG denoiser call per image (both branches: a forward of 2 x batch rows, / batch)."""
+    from torch.utils.flop_counter import FlopCounterMode
+
+    labels = torch.arange(batch, device=device) % model.num_classes
+    y = torch.cat([model.encode(labels)[0], model.null_condition(batch)])
+    x = torch.randn(2 * batch, model.data_dim, device=device)
+    counter = FlopCounterMode(display=False)
+    with counter, torch.no_grad():
+        model(x, torch.full((2 * batch,), 500, device=device), y)
+    return counter.get_total_flops() / batch
+
+
+def throughput(args: argparse.Namespace, device: torch.device) -> None:
+    torch.backends.cuda.matmul.allow_tf32 = False  # fp32 means fp32: the eager baseline is not silently TF32
+    torch.backends.cudnn.allow_tf32 = False
+    meta = {"arch": {"arch": "nested_unet", "size": args.size, "cond_dim": 256,
+                     "context": {"encoder": "t5_tiny", "max_length": 8}},
+            "data_shape": [args.res, args.res, 3], "num_classes": 4, "class_names": ["a", "b", "c", "d"],
+            "config_hash": "bench"}
+    torch.manual_seed(0)
+    model = checkpoint.build_denoiser(meta).to(device).eval()
+    per_image = forward_flops(model, args.batch, device) * args.sample_steps
+    print(f"device {torch.cuda.get_device_name() if device.type == 'cuda' else 'cpu'}; nested_unet/{args.size} "
+          f"{args.res}px, {sum(p.numel() for p in model.parameters()) / 1e6:.1f}M parameters, batch {args.batch}, "
+          f"{args.sample_steps} DDPM steps, CFG: {per_image / 1e9:.1f} GFLOP per image")
+    base = None
+    for precision, compiled in MODES:
+        if compiled and device.type != "cuda":
+            print("sample bf16 +compile: skipped (torch.compile of the denoiser is the CUDA default only)")
+            continue
+        exp = experiment(args.sample_steps, precision, compiled)
+        warm = experiment(2, precision, compiled)  # the timed batch's shapes: compiles, picks cuDNN algorithms
+        generate(warm, 0, "mdm", 4.0, range(args.batch), {"mdm": model}, batch_size=args.batch)
+        torch.cuda.synchronize() if device.type == "cuda" else None
+        start = time.perf_counter()
+        generate(exp, 0, "mdm", 4.0, range(args.samples), {"mdm": model}, batch_size=args.batch)
+        torch.cuda.synchronize() if device.type == "cuda" else None
+        rate = args.samples / (time.perf_counter() - start)
+        base = base or rate
+        p = peak(precision)
+        share = f", {rate * per_image / p:.1%} of the {p / 1e12:.0f} TFLOP/s {precision} peak" if p else ""
+        print(f"sample {precision}{' +compile' if compiled else '         '}: {rate:8.2f} img/s "
+              f"(x{rate / base:.2f} vs eager fp32){share}", flush=True)
+
+
+def run(args: list[str]) -> None:
+    start = time.perf_counter()
+    done = subprocess.run([sys.executable, *args], capture_output=True, text=True, cwd=REPO)
+    if done.returncode != 0:
+        sys.exit(f"failed ({done.returncode}): python {' '.join(args)}\n{done.stderr[-3000:]}")
+    print(f"[{time.perf_counter() - start:6.1f} s] python {' '.join(args[:3])} ...", flush=True)
+
+
+def fidelity(args: argparse.Namespace, device: torch.device) -> None:
+    from metrics.frechet import fd_from_features
+    from metrics.io import load_npz
+
+    work = Path(args.work or tempfile.mkdtemp(prefix="sampling_fidelity_"))
+    work.mkdir(parents=True, exist_ok=True)
+    cfg = yaml.safe_load((REPO / "config" / "shapes.yaml").read_text())
+    cfg["results_dir"], cfg["reports_dir"] = str(work / "results"), str(work / "reports")
+    exp = cfg["experiments"]["shapes"]
+    exp["data"]["num_train"] = args.num_train
+    exp["train"].update(steps=args.train_steps, checkpoint_every=max(1, args.train_steps))
+    exp.update(methods=["mdm"], latents={}, guidance=[3], num_samples=args.num, shard_size=args.num, edits=[])
+    exp["sampler"]["steps"] = args.sample_steps_fidelity
+    fast = "bf16" if device.type == "cuda" or args.smoke else "fp32"
+    paths = {}
+    for name, seed, precision, compiled in (("eager_A", 0, "fp32", False), ("eager_B", 1, "fp32", False),
+                                            ("fast_A", 0, fast, device.type == "cuda"),
+                                            ("fast_B", 1, fast, device.type == "cuda")):
+        variant = copy.deepcopy(cfg)
+        variant["experiments"]["shapes"]["seed"] = seed  # the sample seed derives from it; the model is shared
+        variant["experiments"]["shapes"]["sampler"].update(precision=precision, compile=compiled)
+        paths[name] = work / f"{name}.yaml"
+        paths[name].write_text(yaml.safe_dump(variant))
+    common = ["--config", str(paths["eager_A"]), "--experiment", "shapes"]
+    data, model, domain = work / "train.npz", work / "mdm.pt", work / "domain.pt"
+    run(["-m", "kaleido.data", *common, "--out", str(data)])
+    run(["-m", "kaleido.train", *common, "--role", "mdm", "--latent", "none", "--data", str(data), "--out",
+         str(model), "--device", str(device)])
+    run(["-m", "metrics.features.domain", "train", "--data", str(data), "--out", str(domain), "--seed", "0",
+         "--steps", str(args.domain_steps)])
+    features = {}
+    for name, path in paths.items():
+        shard, feats = work / f"{name}.npz", work / f"{name}_features.npz"
+        run(["-m", "kaleido.sample", "--config", str(path), "--experiment", "shapes", "--method", "mdm", "--latent",
+             "none", "--guidance", "3", "--shard", "0", "--model", f"mdm={model}", "--device", str(device),
+             "--batch-size", "1024", "--quiet", "--out", str(shard)])
+        run(["-m", "metrics", "extract", "--net", "domain", "--weights", str(domain), "--out", str(feats),
+             str(shard)])
+        features[name] = load_npz(feats)["features"].astype(np.float64)
+    images = {name: load_npz(work / f"{name}.npz")["x"] for name in paths}
+    same = float(np.mean(images["eager_A"] != images["fast_A"]))
+    print(f"same noise, eager vs fast: {same:.1%} of pixel values differ (uint8)")
+
+    def fd(a: str, b: str) -> float:
+        return fd_from_features(features[a], features[b])
+
+    spread = fd("eager_A", "eager_B")
+    print(f"FD(eager A, eager B) = {spread:.5f}   (two eager seeds: the statistic's spread at n={args.num})")
+    for a, b in (("eager_A", "fast_B"), ("eager_B", "fast_A"), ("fast_A", "fast_B"), ("eager_A", "fast_A")):
+        value = fd(a, b)
+        print(f"FD({a.replace('_', ' ')}, {b.replace('_', ' ')}) = {value:.5f}   (x{value / spread:.2f} of two "
+              "eager seeds)")
+    if not args.work:
+        shutil.rmtree(work, ignore_errors=True)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("part", choices=("throughput", "fidelity"))
+    parser.add_argument("--size", default="mdm_in256", help="NestedUNet size (kaleido.models.unet_sizes)")
+    parser.add_argument("--res", type=int, default=256)
+    parser.add_argument("--batch", type=int, default=64)
+    parser.add_argument("--samples", type=int, default=256, help="throughput: images timed per mode")
+    parser.add_argument("--sample-steps", type=int, default=25, help="throughput: DDPM steps")
+    parser.add_argument("--num", type=int, default=10000, help="fidelity: samples per set")
+    parser.add_argument("--num-train", type=int, default=20000, help="fidelity: training images")
+    parser.add_argument("--train-steps", type=int, default=3000, help="fidelity: MDM training steps")
+    parser.add_argument("--sample-steps-fidelity", type=int, default=50, help="fidelity: DDPM steps")
+    parser.add_argument("--domain-steps", type=int, default=1000, help="fidelity: domain-CNN training steps")
+    parser.add_argument("--work", help="fidelity: keep the stage outputs in this folder")
+    parser.add_argument("--smoke", action="store_true", help="CPU, tiny sizes, seconds: code paths only")
+    args = parser.parse_args()
+    if args.smoke:
+        print("smoke run: tiny sizes on CPU, numbers are not measurements", flush=True)
+        vars(args).update(SMOKE)
+    device = torch.device("cuda" if torch.cuda.is_available() and not args.smoke else "cpu")
+    (throughput if args.part == "throughput" else fidelity)(args, device)
+
+
+if __name__ == "__main__":
+    main()

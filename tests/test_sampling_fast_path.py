@@ -1,0 +1,67 @@
+"""The sampling fast path (``sampler.precision`` / ``sampler.compile``, default "auto"): eager fp32 on the CPU, so a
+seed gives exactly what it gave before; bf16 autocast + torch.compile on CUDA, deterministic per index on that path
+and close to eager fp32 for the same noise (the distribution-level check is benchmarks/sampling_gpu.py fidelity)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from kaleido import checkpoint, config
+from kaleido.generation import fast_path, generate
+
+
+def _model(device: str) -> torch.nn.Module:
+    meta = {"arch": {"arch": "nested_unet", "size": "nested_tiny", "cond_dim": 32,
+                     "context": {"encoder": "t5_tiny", "max_length": 4}},
+            "data_shape": [16, 16, 3], "num_classes": 3, "class_names": ["a", "b", "c"], "config_hash": "test"}
+    torch.manual_seed(0)
+    return checkpoint.build_denoiser(meta).to(device).eval()
+
+
+def _exp(**sampler) -> dict:
+    return {"diffusion": {"timesteps": 1000, "schedule": "cosine", "prediction": "eps"},
+            "sampler": {"name": "ddpm", "steps": 4, **config.PRIOR_SAMPLING, **sampler}, "cads": {}}
+
+
+def test_auto_is_eager_fp32_on_the_cpu_and_the_fast_path_on_cuda():
+    cpu, cuda = torch.device("cpu"), torch.device("cuda")
+    assert fast_path({}, cpu) == ("fp32", False) and fast_path({"precision": "auto", "compile": "auto"}, cpu) == (
+        "fp32", False)
+    assert fast_path({}, cuda) == ("bf16", True)
+    assert fast_path({"precision": "fp32", "compile": False}, cuda) == ("fp32", False)
+    assert fast_path({"precision": "bf16"}, cpu) == ("bf16", False)
+
+
+def test_default_cpu_samples_are_the_eager_fp32_samples_bit_for_bit():
+    model = _model("cpu")
+    default = generate(_exp(), 7, "mdm", 3.0, range(6), {"mdm": model}, batch_size=6)
+    eager = generate(_exp(precision="fp32", compile=False), 7, "mdm", 3.0, range(6), {"mdm": model}, batch_size=6)
+    assert np.array_equal(default["x"], eager["x"])
+    bf16 = generate(_exp(precision="bf16"), 7, "mdm", 3.0, range(6), {"mdm": model}, batch_size=6)
+    assert bf16["x"].shape == eager["x"].shape and bf16["x"].dtype == np.uint8
+
+
+def test_the_sampler_keys_are_validated(tiny_config):
+    from kaleido.errors import ConfigError
+
+    tiny_config["experiments"]["toy2d"]["sampler"]["precision"] = "fp16"
+    with pytest.raises(ConfigError, match="precision"):
+        config.validate(tiny_config)
+    tiny_config["experiments"]["toy2d"]["sampler"].update(precision="bf16", compile=False)
+    assert config.validate(tiny_config)["experiments"]["toy2d"]["sampler"]["precision"] == "bf16"
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_fast_path_on_cuda_is_deterministic_per_index_and_close_to_eager():
+    model = _model("cuda")
+    fast = generate(_exp(), 3, "mdm", 3.0, range(8), {"mdm": model}, batch_size=4)
+    again = generate(_exp(), 3, "mdm", 3.0, range(8), {"mdm": model}, batch_size=4)
+    halves = [generate(_exp(), 3, "mdm", 3.0, part, {"mdm": model}, batch_size=4) for part in (range(4), range(4, 8))]
+    assert np.array_equal(fast["x"], again["x"])  # the same indices, path and batch size: the same samples
+    assert np.array_equal(fast["x"], np.concatenate([h["x"] for h in halves]))  # any shard split
+    eager = generate(_exp(precision="fp32", compile=False), 3, "mdm", 3.0, range(8), {"mdm": model}, batch_size=4)
+    diff = np.abs(fast["x"].astype(np.int16) - eager["x"].astype(np.int16))
+    assert diff.mean() < 8, diff.mean()  # same noise: bf16 rounding moves pixels a little (uint8 scale)
