@@ -8,7 +8,7 @@ order reproduces it. Kaleido draws z ~ p_AR(z | c) first and returns it beside x
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 import torch
@@ -26,23 +26,35 @@ from kaleido.rng import counter_normal
 from kaleido.seeding import derive_seed
 
 
-def fast_path(sampler: dict[str, Any], device: torch.device) -> tuple[str, bool]:
-    """(precision, compile) of the denoiser forward for ``sampler.precision`` / ``sampler.compile`` on ``device``.
+class FastPath(NamedTuple):
+    """How the denoiser forward runs while sampling (:func:`fast_path`)."""
 
-    "auto" (the default of both) is bf16 autocast + ``torch.compile`` on CUDA and eager fp32 on the CPU, where the
-    samples are bit-for-bit those of every earlier run. The sampler's own arithmetic (x_t updates, guidance
-    combination, ε conversion) stays fp32 on every path.
+    precision: str  # "fp32" or "bf16" (autocast)
+    compile: bool  # torch.compile of the denoiser
+    channels_last: bool  # NHWC weights and activations (cuDNN's tensor-core layout)
+
+
+def fast_path(sampler: dict[str, Any], device: torch.device) -> FastPath:
+    """The :class:`FastPath` of ``sampler.precision`` / ``.compile`` / ``.channels_last`` on ``device``.
+
+    "auto" (the default of each) is bf16 autocast + ``torch.compile`` + channels-last on CUDA and eager fp32 on the
+    CPU, where the samples are bit-for-bit those of every earlier run. The sampler's own arithmetic (x_t updates,
+    guidance combination, ε conversion) stays fp32 on every path.
     """
-    precision, compiled = sampler.get("precision", "auto"), sampler.get("compile", "auto")
     cuda = device.type == "cuda"
-    return ("bf16" if cuda else "fp32") if precision == "auto" else precision, cuda if compiled == "auto" else compiled
+    choice = {key: sampler.get(key, "auto") for key in ("precision", "compile", "channels_last")}
+    return FastPath(("bf16" if cuda else "fp32") if choice["precision"] == "auto" else choice["precision"],
+                    cuda if choice["compile"] == "auto" else choice["compile"],
+                    cuda if choice["channels_last"] == "auto" else choice["channels_last"])
 
 
-def _eps_net(model: Denoiser, schedule: Schedule, prediction: str, precision: str = "fp32", compiled: bool = False):
-    forward = torch.compile(model) if compiled else model
+def _eps_net(model: Denoiser, schedule: Schedule, prediction: str, path: FastPath):
+    if path.channels_last:
+        model.to(memory_format=torch.channels_last)  # 4-D weights only; values unchanged
+    forward = torch.compile(model) if path.compile else model
 
     def net(x: torch.Tensor, t: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-        with torch.autocast(x.device.type, dtype=torch.bfloat16, enabled=precision == "bf16"):
+        with torch.autocast(x.device.type, dtype=torch.bfloat16, enabled=path.precision == "bf16"):
             out = forward(x, t, y)
         return output_to_eps(prediction, out.float(), x, *schedule.coefficients(t, x.dtype, x.ndim))
 
@@ -65,9 +77,9 @@ def generate(exp: dict[str, Any], seed: int, method: str, weight: float, indices
     prediction = exp["diffusion"]["prediction"]
     index_all = torch.as_tensor(list(indices), dtype=torch.int64)  # on the CPU: the counter RNG runs there
     device = next((t.device for t in (*main.parameters(), *main.buffers())), torch.device("cpu"))
-    precision, compiled = fast_path(exp["sampler"], device)
-    main_net = _eps_net(main, schedule, prediction, precision, compiled)
-    guide_net = _eps_net(guide, schedule, prediction, precision, compiled) if guide is not None else None
+    path = fast_path(exp["sampler"], device)
+    main_net = _eps_net(main, schedule, prediction, path)
+    guide_net = _eps_net(guide, schedule, prediction, path) if guide is not None else None
     xs, toks = [], []
     latent_grammar = main.latent_grammar  # image models trained on bbox / blob latents
     constraint = {}  # the toy prior takes no constraint: pass one only where a grammar exists
