@@ -39,8 +39,8 @@ from kaleido.generation import generate  # noqa: E402
 
 #: dense peak FLOP/s by (GPU name fragment, precision); fp32 = CUDA cores (TF32 off in this benchmark)
 PEAKS = {("H100", "bf16"): 989e12, ("H100", "fp32"): 67e12, ("H200", "bf16"): 989e12, ("H200", "fp32"): 67e12}
-#: (precision, compile) per mode; the last is the sample stage's default on CUDA
-MODES = (("fp32", False), ("bf16", False), ("bf16", True))
+#: (precision, compile, channels_last) per mode; the last is the sample stage's default on CUDA
+MODES = (("fp32", False, False), ("bf16", False, False), ("bf16", True, False), ("bf16", True, True))
 SMOKE = {"size": "nested_tiny", "res": 16, "batch": 4, "samples": 8, "sample_steps": 2, "num": 64,
          "train_steps": 4, "num_train": 128, "domain_steps": 5, "sample_steps_fidelity": 2}
 
@@ -50,10 +50,14 @@ def peak(precision: str) -> float | None:
     return next((v for (k, p), v in PEAKS.items() if k in name and p == precision), None)
 
 
-def experiment(steps: int, precision: str, compiled: bool) -> dict:
+def experiment(steps: int, precision: str, compiled: bool, channels_last: bool) -> dict:
     return {"diffusion": {"timesteps": 1000, "schedule": "cosine", "prediction": "eps"},
             "sampler": {"name": "ddpm", "steps": steps, "precision": precision, "compile": compiled,
-                        **config.PRIOR_SAMPLING}, "cads": {}}
+                        "channels_last": channels_last, **config.PRIOR_SAMPLING}, "cads": {}}
+
+
+def mode_name(precision: str, compiled: bool, channels_last: bool) -> str:
+    return precision + (" +compile" if compiled else "") + (" +channels-last" if channels_last else "")
 
 
 def forward_flops(model: torch.nn.Module, batch: int, device: torch.device) -> float:
@@ -83,23 +87,28 @@ def throughput(args: argparse.Namespace, device: torch.device) -> None:
           f"{args.res}px, {sum(p.numel() for p in model.parameters()) / 1e6:.1f}M parameters, batch {args.batch}, "
           f"{args.sample_steps} DDPM steps, CFG: {per_image / 1e9:.1f} GFLOP per image")
     base = None
-    for precision, compiled in MODES:
-        if compiled and device.type != "cuda":
-            print("sample bf16 +compile: skipped (torch.compile of the denoiser is the CUDA default only)")
+    modes = [MODES[i] for i in args.modes]
+    runs = [(mode, args.batch) for mode in modes] + [(MODES[-1], batch) for batch in args.more_batches]
+    for mode, batch in runs:
+        torch._dynamo.reset()  # a new mode recompiles: the model's weight layout may have changed
+        if mode[1] and device.type != "cuda":
+            print(f"sample {mode_name(*mode)}: skipped (torch.compile of the denoiser is the CUDA default only)")
             continue
-        exp = experiment(args.sample_steps, precision, compiled)
-        warm = experiment(2, precision, compiled)  # the timed batch's shapes: compiles, picks cuDNN algorithms
-        generate(warm, 0, "mdm", 4.0, range(args.batch), {"mdm": model}, batch_size=args.batch)
+        warm = experiment(2, *mode)  # the timed batch's shapes: compiles, picks cuDNN algorithms
+        generate(warm, 0, "mdm", 4.0, range(batch), {"mdm": model}, batch_size=batch)
         torch.cuda.synchronize() if device.type == "cuda" else None
         start = time.perf_counter()
-        generate(exp, 0, "mdm", 4.0, range(args.samples), {"mdm": model}, batch_size=args.batch)
+        samples = max(args.samples, batch)
+        generate(experiment(args.sample_steps, *mode), 0, "mdm", 4.0, range(samples), {"mdm": model},
+                 batch_size=batch)
         torch.cuda.synchronize() if device.type == "cuda" else None
-        rate = args.samples / (time.perf_counter() - start)
+        rate = samples / (time.perf_counter() - start)
+        model.to(memory_format=torch.contiguous_format)  # the next mode starts from the stored layout
         base = base or rate
-        p = peak(precision)
-        share = f", {rate * per_image / p:.1%} of the {p / 1e12:.0f} TFLOP/s {precision} peak" if p else ""
-        print(f"sample {precision}{' +compile' if compiled else '         '}: {rate:8.2f} img/s "
-              f"(x{rate / base:.2f} vs eager fp32){share}", flush=True)
+        p = peak(mode[0])
+        share = f", {rate * per_image / p:.1%} of the {p / 1e12:.0f} TFLOP/s {mode[0]} peak" if p else ""
+        print(f"sample {mode_name(*mode):<28} batch {batch:4d}: {rate:8.2f} img/s (x{rate / base:.2f} vs eager "
+              f"fp32){share}", flush=True)
 
 
 def run(args: list[str]) -> None:
@@ -125,12 +134,13 @@ def fidelity(args: argparse.Namespace, device: torch.device) -> None:
     exp["sampler"]["steps"] = args.sample_steps_fidelity
     fast = "bf16" if device.type == "cuda" or args.smoke else "fp32"
     paths = {}
+    cuda = device.type == "cuda"
     for name, seed, precision, compiled in (("eager_A", 0, "fp32", False), ("eager_B", 1, "fp32", False),
-                                            ("fast_A", 0, fast, device.type == "cuda"),
-                                            ("fast_B", 1, fast, device.type == "cuda")):
+                                            ("fast_A", 0, fast, cuda), ("fast_B", 1, fast, cuda)):
         variant = copy.deepcopy(cfg)
         variant["experiments"]["shapes"]["seed"] = seed  # the sample seed derives from it; the model is shared
-        variant["experiments"]["shapes"]["sampler"].update(precision=precision, compile=compiled)
+        variant["experiments"]["shapes"]["sampler"].update(precision=precision, compile=compiled,
+                                                           channels_last=compiled)
         paths[name] = work / f"{name}.yaml"
         paths[name].write_text(yaml.safe_dump(variant))
     common = ["--config", str(paths["eager_A"]), "--experiment", "shapes"]
@@ -172,6 +182,10 @@ def main() -> None:
     parser.add_argument("--size", default="mdm_in256", help="NestedUNet size (kaleido.models.unet_sizes)")
     parser.add_argument("--res", type=int, default=256)
     parser.add_argument("--batch", type=int, default=64)
+    parser.add_argument("--modes", type=int, nargs="+", default=list(range(len(MODES))),
+                        help="throughput: indices into MODES to time (default all; the first is the baseline)")
+    parser.add_argument("--more-batches", type=int, nargs="*", default=[],
+                        help="throughput: also time the default fast path at these batch sizes")
     parser.add_argument("--samples", type=int, default=256, help="throughput: images timed per mode")
     parser.add_argument("--sample-steps", type=int, default=25, help="throughput: DDPM steps")
     parser.add_argument("--num", type=int, default=10000, help="fidelity: samples per set")
