@@ -32,7 +32,7 @@ from metrics.features import FEATURE_NETS
 SAMPLERS: dict[str, tuple[str, ...]] = {"ddpm": (), "ddim": ("eta",), "heun": ()}
 #: sampler keys of every sampler that set how the denoiser runs (kaleido.generation.fast_path; defaults "auto" are
 #: not written into the resolved config, so configs that leave them out keep their sample hashes)
-SAMPLING_SPEED = ("precision", "compile", "channels_last")
+SAMPLING_SPEED = ("precision", "compile")
 #: Snakemake rules that accept per-rule resources (plus ``default``)
 RULES = ("default", "data", "latents", "train", "sample", "features", "evaluate", "report")
 

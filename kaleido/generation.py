@@ -31,26 +31,23 @@ class FastPath(NamedTuple):
 
     precision: str  # "fp32" or "bf16" (autocast)
     compile: bool  # torch.compile of the denoiser
-    channels_last: bool  # NHWC weights and activations (cuDNN's tensor-core layout)
 
 
 def fast_path(sampler: dict[str, Any], device: torch.device) -> FastPath:
-    """The :class:`FastPath` of ``sampler.precision`` / ``.compile`` / ``.channels_last`` on ``device``.
+    """The :class:`FastPath` of ``sampler.precision`` / ``sampler.compile`` on ``device``.
 
-    "auto" (the default of each) is bf16 autocast + ``torch.compile`` + channels-last on CUDA and eager fp32 on the
-    CPU, where the samples are bit-for-bit those of every earlier run. The sampler's own arithmetic (x_t updates,
-    guidance combination, ε conversion) stays fp32 on every path.
+    "auto" (the default of both) is bf16 autocast + ``torch.compile`` on CUDA and eager fp32 on the CPU, where the
+    samples are bit-for-bit those of every earlier run. The sampler's own arithmetic (x_t updates, guidance
+    combination, ε conversion) stays fp32 on every path. (Channels-last convolutions and larger batches were measured
+    and gave nothing on an H200: benchmarks/logs/sampling_gpu_h200_channels_last.log.)
     """
     cuda = device.type == "cuda"
-    choice = {key: sampler.get(key, "auto") for key in ("precision", "compile", "channels_last")}
-    return FastPath(("bf16" if cuda else "fp32") if choice["precision"] == "auto" else choice["precision"],
-                    cuda if choice["compile"] == "auto" else choice["compile"],
-                    cuda if choice["channels_last"] == "auto" else choice["channels_last"])
+    precision, compiled = sampler.get("precision", "auto"), sampler.get("compile", "auto")
+    return FastPath(("bf16" if cuda else "fp32") if precision == "auto" else precision,
+                    cuda if compiled == "auto" else compiled)
 
 
 def _eps_net(model: Denoiser, schedule: Schedule, prediction: str, path: FastPath):
-    if path.channels_last:
-        model.to(memory_format=torch.channels_last)  # 4-D weights only; values unchanged
     forward = torch.compile(model) if path.compile else model
 
     def net(x: torch.Tensor, t: torch.Tensor, y: torch.Tensor) -> torch.Tensor:

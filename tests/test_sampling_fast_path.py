@@ -27,17 +27,17 @@ def _exp(**sampler) -> dict:
 
 def test_auto_is_eager_fp32_on_the_cpu_and_the_fast_path_on_cuda():
     cpu, cuda = torch.device("cpu"), torch.device("cuda")
-    assert fast_path({}, cpu) == ("fp32", False, False)
-    assert fast_path({"precision": "auto", "compile": "auto", "channels_last": "auto"}, cpu) == ("fp32", False, False)
-    assert fast_path({}, cuda) == ("bf16", True, True)
-    assert fast_path({"precision": "fp32", "compile": False, "channels_last": False}, cuda) == ("fp32", False, False)
-    assert fast_path({"precision": "bf16"}, cpu) == ("bf16", False, False)
+    assert fast_path({}, cpu) == ("fp32", False) and fast_path({"precision": "auto", "compile": "auto"}, cpu) == (
+        "fp32", False)
+    assert fast_path({}, cuda) == ("bf16", True)
+    assert fast_path({"precision": "fp32", "compile": False}, cuda) == ("fp32", False)
+    assert fast_path({"precision": "bf16"}, cpu) == ("bf16", False)
 
 
 def test_default_cpu_samples_are_the_eager_fp32_samples_bit_for_bit():
     model = _model("cpu")
     default = generate(_exp(), 7, "mdm", 3.0, range(6), {"mdm": model}, batch_size=6)
-    eager = generate(_exp(precision="fp32", compile=False, channels_last=False), 7, "mdm", 3.0, range(6),
+    eager = generate(_exp(precision="fp32", compile=False), 7, "mdm", 3.0, range(6),
                      {"mdm": model}, batch_size=6)
     assert np.array_equal(default["x"], eager["x"])
     bf16 = generate(_exp(precision="bf16"), 7, "mdm", 3.0, range(6), {"mdm": model}, batch_size=6)
@@ -63,7 +63,7 @@ def test_fast_path_on_cuda_is_deterministic_per_index_and_close_to_eager():
     halves = [generate(_exp(), 3, "mdm", 3.0, part, {"mdm": model}, batch_size=4) for part in (range(4), range(4, 8))]
     assert np.array_equal(fast["x"], again["x"])  # the same indices, path and batch size: the same samples
     assert np.array_equal(fast["x"], np.concatenate([h["x"] for h in halves]))  # any shard split
-    eager = generate(_exp(precision="fp32", compile=False, channels_last=False), 3, "mdm", 3.0, range(8),
+    eager = generate(_exp(precision="fp32", compile=False), 3, "mdm", 3.0, range(8),
                      {"mdm": model}, batch_size=4)
     diff = np.abs(fast["x"].astype(np.int16) - eager["x"].astype(np.int16))
     assert diff.mean() < 8, diff.mean()  # same noise: bf16 rounding moves pixels a little (uint8 scale)
