@@ -282,6 +282,8 @@ def main(argv: Sequence[str] | None = None) -> None:
     cfg = config_mod.load(args.config)
     rules = policy(cfg)
     if args.command == "list":
+        if not all_artifacts(cfg):
+            print(f"{args.config}: no pretrained artifacts (every model and feature network is built in the DAG)")
         for a in all_artifacts(cfg).values():
             size = f"~{a.size_mb} MB" if a.size_mb else "size: see source"
             print(f"{a.name}\t{a.kind}\t{size}\t{a.source}\t-> {a.path()}")
