@@ -28,6 +28,7 @@ Config (top-level ``weights``): ``offline`` (check only; also ``HF_HUB_OFFLINE=1
 from __future__ import annotations
 
 import argparse
+import hashlib
 import os
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -36,6 +37,7 @@ from typing import Any
 
 from kaleido import config as config_mod
 from kaleido.cli import run_cli
+from kaleido.methods import METHODS
 from kaleido.models.t5_sizes import T5_SIZES
 from kaleido.pretrained import FETCH_HINT, HubModel, parse, verify_snapshot
 from kaleido.provenance import provenance
@@ -55,7 +57,7 @@ FOREIGN_FORMATS = ["*.h5", "*.msgpack", "*.onnx", "*.ot", "*.tflite", "tf_model*
 
 @dataclass(frozen=True)
 class Artifact:
-    """One pretrained thing a config needs: ``name`` (its job), ``kind``, where it comes from and who uses it."""
+    """One pretrained thing a config needs: ``name`` (its job and record), ``kind``, where it comes from."""
 
     name: str
     kind: str  # torch-hub-file | torch-hub-repo | hf | local
@@ -81,8 +83,9 @@ def _registered(name: str) -> Artifact:
 
 def _named(value: str, what: str) -> Artifact:
     ref = parse(value, what)
-    if isinstance(ref, Path):
-        return Artifact("local--" + ref.name, "local", str(ref), what, None, ref)
+    if isinstance(ref, Path):  # the folder's name, and a hash of its path so that two folders never share a job
+        digest = hashlib.sha256(str(ref).encode()).hexdigest()[:8]
+        return Artifact(f"local--{ref.name}-{digest}", "local", str(ref), what, None, ref)
     return Artifact(ref.name, "hf", str(ref), what, None, ref)
 
 
@@ -117,8 +120,6 @@ def model_artifacts(exp: dict[str, Any], role: str) -> list[Artifact]:
 def stage_artifacts(cfg: dict[str, Any], name: str, stage: str, **keys: str) -> list[Artifact]:
     """The artifacts one job of ``stage`` needs (``net`` for features; ``latent`` for latents; ``role`` for train;
     ``method`` for sample; ``method`` and ``latent`` for edit)."""
-    from kaleido.methods import METHODS
-
     exp = config_mod.experiment(cfg, name)
     if stage == "features":
         found = feature_artifacts(exp, keys["net"])
