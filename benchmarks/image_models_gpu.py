@@ -1,6 +1,7 @@
 """Training and sampling throughput of the image denoiser: eager fp32 vs bf16 autocast + torch.compile.
 
     python benchmarks/image_models_gpu.py [--arch nested_unet --size nested_small] [--res 64] [--batch 64]
+    python benchmarks/image_models_gpu.py --smoke      # nested_tiny, 16 px, batch 2 on the CPU; no torch.compile
 
 Trains Kaleido's latent-augmented denoiser (NestedUNet + T5 prior over 16 latent tokens, frozen T5 context) with
 the training loop's own objective (``kaleido.train``: multi-resolution diffusion loss + L_AR, Adam) and samples
@@ -12,7 +13,6 @@ model FLOPs utilisation (MFU) against the GPU's dense peak for that precision.
 from __future__ import annotations
 
 import argparse
-import contextlib
 import sys
 import tempfile
 import time
@@ -23,6 +23,8 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+import _smoke  # noqa: E402
+from _gpu import peak  # noqa: E402
 from image_helpers import word_tokenizer  # noqa: E402
 
 from kaleido import checkpoint, config  # noqa: E402
@@ -31,14 +33,11 @@ from kaleido.diffusion.schedule import Schedule  # noqa: E402
 from kaleido.generation import generate  # noqa: E402
 from kaleido.training import _Objective  # noqa: E402
 
-#: dense peak FLOP/s by (GPU name fragment, precision); fp32 = TF32 tensor cores off (CUDA cores)
-PEAKS = {("H100", "bf16"): 989e12, ("H100", "fp32"): 67e12, ("H200", "bf16"): 989e12, ("H200", "fp32"): 67e12}
 CLASSES = ["circle", "square", "triangle", "star"]
+#: compiling on the CPU takes minutes (4.5 min for these sizes on the 2-core machine): the compiled modes are left out
+SMOKE = {"size": "nested_tiny", "res": 16, "batch": 2, "steps": 1, "warmup": 1, "samples": 2, "sample_steps": 2,
+         "device": "cpu", "compile": False}
 
-
-def peak(precision: str) -> float | None:
-    name = torch.cuda.get_device_name() if torch.cuda.is_available() else "cpu"
-    return next((v for (k, p), v in PEAKS.items() if k in name and p == precision), None)
 
 
 def build(args: argparse.Namespace, tokenizer: str, device: torch.device):
@@ -94,25 +93,21 @@ def train_throughput(model, data, tokens, args, precision: str, compiled: bool, 
 
 
 def sample_throughput(model, args, precision: str, compiled: bool) -> float:
+    """Images/s of :func:`kaleido.generation.generate` (Kaleido: prior, then DDPM with CFG) with the sampler's own
+    fast-path keys set to the mode (what the sample stage runs), after a warm-up batch."""
     exp = {"diffusion": {"timesteps": 1000, "schedule": "cosine", "prediction": "eps"},
-           "sampler": {"name": "ddpm", "steps": args.sample_steps, **config.PRIOR_SAMPLING}, "cads": {}}
-    trunk = model.trunk
-    if compiled:
-        model.trunk = torch.compile(trunk)
-    autocast = torch.autocast("cuda", dtype=torch.bfloat16) if precision == "bf16" else contextlib.nullcontext()
-    try:
-        with autocast:
-            generate(exp, 0, "kaleido", 4.0, range(args.batch), {"kaleido": model}, batch_size=args.batch)  # warm-up
-            torch.cuda.synchronize() if torch.cuda.is_available() else None
-            start = time.perf_counter()
-            generate(exp, 0, "kaleido", 4.0, range(args.samples), {"kaleido": model}, batch_size=args.batch)
-            torch.cuda.synchronize() if torch.cuda.is_available() else None
-        return args.samples / (time.perf_counter() - start)
-    finally:
-        model.trunk = trunk
+           "sampler": {"name": "ddpm", "steps": args.sample_steps, "precision": precision, "compile": compiled,
+                       **config.PRIOR_SAMPLING}, "cads": {}}
+    torch._dynamo.reset()  # each mode compiles afresh, as a sample job does
+    generate(exp, 0, "kaleido", 4.0, range(args.batch), {"kaleido": model}, batch_size=args.batch)  # warm-up
+    torch.cuda.synchronize() if torch.cuda.is_available() else None
+    start = time.perf_counter()
+    generate(exp, 0, "kaleido", 4.0, range(args.samples), {"kaleido": model}, batch_size=args.batch)
+    torch.cuda.synchronize() if torch.cuda.is_available() else None
+    return args.samples / (time.perf_counter() - start)
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--arch", default="nested_unet")
     parser.add_argument("--size", default="nested_small")
@@ -122,11 +117,20 @@ def main() -> None:
     parser.add_argument("--warmup", type=int, default=5)
     parser.add_argument("--samples", type=int, default=256)
     parser.add_argument("--sample-steps", type=int, default=50)
-    args = parser.parse_args()
-    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    parser.add_argument("--compile", action=argparse.BooleanOptionalAction, default=True,
+                        help="also time bf16 + torch.compile (default: yes)")
+    args = _smoke.parse_args(parser, SMOKE, argv)
+    with tempfile.TemporaryDirectory() as tmp:
+        run(args, Path(tmp))
+
+
+def run(args: argparse.Namespace, tmp: Path) -> None:
+    """Train, then sample, in each mode; print the rates (``tmp``: the tokenizer's directory)."""
+    device = torch.device(args.device)
     torch.backends.cuda.matmul.allow_tf32 = False  # fp32 means fp32: the eager baseline is not silently TF32
     torch.backends.cudnn.allow_tf32 = False
-    tokenizer = word_tokenizer(Path(tempfile.mkdtemp()) / "tok", [*CLASSES, "red", "green", "blue", "left", "right"])
+    tokenizer = word_tokenizer(tmp / "tok", [*CLASSES, "red", "green", "blue", "left", "right"])
     model, _ = build(args, tokenizer, device)
     images = np.random.default_rng(0).integers(0, 256, (512, args.res, args.res, 3), dtype=np.uint8)
     data = model.data_to_model(images).to(device)
@@ -135,6 +139,10 @@ def main() -> None:
           f"{args.res}px, {sum(p.numel() for p in model.parameters()) / 1e6:.1f}M trainable parameters, "
           f"batch {args.batch}")
     modes = [("fp32", False), ("bf16", False), ("bf16", True)]
+    if not args.compile:
+        modes = [(precision, compiled) for precision, compiled in modes if not compiled]
+        if args.smoke:
+            _smoke.skip("bf16 + torch.compile", "compiling on the CPU takes minutes")
     base_train = base_sample = flops = None
     for precision, compiled in modes:
         rate, counted = train_throughput(model, data, tokens, args, precision, compiled, device)

@@ -1,6 +1,7 @@
 """Inception extraction speed and accuracy under each GPU math/memory setting, against torch-fidelity's defaults.
 
     python benchmarks/inception_settings.py --n 10000 --device cuda [--batch-sizes 200 500]
+    python benchmarks/inception_settings.py --smoke      # 2 images per set, batch 2, on the CPU
 
 For every combination of cuDNN TF32 (on = PyTorch's default for convolutions, off = true fp32), channels-last
 weights, ``cudnn.benchmark`` and batch size, extract torch-fidelity ``inception-v3-compat`` pool3 features
@@ -17,6 +18,7 @@ from __future__ import annotations
 import argparse
 import itertools
 import os
+import shutil
 import sys
 import tempfile
 import time
@@ -28,6 +30,10 @@ import torch
 os.environ.setdefault("TQDM_DISABLE", "1")
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests" / "metric_checks"))
+import _smoke  # noqa: E402
+
+#: the CPU runs the strict fp32 settings (TF32 and cudnn.benchmark are CUDA's), NCHW and channels-last
+SMOKE = {"n": 2, "batch_sizes": [2], "device": "cpu"}
 
 
 def extract(images: np.ndarray, weights: Path, device: str, batch_size: int, channels_last: bool) -> np.ndarray:
@@ -62,13 +68,23 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--n", type=int, default=512, help="images per set (default 512)")
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     parser.add_argument("--batch-sizes", type=int, nargs="+", default=[200, 500])
-    args = parser.parse_args(argv)
+    args = _smoke.parse_args(parser, SMOKE, argv)
+    tmp = Path(tempfile.mkdtemp(prefix="inception_settings_"))
+    try:
+        run(args, tmp)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return 0
+
+
+def run(args: argparse.Namespace, tmp: Path) -> None:
+    """Every setting, then torch-fidelity's extractor per batch size; print as they finish (``tmp``: the weights)."""
     from img_nets import save_random_inception
 
     from benchmarks.metrics_suite import _sync, make_images
     from metrics.frechet import fd_from_features as fd
 
-    weights = save_random_inception(Path(tempfile.mkdtemp(prefix="inception_settings_")) / "inception.pth")
+    weights = save_random_inception(tmp / "inception.pth")
     real = make_images(args.n, 256, 1, args.device)
     fake = make_images(args.n, 256, 2, args.device)
     shifted = (fake.astype(np.int16) // 2 + 64).astype(np.uint8)  # a lower-contrast fake set: a sizeable FD
@@ -78,6 +94,8 @@ def main(argv: list[str] | None = None) -> int:
           f"cudnn.allow_tf32={torch.backends.cudnn.allow_tf32}, cudnn.benchmark={torch.backends.cudnn.benchmark}",
           flush=True)
     defaults = (torch.backends.cudnn.allow_tf32, torch.backends.cudnn.benchmark)
+    if args.smoke and not cuda:
+        _smoke.skip("TF32 and cudnn.benchmark settings", "CUDA only")
 
     def timed(fn):
         fn(real[:args.batch_sizes[0]])  # warm-up: weights, cuDNN algorithm choice
@@ -110,7 +128,6 @@ def main(argv: list[str] | None = None) -> int:
         best = max((r for r in rows if r[3] == bs), key=lambda r: r[4])
         print(f"  fastest of ours at batch {bs}: tf32={best[0]} channels_last={best[1]} benchmark={best[2]}: "
               f"{best[4] / ref_rate:.2f}x torch-fidelity's extractor", flush=True)
-    return 0
 
 
 if __name__ == "__main__":

@@ -1,6 +1,6 @@
 """Peak memory of the data path's stages at N and 4N images: bounded by the batch and the shard, not by the set.
 
-    python benchmarks/memory_scaling.py [--n 4000] [--image-size 64] [--work DIR]
+    python benchmarks/memory_scaling.py [--n 4000] [--image-size 64] [--work DIR] [--smoke]
 
 Builds an ImageNet-style folder (class sub-folders of JPEG files) of procedurally generated shapes images, then
 runs the stages the DAG runs on it, each as its own process, exactly as the rules call them: data (imagefolder,
@@ -31,6 +31,9 @@ import numpy as np
 import yaml
 
 REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO / "benchmarks"))  # also when imported by file (tests/test_memory_scaling.py)
+import _smoke  # noqa: E402
+
 STAGES = ("data", "latents", "train", "features")
 #: runs one command and prints the peak RSS (KiB) of it and its waited-for descendants on its last stdout line
 _PEAK_RSS = ("import resource, subprocess, sys; rc = subprocess.call(sys.argv[1:], stdout=sys.stderr); "
@@ -127,6 +130,8 @@ def stage_commands(cfg: Path, weights: Path, threads: int) -> dict[str, list[str
 
 
 CLASSES = 10
+#: 10 and 40 images of 16 px in shards of 8, two training steps, each stage once
+SMOKE = {"n": CLASSES, "image_size": 16, "shard_size": 8, "steps": 2, "batch": 4, "threads": 1, "repeats": 1}
 
 
 def measure(work: Path, root: Path, n: int, *, size: int, shard_size: int, steps: int, batch: int,
@@ -168,7 +173,7 @@ def growth_per_image(small_mb: float, large_mb: float, n: int, size: int) -> flo
     return (large_mb - small_mb) * 2**20 / (3 * n) / (size * size * 3)
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--n", type=int, default=4000, help="images of the smaller set (the larger has 4n)")
     parser.add_argument("--image-size", type=int, default=64)
@@ -178,7 +183,7 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=2, help="decoding / loader processes")
     parser.add_argument("--repeats", type=int, default=2, help="runs of each stage; the least peak is reported")
     parser.add_argument("--work", type=Path, help="working directory (default: a temporary one)")
-    args = parser.parse_args()
+    args = _smoke.parse_args(parser, SMOKE, argv)
     with tempfile.TemporaryDirectory() as tmp:
         work = args.work or Path(tmp)
         table = scaling(work, args.n, size=args.image_size, shard_size=args.shard_size, steps=args.steps,

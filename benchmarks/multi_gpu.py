@@ -1,6 +1,7 @@
 """Two GPUs vs one: DDP training, sampling shards spread over devices, features extracted on both GPUs.
 
     bash benchmarks/multi_gpu.sh [cuda|cpu]      # runs every step below and prints the comparison
+    python benchmarks/multi_gpu.py --smoke       # the same steps at tiny sizes on the CPU (gloo), scratch directory
 
 Steps (each a subcommand, so torchrun can launch ``train``):
   prepare   synthetic shapes images (uint8), a word tokenizer, a domain feature CNN trained on the images
@@ -8,12 +9,16 @@ Steps (each a subcommand, so torchrun can launch ``train``):
   sample    generate(indices a:b) on one device with the trained EMA weights
   features  domain-CNN features of a sample file on one device
   report    loss curves of 1 vs 2 ranks, img/s, bit-equality of the sample shards, metric suite on both feature sets
+
+With ``--smoke`` and a subcommand, that step runs at the smoke sizes; without one, every step does, in order (as
+``multi_gpu.sh``, both "devices" the CPU, one after the other).
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import subprocess
 import sys
 from pathlib import Path
 
@@ -22,16 +27,20 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+import _smoke  # noqa: E402
 from image_helpers import word_tokenizer  # noqa: E402
 from latent_images import draw  # noqa: E402
 
-from kaleido import checkpoint, distributed  # noqa: E402
+from kaleido import checkpoint, config, distributed  # noqa: E402
 from kaleido.generation import generate  # noqa: E402
 from kaleido.training import train  # noqa: E402
 from metrics.io import load_npz, save_npz_atomic  # noqa: E402
 
 CLASSES = ["circle", "square", "triangle"]
 SEQ_LEN = 6
+#: multi_gpu.sh's CPU sizes, smaller: 12 steps (a loss line every 10 and at the last: the rate's interval), 8 samples
+SMOKE = {"device": "cpu", "images": 16, "res": 16, "size": "nested_tiny", "batch": 4, "steps": 12,
+         "precision": "fp32", "range": "0:8", "sample_steps": 2, "domain_steps": 10}
 
 
 def _meta(work: Path, args: argparse.Namespace) -> dict:
@@ -54,7 +63,7 @@ def prepare(args: argparse.Namespace) -> None:
     strings = [f"{c} {s}" for c, s in zip(data["gt_colors"][:, 0], data["gt_shapes"][:, 0], strict=True)]
     ids = AutoTokenizer.from_pretrained(tok)(strings, padding="max_length", max_length=SEQ_LEN)["input_ids"]
     save_npz_atomic(work / "data.npz", x=data["x"], labels=labels, tokens=np.asarray(ids, dtype=np.int64))
-    torch.save(domain.train(data["x"], labels, seed=0, steps=100), work / "domain.pt")
+    torch.save(domain.train(data["x"], labels, seed=0, steps=args.domain_steps), work / "domain.pt")
 
 
 def train_cmd(args: argparse.Namespace) -> None:
@@ -79,7 +88,7 @@ def sample_cmd(args: argparse.Namespace) -> None:
     model, _ = checkpoint.load_denoiser(Path(args.dir) / args.name / "model.pt", args.device)
     start, stop = (int(v) for v in args.range.split(":"))
     exp = {"diffusion": {"timesteps": 1000, "schedule": "cosine", "prediction": "eps"},
-           "sampler": {"name": "ddpm", "steps": args.sample_steps, "prior_temperature": 1.0}, "cads": {}}
+           "sampler": {"name": "ddpm", "steps": args.sample_steps, **config.PRIOR_SAMPLING}, "cads": {}}
     out = generate(exp, 7, "kaleido", 4.0, range(start, stop), {"kaleido": model}, batch_size=args.batch)
     save_npz_atomic(args.out, **out)
 
@@ -130,10 +139,40 @@ def report_cmd(args: argparse.Namespace) -> None:
         print(f"  {key:<22} 1 GPU {a:12.6g}   2 GPUs {b:12.6g}   rel diff {abs(a - b) / max(abs(a), 1e-12):.1e}")
 
 
-def main() -> None:
+def _with(args: argparse.Namespace, **changes: object) -> argparse.Namespace:
+    """A copy of ``args`` with ``changes``: one step's arguments."""
+    return argparse.Namespace(**{**vars(args), **changes})
+
+
+def pipeline(args: argparse.Namespace) -> None:
+    """Every step of ``multi_gpu.sh`` in ``args.dir``: ``train`` under torchrun on 1 and on 2 ranks, the others in
+    this process; "both devices" are ``args.device``."""
+    work = Path(args.dir)
+    prepare(args)
+    sizes = [f"--{key.replace('_', '-')}={getattr(args, key)}" for key in ("images", "res", "size", "batch", "steps",
+                                                                          "precision")]
+    for name, ranks in (("g1", 1), ("g2", 2)):
+        subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", str(ranks),
+                        __file__, "train", "--dir", str(work), "--name", name, "--device", args.device, *sizes,
+                        *(["--compile"] if args.compile else [])], check=True)
+    start, stop = (int(v) for v in args.range.split(":"))
+    half = (start + stop) // 2
+    for out, part in (("s_single", args.range), ("s_half0", f"{start}:{half}"), ("s_half1", f"{half}:{stop}")):
+        sample_cmd(_with(args, name="g2", range=part, out=str(work / f"{out}.npz")))
+    data = load_npz(work / "data.npz")
+    save_npz_atomic(work / "real.npz", x=data["x"], labels=data["labels"])
+    for name in ("real", "single", "half0", "half1"):
+        source = "real" if name == "real" else f"s_{name}"
+        features_cmd(_with(args, input=str(work / f"{source}.npz"), out=str(work / f"f_{name}.npz")))
+    report_cmd(args)
+
+
+def main(argv: list[str] | None = None) -> None:
+    smoke = _smoke.requested(argv)
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("command", choices=["prepare", "train", "sample", "features", "report"])
-    parser.add_argument("--dir", required=True)
+    parser.add_argument("command", choices=["prepare", "train", "sample", "features", "report"],
+                        nargs="?" if smoke else None, help="(smoke: every step when not given)")
+    parser.add_argument("--dir", required=not smoke, help="working directory (smoke: a temporary one)")
     parser.add_argument("--name", default="g1")
     parser.add_argument("--device", default="cuda")
     parser.add_argument("--images", type=int, default=4096, help="training images")
@@ -147,7 +186,12 @@ def main() -> None:
     parser.add_argument("--sample-steps", type=int, default=50)
     parser.add_argument("--input")
     parser.add_argument("--out")
-    args = parser.parse_args()
+    parser.add_argument("--domain-steps", type=int, default=100, help="training steps of the domain feature CNN")
+    args = _smoke.parse_args(parser, SMOKE, argv)
+    if args.command is None:  # a smoke run of every step
+        with _smoke.scratch(None if args.dir is None else Path(args.dir)) as work:
+            pipeline(_with(args, dir=str(work)))
+        return
     {"prepare": prepare, "train": train_cmd, "sample": sample_cmd, "features": features_cmd,
      "report": report_cmd}[args.command](args)
 

@@ -26,7 +26,7 @@ common=(--dir "$work" --name g2 "${sizes[@]}" --sample-steps "${SAMPLE_STEPS:-50
 wait
 "$py" - "$work" <<'PY'
 import sys, numpy as np
-from kaleido.io import load_npz, save_npz_atomic
+from metrics.io import load_npz, save_npz_atomic
 d = load_npz(f"{sys.argv[1]}/data.npz")
 save_npz_atomic(f"{sys.argv[1]}/real.npz", x=d["x"], labels=d["labels"])
 PY

@@ -1,13 +1,15 @@
 """Does the AR latent prior learn the class? Prior-only training on the shapes bbox latents, on the CPU.
 
     python benchmarks/prior_class_study.py --order area --lr 1e-3 --steps 3000 [--num-train 6000]
+    python benchmarks/prior_class_study.py --smoke      # 64 latents, 2 steps, one evaluation of 30 samples
 
 Trains only Kaleido's T5 latent prior (``t5_tiny``, cross-attending to the frozen random-init T5 states of the
-class name, as in ``config/shapes.yaml``) with Adam at ``--lr``, batch 128, on the offline bbox latents of
-``--num-train`` shapes images listed in ``--order`` (``area``: largest object first; ``found``: top-to-bottom).
-Every ``--eval-every`` steps it samples 300 latents (100 per class, temperature 1, under the bbox grammar) and prints
-the share that parse and the class accuracy: how often the largest box of a sampled latent has the class's shape
-(the shapes label is the shape of the largest object; on the training latents this reads 0.96). Chance is 1/3.
+class name, as in ``config/shapes.yaml``) with Adam at ``--lr``, batch ``--batch`` (128), on the offline bbox latents
+of ``--num-train`` shapes images listed in ``--order`` (``area``: largest object first; ``found``: top-to-bottom).
+Every ``--eval-every`` steps it samples ``--eval-samples`` latents (300: 100 per class, temperature 1, under the bbox
+grammar) and prints the share that parse and the class accuracy: how often the largest box of a sampled latent has
+the class's shape (the shapes label is the shape of the largest object; on the training latents this reads 0.96).
+Chance is 1/3.
 """
 
 from __future__ import annotations
@@ -22,6 +24,8 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+import _smoke  # noqa: E402
+
 from kaleido.data import DATASETS  # noqa: E402
 from kaleido.latents import EXTRACTORS  # noqa: E402
 from kaleido.latents import formats as fmt  # noqa: E402
@@ -29,6 +33,8 @@ from kaleido.latents import tokenizer as ltok  # noqa: E402
 from kaleido.latents.grammar import from_meta, grammar_meta  # noqa: E402
 from kaleido.latents.images import ImageContext  # noqa: E402
 from kaleido.models.t5 import T5ContextEncoder, T5LatentPrior, t5_config  # noqa: E402
+
+SMOKE = {"num_train": 64, "steps": 2, "eval_every": 2, "batch": 16, "eval_samples": 30}
 
 
 def largest_shape(text: str, names: list[str]) -> str | None:
@@ -48,7 +54,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--num-train", type=int, default=6000)
     parser.add_argument("--eval-every", type=int, default=1000)
     parser.add_argument("--threads", type=int, default=1)
-    args = parser.parse_args(argv)
+    parser.add_argument("--batch", type=int, default=128, help="training batch")
+    parser.add_argument("--eval-samples", type=int, default=300, help="latents sampled per evaluation")
+    args = _smoke.parse_args(parser, SMOKE, argv)
     torch.manual_seed(0)
     torch.set_num_threads(args.threads)
     data = DATASETS.get("shapes").generate({"name": "shapes", "num_train": args.num_train, "image_size": 32,
@@ -74,7 +82,7 @@ def main(argv: list[str] | None = None) -> int:
     gen = torch.Generator().manual_seed(0)
     started = time.perf_counter()
     for step in range(1, args.steps + 1):
-        idx = torch.randint(0, args.num_train, (128,), generator=gen)
+        idx = torch.randint(0, args.num_train, (args.batch,), generator=gen)
         logits, _ = prior((states[labels[idx]], mask[labels[idx]]), tokens[idx])
         loss = prior.loss(logits, tokens[idx])
         opt.zero_grad()
@@ -83,9 +91,10 @@ def main(argv: list[str] | None = None) -> int:
         opt.step()
         if step % args.eval_every == 0:
             prior.eval()
-            y = torch.arange(300) % len(classes)
+            y = torch.arange(args.eval_samples) % len(classes)
             with torch.no_grad():
-                z, _ = prior.generate((states[y], mask[y]), seq_len, 1, torch.arange(300), 0, constraint=grammar)
+                z, _ = prior.generate((states[y], mask[y]), seq_len, 1, torch.arange(args.eval_samples), 0,
+                                      constraint=grammar)
             got = [largest_shape(t, names) for t in ltok.decode(tok, z.numpy())]
             parsed = np.mean([g is not None for g in got])
             accuracy = np.mean([g == classes[c] for g, c in zip(got, y.tolist(), strict=True)])

@@ -1,6 +1,7 @@
 """Latent-prior sampling with and without the key/value cache, same model, same draws, same process.
 
     python benchmarks/prior_kv_cache.py [--device cuda] [--size t5_small_random] [--batch 64] [--lengths 32 128]
+    python benchmarks/prior_kv_cache.py --smoke      # t5_tiny, batch 2, 4 and 8 tokens, on the CPU
 
 For each sequence length L, :meth:`T5LatentPrior.generate` samples L tokens for ``batch`` conditions twice: with
 ``use_cache=False`` (the decoder re-reads the whole prefix at every step, O(L^2) work) and with the cache (one new
@@ -18,7 +19,11 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+import _smoke  # noqa: E402
+
 from kaleido.models.t5 import T5_SIZES, T5LatentPrior, t5_config  # noqa: E402
+
+SMOKE = {"device": "cpu", "size": "t5_tiny", "batch": 2, "vocab": 128, "lengths": [4, 8], "repeats": 1}
 
 
 def _timed(fn, device: str, repeats: int) -> tuple[float, torch.Tensor]:
@@ -36,7 +41,7 @@ def _timed(fn, device: str, repeats: int) -> tuple[float, torch.Tensor]:
     return best, out[0]
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--device", default="cpu")
     ap.add_argument("--size", default="t5_small_random", choices=sorted(T5_SIZES))
@@ -44,7 +49,7 @@ def main() -> None:
     ap.add_argument("--vocab", type=int, default=32_128, help="T5's vocabulary size")
     ap.add_argument("--lengths", type=int, nargs="+", default=[32, 128])
     ap.add_argument("--repeats", type=int, default=3)
-    args = ap.parse_args()
+    args = _smoke.parse_args(ap, SMOKE, argv)
 
     torch.manual_seed(0)
     prior = T5LatentPrior(t5_config(args.size, args.vocab), args.vocab, enc_dim=256,

@@ -1,6 +1,7 @@
 """Run one experiment's stages in order on one machine without Snakemake (e.g. a lone GPU box), then print its table.
 
     python benchmarks/run_stages.py --config config/shapes.yaml --experiment shapes [--device cuda] [--threads 8]
+    python benchmarks/run_stages.py --smoke      # the toy experiment shrunk to seconds, in a scratch directory
 
 The same stage commands the DAG runs (README, "Pipeline"), one after another, each skipped when its output exists
 (so a killed run resumes). Training and sampling use ``--device``; feature extraction follows the config's
@@ -17,11 +18,16 @@ import sys
 import time
 from pathlib import Path
 
+import _smoke
+
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from kaleido import config as kcfg  # noqa: E402
 from kaleido.methods import METHODS, NO_LATENT, ROLES  # noqa: E402
 from kaleido.seeding import derive_seed  # noqa: E402
+
+#: no --config: the toy experiment shrunk (``_smoke.toy_config``), written with its results into a scratch directory
+SMOKE = {"experiment": "toy2d", "threads": 1}
 
 
 def step(out: Path, args: list[str]) -> None:
@@ -36,13 +42,23 @@ def step(out: Path, args: list[str]) -> None:
     print(f"[{time.perf_counter() - start:6.1f} s] {out}", flush=True)
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--config", type=Path, required=True)
-    parser.add_argument("--experiment", required=True)
+    parser.add_argument("--config", type=Path, required=not _smoke.requested(argv))
+    parser.add_argument("--experiment", required=not _smoke.requested(argv))
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--threads", type=int, default=4)
-    args = parser.parse_args()
+    args = _smoke.parse_args(parser, SMOKE, argv)
+    if args.config is None:  # a smoke run
+        with _smoke.scratch() as root:
+            args.config = _smoke.write_yaml(root / "config.yaml", _smoke.toy_config(root))
+            run(args)
+    else:
+        run(args)
+
+
+def run(args: argparse.Namespace) -> None:
+    """Every stage of ``args.experiment`` in order, then its metric table."""
     cfg = kcfg.load(args.config)
     exp = kcfg.experiment(cfg, args.experiment)
     root = Path(cfg["results_dir"]) / args.experiment

@@ -33,21 +33,19 @@ import yaml
 
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
+sys.path.insert(0, str(REPO / "benchmarks"))
+
+import _smoke  # noqa: E402
+from _gpu import peak  # noqa: E402
 
 from kaleido import checkpoint, config  # noqa: E402
 from kaleido.generation import generate  # noqa: E402
 
-#: dense peak FLOP/s by (GPU name fragment, precision); fp32 = CUDA cores (TF32 off in this benchmark)
-PEAKS = {("H100", "bf16"): 989e12, ("H100", "fp32"): 67e12, ("H200", "bf16"): 989e12, ("H200", "fp32"): 67e12}
 #: (precision, compile) per mode; the last is the sample stage's default on CUDA
 MODES = (("fp32", False), ("bf16", False), ("bf16", True))
 SMOKE = {"size": "nested_tiny", "res": 16, "batch": 4, "samples": 8, "sample_steps": 2, "num": 64,
          "train_steps": 4, "num_train": 128, "domain_steps": 5, "sample_steps_fidelity": 2}
 
-
-def peak(precision: str) -> float | None:
-    name = torch.cuda.get_device_name() if torch.cuda.is_available() else "cpu"
-    return next((v for (k, p), v in PEAKS.items() if k in name and p == precision), None)
 
 
 def experiment(steps: int, precision: str, compiled: bool) -> dict:
@@ -192,11 +190,7 @@ def main() -> None:
     parser.add_argument("--sample-steps-fidelity", type=int, default=50, help="fidelity: DDPM steps")
     parser.add_argument("--domain-steps", type=int, default=1000, help="fidelity: domain-CNN training steps")
     parser.add_argument("--work", help="fidelity: keep the stage outputs in this folder")
-    parser.add_argument("--smoke", action="store_true", help="CPU, tiny sizes, seconds: code paths only")
-    args = parser.parse_args()
-    if args.smoke:
-        print("smoke run: tiny sizes on CPU, numbers are not measurements", flush=True)
-        vars(args).update(SMOKE)
+    args = _smoke.parse_args(parser, SMOKE)
     if args.part is None and not args.smoke:
         parser.error("name the part to run: throughput or fidelity")
     device = torch.device("cuda" if torch.cuda.is_available() and not args.smoke else "cpu")

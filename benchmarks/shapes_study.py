@@ -2,6 +2,7 @@
 
     python benchmarks/shapes_study.py train  --root R [--steps 2500] [--budget 480]
     python benchmarks/shapes_study.py sample --root R [--num-samples 1000]
+    python benchmarks/shapes_study.py --smoke      # both stages, MDM and Kaleido-bbox at w = 3, tiny, on the CPU
 
 ``train`` writes ``R/shapes_study.yaml`` (config/shapes.yaml with ``--steps`` training steps, bf16, methods mdm and
 kaleido, guidance 1 / 3 / 7, ``--num-samples`` per cell in one shard), makes the data and the bbox / colour latents,
@@ -9,7 +10,8 @@ then trains MDM, Kaleido-bbox, Kaleido-colour and the ``domain`` feature CNN as 
 (each stops at ``--budget`` seconds, leaving its checkpoint to resume from). ``sample`` (run again after a cut
 ``train``: finished work is skipped) draws every (method, latent, w) sample set concurrently, extracts features,
 evaluates, runs the latent edits, and prints the mode statistics of ``benchmarks/shapes_modes.py`` and the metric
-table. The same stage CLIs as the DAG (README, "Pipeline"); every stage prints its wall time.
+table. The same stage CLIs as the DAG (README, "Pipeline"); every stage prints its wall time. ``--smoke`` runs
+``train`` then ``sample`` (or the one named) in a scratch directory on the tests' ``tiny_shapes`` config, smaller still.
 """
 
 from __future__ import annotations
@@ -26,17 +28,25 @@ import yaml
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
+import _smoke  # noqa: E402
+
 from kaleido import config as kcfg  # noqa: E402
 from kaleido.seeding import derive_seed  # noqa: E402
 
 EXPERIMENT = "shapes"
 ALL_RUNS = ["mdm/none", "kaleido/bbox", "kaleido/color"]
+#: a model without and one with a latent, the edits' weight only; 16 samples of each (evaluate needs 10)
+SMOKE = {"steps": 2, "num_samples": 16, "num_train": 32, "device": "cpu", "runs": ["mdm/none", "kaleido/bbox"],
+         "guidance": ["3"], "threads": 1}
 
 
 def write_config(root: Path, steps: int, num_samples: int, num_train: int, device: str,
-                 guidance: list[str]) -> Path:
-    """config/shapes.yaml, scaled for a one-GPU study; validated before it is used."""
+                 guidance: list[str], tiny: bool = False) -> Path:
+    """config/shapes.yaml, scaled for a one-GPU study (``tiny``: first shrunk as the tests shrink it, so that
+    batches, sampler steps and the feature CNN's training are small too); validated before it is used."""
     cfg = yaml.safe_load((REPO / "config" / "shapes.yaml").read_text())
+    if tiny:
+        cfg = _smoke.tiny_shapes(cfg)
     cfg["results_dir"] = str(root / "results")
     cfg["reports_dir"] = str(root / "reports")
     exp = cfg["experiments"][EXPERIMENT]
@@ -107,7 +117,8 @@ def train_jobs(args: argparse.Namespace, config: Path, common: list[str]) -> dic
         lat = ["--latents", str(p["latents"] / f"{latent}.npz")] if latent != "none" else []
         jobs[model_path(args.root, role, latent)] = [
             "-m", "kaleido.train", *common, "--role", role, "--latent", latent, "--data", str(p["data"]), *lat,
-            "--out", str(model_path(args.root, role, latent)), "--device", args.device, "--quiet", "--threads", "4"]
+            "--out", str(model_path(args.root, role, latent)), "--device", args.device, "--quiet",
+            "--threads", str(args.threads)]
     domain = p["features"] / "domain.pt"
     jobs[domain] = ["-m", "metrics.features.domain", "train", "--data", str(p["data"]), "--out", str(domain),
                     "--seed", str(derive_seed(EXPERIMENT, exp["seed"], "domain_net")),
@@ -116,7 +127,8 @@ def train_jobs(args: argparse.Namespace, config: Path, common: list[str]) -> dic
 
 
 def train(args: argparse.Namespace) -> None:
-    config = write_config(args.root, args.steps, args.num_samples, args.num_train, args.device, args.guidance)
+    config = write_config(args.root, args.steps, args.num_samples, args.num_train, args.device, args.guidance,
+                          tiny=args.smoke)
     common = prepare(config, args.root, args.runs)
     parallel(train_jobs(args, config, common), budget=args.budget)
     for role, latent in args.runs:
@@ -172,10 +184,13 @@ def sample(args: argparse.Namespace) -> None:
                     "--max-images", str(args.num_samples)], check=True)
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> None:
+    smoke = _smoke.requested(argv)
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("stage", choices=["train", "sample"])
-    parser.add_argument("--root", type=Path, required=True, help="scratch directory for results and the config")
+    parser.add_argument("stage", choices=["train", "sample"], nargs="?" if smoke else None,
+                        help="(smoke: both when not given)")
+    parser.add_argument("--root", type=Path, required=not smoke,
+                        help="scratch directory for results and the config (smoke: a temporary one)")
     parser.add_argument("--steps", type=int, default=2500, help="training steps per model")
     parser.add_argument("--budget", type=float, default=480.0, help="seconds before training is stopped")
     parser.add_argument("--num-samples", type=int, default=1000, help="samples per (method, latent, w)")
@@ -183,9 +198,12 @@ def main() -> None:
     parser.add_argument("--device", default="cuda", help="cuda, or cpu for a smoke test")
     parser.add_argument("--runs", nargs="+", default=ALL_RUNS, choices=ALL_RUNS, help="method/latent pairs")
     parser.add_argument("--guidance", nargs="+", default=["1", "3", "7"], help="guidance weights")
-    args = parser.parse_args()
+    parser.add_argument("--threads", type=int, default=4, help="torch threads of each training process")
+    args = _smoke.parse_args(parser, SMOKE, argv)
     args.runs = [tuple(r.split("/")) for r in args.runs]
-    {"train": train, "sample": sample}[args.stage](args)
+    with _smoke.scratch(args.root) as args.root:
+        for stage in [args.stage] if args.stage else ["train", "sample"]:
+            {"train": train, "sample": sample}[stage](args)
 
 
 if __name__ == "__main__":

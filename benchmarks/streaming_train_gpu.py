@@ -4,6 +4,7 @@ already resident on the GPU (the peer, measured in the same run).
 
     python benchmarks/streaming_train_gpu.py --n 100000 --image-size 256 --arch mdm_in256 --batch 64 --steps 60 \
         --workers 8 --work /tmp/stream
+    python benchmarks/streaming_train_gpu.py --smoke     # 20 images of 16 px on the CPU, a scratch directory
 
 The folder is laid out like ImageNet (``n0000000k/img_*.JPEG``, 10 classes) with procedurally generated shapes
 images. The data, train (``kaleido.train``, role ``mdm``, bf16) and features (domain CNN) stages run as the DAG runs
@@ -25,7 +26,12 @@ from pathlib import Path
 import yaml
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+import _smoke  # noqa: E402
 import memory_scaling as ms  # noqa: E402  (the folder maker, config and RSS wrapper are shared)
+
+#: the log has a line every 10 steps and at the last: 12 steps give two, the throughput's interval
+SMOKE = {"n": 2 * ms.CLASSES, "image_size": 16, "arch": "nested_tiny", "batch": 4, "steps": 12, "workers": 1,
+         "resident": 8, "shard_size": 8, "device": "cpu"}
 
 
 def images_per_second(rows: list[dict[str, float]], batch: int) -> float:
@@ -52,7 +58,7 @@ def resident_images_per_second(run: Path, cfg: Path, resident: int, batch: int, 
     return images_per_second(result["log"], batch)
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--n", type=int, default=100_000)
     parser.add_argument("--image-size", type=int, default=256)
@@ -62,9 +68,16 @@ def main() -> None:
     parser.add_argument("--workers", type=int, default=8, help="loader processes (and decoding processes)")
     parser.add_argument("--resident", type=int, default=2048, help="images the resident peer holds on the GPU")
     parser.add_argument("--shard-size", type=int, default=5000)
-    parser.add_argument("--work", type=Path, required=True)
+    parser.add_argument("--work", type=Path, required=not _smoke.requested(argv),
+                        help="working directory (kept; a smoke run's default is a temporary one)")
     parser.add_argument("--device", default="cuda", help="cuda (the measurement) or cpu (a smoke run)")
-    args = parser.parse_args()
+    args = _smoke.parse_args(parser, SMOKE, argv)
+    with _smoke.scratch(args.work) as args.work:
+        run(args)
+
+
+def run(args: argparse.Namespace) -> None:
+    """Make the folder, run the stages and the resident peer in ``args.work``, print the table and the JSON line."""
     started = time.perf_counter()
     root = ms.make_image_folder(args.work / f"images_{args.n}_{args.image_size}", args.n, args.image_size,
                                 ms.CLASSES, workers=args.workers * 2)
