@@ -30,12 +30,13 @@ def main(argv: Sequence[str] | None = None) -> None:
     cfg, exp = load_stage_config(args)
     opts = config.feature_options(exp, args.net)
     weights = args.weights or opts["feature_weights"]
-    files = getattr(FEATURE_NETS.get(args.net), "files", ())
+    network = FEATURE_NETS.get(args.net)
+    files, pinned = getattr(network, "files", ()), getattr(network, "weight_file", None)
     rules = cfg["weights"]
     arrays, settings = extract_files(
         args.net, args.inputs, weights=None if weights is None else resolve(weights, f"weights of {args.net}"),
         batch_size=opts["feature_batch_size"], device=opts["feature_device"], precision=opts["feature_precision"],
-        weights_sha256=rules["sha256"].get(files[0]) if files else None,
+        weights_sha256=rules["sha256"].get(pinned) if pinned else None,
         allow_unverified=any(name in rules["allow_unverified"] for name in files))
     save_npz_atomic(args.out, meta=provenance("kaleido.features", settings), **arrays)
 

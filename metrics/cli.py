@@ -196,8 +196,8 @@ def _add_net_options(parser: argparse.ArgumentParser, device_default: str | None
     parser.add_argument("--batch-size", type=int, help="images per forward pass (default 64)")
     parser.add_argument("--device", default=device_default, help="torch device (default cpu)")
     parser.add_argument("--precision", choices=("fp32", "bf16"), help="bf16 = autocast + channels-last, CUDA only")
-    parser.add_argument("--weights-sha256", help="the SHA-256 the weight file must have (default: the published "
-                                                 "digest of the network's file, metrics.weights.WEIGHTS)")
+    parser.add_argument("--weights-sha256", help="the SHA-256 you trust for a weight file without a published "
+                                                 "digest (SSCD, DINOv2; metrics.weights.WEIGHTS)")
     parser.add_argument("--allow-unverified-weights", action="store_true",
                         help="use weights whose digest does not match or is not published (recorded in the output)")
 

@@ -233,3 +233,20 @@ def test_the_paper_config_fetches_its_weights_in_local_jobs_ahead_of_the_gpu_job
         assert len(job) == 1, output
         inputs = job[0].split("output:")[0]
         assert all(f"results/weights/{name}.json" in inputs for name in records), (output, inputs)
+
+
+def test_a_pin_checks_the_network_s_weight_file_also_behind_its_code(tmp_path, monkeypatch):
+    """DINOv2 loads code (the hub repo, its `weights` path) and a checkpoint: a pin applies to the checkpoint."""
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path))
+    checkpoint = WEIGHTS.get("dinov2_vitl14").default_path()
+    checkpoint.parent.mkdir(parents=True)
+    checkpoint.write_bytes(b"a checkpoint")
+    digest = hashlib.sha256(b"a checkpoint").hexdigest()
+    net = FEATURE_NETS.get("dinov2")
+    assert net.weight_file == "dinov2_vitl14" and FEATURE_NETS.get("sscd").weight_file == "sscd_disc_mixup"
+    assert [(c["name"], c["verified"]) for c in net.with_options(weights_sha256=digest).weight_checks()] == [
+        ("dinov2_vitl14", True)]
+    with pytest.raises(WeightsDigestError, match="no published digest"):
+        net.weight_checks()
+    with pytest.raises(ValueError, match="contradicts its published digest"):
+        FEATURE_NETS.get("inception").with_options(weights=str(checkpoint), weights_sha256=digest).weight_checks()

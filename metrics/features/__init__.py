@@ -66,8 +66,8 @@ class ImageFeatureNet:
     does that; networks without registered files take their own, e.g. the DAG-trained ``domain`` CNN).
     ``precision`` is "fp32" or "bf16" (bf16 autocast + channels-last on CUDA only). Every registered weight file
     is checked against its digest before use (:func:`metrics.weights.check_file`): ``weights_sha256`` pins the
-    caller's own digest for the first file, ``allow_unverified`` lets a file without a matching digest through
-    (the records say so).
+    caller's own digest for its weight file (:attr:`weight_file`, for files without a published digest),
+    ``allow_unverified`` lets a file without a matching digest through (the records say so).
     """
 
     module: str
@@ -93,15 +93,22 @@ class ImageFeatureNet:
         return [(name, Path(self.weights) if position == 0 and self.weights is not None
                  else WEIGHTS.get(name).default_path()) for position, name in enumerate(self.files)]
 
+    @property
+    def weight_file(self) -> str | None:
+        """The registered name of the network's weight file (its first file that is not code), or None."""
+        from metrics.weights import WEIGHTS, WeightFile
+
+        return next((name for name in self.files if isinstance(WEIGHTS.get(name), WeightFile)), None)
+
     def weight_checks(self) -> list[dict[str, Any]]:
         """One :func:`metrics.weights.check_file` record per registered weight file the network loads and that
         exists (a missing one is reported by the loader, with where it was looked for; code repositories are not
-        weights). ``weights_sha256`` pins the first file. Raises on a refused file."""
+        weights). ``weights_sha256`` pins :attr:`weight_file`. Raises on a refused file."""
         from metrics.weights import WEIGHTS, WeightFile, check_file
 
-        return [check_file(path, entry, pin=self.weights_sha256 if position == 0 else None,
+        return [check_file(path, entry, pin=self.weights_sha256 if name == self.weight_file else None,
                            allow_unverified=self.allow_unverified)
-                for position, (name, path) in enumerate(self.weight_paths())
+                for name, path in self.weight_paths()
                 if isinstance(entry := WEIGHTS.get(name), WeightFile) and path.is_file()]
 
     def outputs(self, images: np.ndarray) -> dict[str, np.ndarray]:
