@@ -205,3 +205,11 @@ def test_strings_where_the_schema_wants_numbers_are_read_as_yaml(default_config)
     exp["train"]["steps"] = "many"
     with pytest.raises(ConfigError, match="train.steps: 'many' is not of type 'integer'"):
         config.validate(default_config)
+
+
+def test_the_paper_config_compares_every_row_at_the_paper_s_weight(repo):
+    """The paper's ImageNet Table 1 is at CFG 4.0 (figures at 7.0): every row at one stated weight, not each at its
+    own best FD."""
+    exp = config.load(repo / "config" / "imagenet256.yaml")["experiments"]["imagenet256"]
+    assert exp["report"]["guidance"] == 4.0 and not exp["report"].get("guidance_by_method")
+    assert all({4.0, 7.0} <= set(config.guidance_grid(exp, method)) for method in exp["methods"])
