@@ -56,12 +56,13 @@ EXTRA_NET_GROUPS = ("fid", "vendi", "mss")
 
 def network_metrics(real_path: Path, fake_path: Path, exp: dict[str, Any], bootstrap_seed: int,
                     groups: Sequence[str] | None = None
-                    ) -> tuple[dict[str, float], dict[str, tuple[float, float]], np.ndarray | None, int]:
+                    ) -> tuple[dict[str, float], dict[str, tuple[float, float]], np.ndarray | None, int, int]:
     """Metrics of one network's generated features against its reference features, with bootstrap intervals.
 
     Per-condition Vendi and MSS follow the diversity protocol (``metrics.diversity_conditions`` x
     ``diversity_per_condition``) when set. ``groups``: :data:`metrics.suite.METRIC_GROUPS` to compute (None = all
-    that apply). Returns (values, ci95, the protocol's rows or None, the KID subset size used).
+    that apply). Returns (values, ci95, the protocol's rows or None, the KID subset size used, the number of
+    reference rows).
     """
     from metrics.suite import compute_with_ci, condition_subset  # torch: the command line answers --help without it
 
@@ -92,7 +93,7 @@ def network_metrics(real_path: Path, fake_path: Path, exp: dict[str, Any], boots
                     ci95[key] = sub_ci[key]
     except ValueError as err:
         raise InputError(f"metrics of {fake_path} vs {real_path}: {err}") from None
-    return values, ci95, rows, kid_subset_size
+    return values, ci95, rows, kid_subset_size, len(real["features"])
 
 
 def parser() -> argparse.ArgumentParser:
@@ -118,10 +119,11 @@ def main(argv: Sequence[str] | None = None) -> None:
     spec = config.stage_spec(cfg, args.experiment, "evaluate", method=args.method, latent=args.latent,
                              guidance=args.guidance)
     bootstrap_seed = derive_seed(args.experiment, exp["seed"], "evaluate", "bootstrap")
-    values, ci95, diversity_rows, kid_subset_size = network_metrics(args.real, args.fake, exp, bootstrap_seed)
+    values, ci95, diversity_rows, kid_subset_size, num_reference = network_metrics(args.real, args.fake, exp,
+                                                                                   bootstrap_seed)
     for net, real_path, fake_path in args.extra:  # FD, Vendi and MSS on another network: keys "<metric>_<net>"
-        extra, extra_ci, _, _ = network_metrics(Path(real_path), Path(fake_path), exp, bootstrap_seed,
-                                                groups=EXTRA_NET_GROUPS)
+        extra, extra_ci, *_ = network_metrics(Path(real_path), Path(fake_path), exp, bootstrap_seed,
+                                              groups=EXTRA_NET_GROUPS)
         suffix = "_" + net.replace("-", "_")
         values.update({k + suffix: v for k, v in extra.items() if k in keys.EXTRA_NET_METRICS})
         ci95.update({k + suffix: v for k, v in extra_ci.items() if k in keys.EXTRA_NET_METRICS})
@@ -152,6 +154,7 @@ def main(argv: Sequence[str] | None = None) -> None:
         "metric_options": {**{k: opts[k] for k in ("k_pr", "k_dc", "vendi_q", "modes_min_share", "kid_subsets",
                                                    "is_splits", "mss_include_diagonal", "bootstrap_resamples")},
                            "kid_subset_size": kid_subset_size, "bootstrap_seed": bootstrap_seed,
+                           "num_reference": num_reference,
                            "diversity_conditions": opts["diversity_conditions"],
                            "diversity_per_condition": opts["diversity_per_condition"],
                            "diversity_num_samples": int(exp["num_samples"] if diversity_rows is None

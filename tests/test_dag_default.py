@@ -56,6 +56,8 @@ def test_paper_table_rows_are_at_the_stated_weight_and_differ(default_run):
     markdown = (default_run / "reports" / "table1_toy2d.md").read_text()
     assert ("guidance w = 8 († = at the weight `report.guidance_by_method` states" if own else "guidance w = 8;"
             ) in markdown
+    reference = yaml.safe_load((default_run / "config" / "config.yaml").read_text())["experiments"]["toy2d"]["data"]
+    assert (f"Protocol: {exp['num_samples']} samples per row vs {reference['num_train']} reference items") in markdown
     best = (default_run / "reports" / "table1_toy2d_best_fd.md").read_text()
     assert "each row at its lowest FD over the guidance grid" in best
 

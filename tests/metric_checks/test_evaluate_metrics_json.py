@@ -46,6 +46,7 @@ def test_metrics_and_ci95_written(inputs) -> None:
     record = _run(inputs, bootstrap_resamples=4, kid_subsets=5, kid_subset_size=1000, mss_include_diagonal=False)
     options = record["metric_options"]
     assert options["kid_subset_size"] == N and options["bootstrap_resamples"] == 4  # capped at min(n_real, n_fake)
+    assert options["num_reference"] == len(inputs["real"])
     values, ci = compute_with_ci(inputs["real"], inputs["fake"], labels_fake=inputs["labels"], bootstrap_resamples=4,
                                  bootstrap_seed=options["bootstrap_seed"], kid_subsets=5, kid_subset_size=N,
                                  mss_include_diagonal=False)

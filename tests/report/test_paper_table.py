@@ -174,3 +174,20 @@ def test_unverified_weights_are_stated_in_the_table_header(tmp_path):
         write_json_atomic(record.path, doc)
     again = write_paper_tables(load_metric_records([r.path for r in records]), {"shapes": 4.0}, tmp_path / "out2")
     assert not any("Unverified" in p.read_text() for p in again)
+
+
+def test_the_table_header_states_the_protocol(tmp_path):
+    """Samples vs reference items, the k of P/R and D/C, the networks of the columns and the diversity subset."""
+    records = _records(tmp_path)
+    for record in records:
+        doc = read_json(record.path)
+        doc["metric_options"].update(num_reference=20000, diversity_conditions=3, diversity_per_condition=10)
+        doc["feature_weights"] = {"inception": [], "sscd": []}
+        write_json_atomic(record.path, doc)
+    written = write_paper_tables(load_metric_records([r.path for r in records]), {"shapes": 4.0}, tmp_path / "out")
+    line = ("Protocol: 600 samples per row vs 20000 reference items (the training set); FD, precision/recall (k = 3), "
+            "density/coverage (k = 5) and Vendi on inception features; FD, Vendi and MSS also on sscd; MSS and "
+            "per-condition Vendi on 3 conditions x 10 samples.")
+    markdown = next(p for p in written if p.name == "table1_shapes.md").read_text().splitlines()
+    latex = next(p for p in written if p.name == "table1_shapes.tex").read_text().splitlines()
+    assert line in markdown and f"% {line}" in latex
