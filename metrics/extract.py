@@ -14,7 +14,8 @@ from pathlib import Path
 import numpy as np
 
 from metrics.features import FEATURE_NETS
-from metrics.store import load_data, sha256_file
+from metrics.store import load_data
+from metrics.weights import file_sha256
 
 
 def configured_net(name: str, *, weights: str | None = None, batch_size: int | None = None,
@@ -43,7 +44,7 @@ def net_settings(name: str, net: object) -> dict[str, object]:
         settings.update(feature_variant=net.variant, feature_weights=net.weights, feature_precision=net.precision,
                         preprocessing=module.PREPROCESSING, feature_weights_checks=net.weight_checks())
         if net.weights is not None and Path(net.weights).is_file():
-            settings["feature_weights_sha256"] = sha256_file(net.weights)
+            settings["feature_weights_sha256"] = file_sha256(net.weights)  # hashed once with the checks above
     return settings
 
 

@@ -125,7 +125,7 @@ def check_file(path: str | os.PathLike[str], entry: WeightFile, *, pin: str | No
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"{entry.what} weights not found at {path}")
-    digest = _cached_sha256(str(path.resolve()), path.stat().st_size, path.stat().st_mtime_ns)
+    digest = file_sha256(path)
     published = entry.digest()
     if pin and published and not pin.lower().startswith(published):
         raise InputError(f"{entry.name}: the pinned SHA-256 {pin} contradicts its published digest {published}; "
@@ -144,6 +144,13 @@ def check_file(path: str | os.PathLike[str], entry: WeightFile, *, pin: str | No
                                  f"Delete the file and fetch it again (`python -m kaleido.weights fetch --config C`, "
                                  f"or download {entry.url}), or {allow}")
     return {"name": entry.name, "path": str(path), "sha256": digest, "expected": expected, "verified": verified}
+
+
+def file_sha256(path: str | os.PathLike[str]) -> str:
+    """Hex SHA-256 of a file, computed once per process while its size and modification time stay the same."""
+    path = Path(path)
+    stat = path.stat()
+    return _cached_sha256(str(path.resolve()), stat.st_size, stat.st_mtime_ns)
 
 
 @functools.lru_cache(maxsize=16)
