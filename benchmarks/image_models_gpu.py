@@ -96,8 +96,8 @@ def sample_throughput(model, args, precision: str, compiled: bool) -> float:
     """Images/s of :func:`kaleido.generation.generate` (Kaleido: prior, then DDPM with CFG) with the sampler's own
     fast-path keys set to the mode (what the sample stage runs), after a warm-up batch."""
     exp = {"diffusion": {"timesteps": 1000, "schedule": "cosine", "prediction": "eps"},
-           "sampler": {"name": "ddpm", "steps": args.sample_steps, "precision": precision, "compile": compiled,
-                       **config.PRIOR_SAMPLING}, "cads": {}}
+           "sampler": {**config.block_defaults("sampler"), "name": "ddpm", "steps": args.sample_steps,
+                       "precision": precision, "compile": compiled}}
     torch._dynamo.reset()  # each mode compiles afresh, as a sample job does
     generate(exp, 0, "kaleido", 4.0, range(args.batch), {"kaleido": model}, batch_size=args.batch)  # warm-up
     torch.cuda.synchronize() if torch.cuda.is_available() else None

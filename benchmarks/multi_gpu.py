@@ -88,7 +88,7 @@ def sample_cmd(args: argparse.Namespace) -> None:
     model, _ = checkpoint.load_denoiser(Path(args.dir) / args.name / "model.pt", args.device)
     start, stop = (int(v) for v in args.range.split(":"))
     exp = {"diffusion": {"timesteps": 1000, "schedule": "cosine", "prediction": "eps"},
-           "sampler": {"name": "ddpm", "steps": args.sample_steps, **config.PRIOR_SAMPLING}, "cads": {}}
+           "sampler": {**config.block_defaults("sampler"), "name": "ddpm", "steps": args.sample_steps}, "cads": {}}
     out = generate(exp, 7, "kaleido", 4.0, range(start, stop), {"kaleido": model}, batch_size=args.batch)
     save_npz_atomic(args.out, **out)
 

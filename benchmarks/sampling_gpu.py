@@ -50,8 +50,8 @@ SMOKE = {"size": "nested_tiny", "res": 16, "batch": 4, "samples": 8, "sample_ste
 
 def experiment(steps: int, precision: str, compiled: bool) -> dict:
     return {"diffusion": {"timesteps": 1000, "schedule": "cosine", "prediction": "eps"},
-            "sampler": {"name": "ddpm", "steps": steps, "precision": precision, "compile": compiled,
-                        **config.PRIOR_SAMPLING}, "cads": {}}
+            "sampler": {**config.block_defaults("sampler"), "name": "ddpm", "steps": steps, "precision": precision,
+                        "compile": compiled}}
 
 
 def mode_name(precision: str, compiled: bool) -> str:

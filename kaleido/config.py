@@ -2,8 +2,15 @@
 
 One source of truth for both Snakemake (``workflow/rules/common.smk``) and the stage CLIs: the JSON schema in
 ``kaleido/schema/config.schema.yaml`` checks structure and types (its name enumerations are filled from the code's
-registries), :func:`validate` adds the checks a schema cannot express, and :func:`stage_spec` returns the slice of
-the config a stage reads, which the stage records in its output and Snakemake uses as a rerun trigger.
+registries, and registry entries with settings add their blocks), :func:`validate` fills in every ``default`` the
+schema states (the one place defaults live) and adds the checks a schema cannot express, and :func:`stage_spec`
+returns the slice of the config a stage reads, which the stage records in its output and Snakemake uses as a rerun
+trigger.
+
+A setting added after runs exist carries ``x-absent-means: <value>`` in the schema: the value that reproduces what
+the code did before the setting existed. While a config resolves it to that value the setting is left out of the
+stage slices (:func:`stage_spec`), so adding it reruns nothing; a config (or a later default) that picks another
+value changes the slice and reruns what it affects.
 """
 
 from __future__ import annotations
@@ -21,6 +28,7 @@ import yaml
 
 from kaleido.data import DATASETS
 from kaleido.errors import ConfigError
+from kaleido.guidance import SCHEMES
 from kaleido.latents import EXTRACTORS
 from kaleido.latents.edits import EDITS
 from kaleido.methods import METHODS, NO_LATENT, ROLES
@@ -30,9 +38,6 @@ from metrics.features import FEATURE_NETS
 #: names of kaleido.diffusion.samplers.SAMPLERS (kept here so loading a config does not import torch; a test
 #: checks the two agree) and the options each accepts beyond name/steps/prior_*
 SAMPLERS: dict[str, tuple[str, ...]] = {"ddpm": (), "ddim": ("eta",), "heun": ()}
-#: sampler keys of every sampler that set how the denoiser runs (kaleido.generation.fast_path; defaults "auto" are
-#: not written into the resolved config, so configs that leave them out keep their sample hashes)
-SAMPLING_SPEED = ("precision", "compile")
 #: Snakemake rules that accept per-rule resources (plus ``default``)
 RULES = ("default", "data", "latents", "train", "sample", "features", "evaluate", "report")
 
@@ -68,7 +73,61 @@ def schema() -> dict[str, Any]:
     exp["edits"]["items"]["properties"]["edit"]["enum"] = EDITS.names()
     exp["metrics"]["properties"]["feature_net"]["enum"] = FEATURE_NETS.names()
     sch["properties"]["resources"]["propertyNames"] = {"enum": list(RULES)}
+    for name in SCHEMES.names():
+        options = SCHEMES.get(name).options
+        if options is None:
+            continue
+        if name in exp:
+            raise ConfigError(f"guidance scheme {name!r}: its settings block would replace the experiment key "
+                              f"{name!r}; register the scheme under another name")
+        exp[name] = {"type": "object", "additionalProperties": False, "default": {}, "properties": options,
+                     "description": f"settings of the {name} guidance scheme (kaleido.guidance)"}
     return sch
+
+
+def _fill_defaults(validator_class: Any) -> Any:
+    """``validator_class`` that also writes each missing property's schema ``default`` into the instance (a deep
+    copy), before checking it, so nested blocks with a default of ``{}`` get their own defaults too."""
+    check_properties = validator_class.VALIDATORS["properties"]
+
+    def properties(validator: Any, props: dict[str, Any], instance: Any, sch: dict[str, Any]) -> Any:
+        if isinstance(instance, dict):
+            for key, sub in props.items():
+                if isinstance(sub, dict) and "default" in sub and key not in instance:
+                    instance[key] = copy.deepcopy(sub["default"])
+        yield from check_properties(validator, props, instance, sch)
+
+    return jsonschema.validators.extend(validator_class, {"properties": properties})
+
+
+_DefaultsValidator = _fill_defaults(jsonschema.Draft202012Validator)
+
+
+def with_defaults(cfg: dict[str, Any]) -> dict[str, Any]:
+    """A deep copy of a schema-valid ``cfg`` with every default the schema states filled in."""
+    cfg = copy.deepcopy(cfg)
+    for _ in _DefaultsValidator(schema()).iter_errors(cfg):
+        pass
+    return cfg
+
+
+def block_defaults(block: str) -> dict[str, Any]:
+    """The defaults of experiment block ``block`` (``"sampler"``, ``"train"``, ``"cads"``, ...), for code that builds
+    a block by hand (benchmarks)."""
+    props = schema()["$defs"]["experiment"]["properties"][block]["properties"]
+    return {k: copy.deepcopy(v["default"]) for k, v in props.items() if "default" in v}
+
+
+def _absent_means(block: str) -> dict[str, Any]:
+    """{setting: value} of the experiment block's settings marked ``x-absent-means``."""
+    props = schema()["$defs"]["experiment"]["properties"].get(block, {}).get("properties", {})
+    return {k: v["x-absent-means"] for k, v in props.items() if isinstance(v, dict) and "x-absent-means" in v}
+
+
+def _as_before(block: str, values: dict[str, Any]) -> dict[str, Any]:
+    """``values`` of experiment block ``block`` without the settings that hold their ``x-absent-means`` value."""
+    absent = _absent_means(block)
+    return {k: v for k, v in values.items() if not (k in absent and absent[k] == v)}
 
 
 def _key_path(parts: Any) -> str:
@@ -136,12 +195,10 @@ def validate(cfg: dict[str, Any]) -> dict[str, Any]:
     problems = _schema_errors(cfg)
     if problems:
         raise ConfigError("invalid configuration:\n  " + "\n  ".join(problems))
-    cfg = copy.deepcopy(cfg)
-    cfg["weights"] = {**WEIGHTS_DEFAULTS, **cfg.get("weights", {})}
+    cfg = with_defaults(cfg)
     for name, exp in cfg["experiments"].items():
         where = f"config.experiments.{name}"
         DATASETS.get(exp["data"]["name"]).validate(exp["data"], f"{where}.data")
-        exp.setdefault("latents", {})
         for latent, spec in exp["latents"].items():
             EXTRACTORS.get(latent).validate(spec, f"{where}.latents.{latent}")
         for method in exp["methods"]:
@@ -153,38 +210,32 @@ def validate(cfg: dict[str, Any]) -> dict[str, Any]:
             if ROLES.get(METHODS.get(method).model).uses_latent and not exp["latents"]:
                 raise ConfigError(f"{where}.methods: method {method!r} needs at least one latent type under "
                                   f"{where}.latents; accepted latent types: {EXTRACTORS.names()}")
-        exp["cads"] = {**CADS_DEFAULTS, **exp.get("cads", {})}
-        if exp["cads"]["tau1"] >= exp["cads"]["tau2"]:
-            raise ConfigError(f"{where}.cads: tau1={exp['cads']['tau1']} must be smaller than "
-                              f"tau2={exp['cads']['tau2']}")
+        for scheme in SCHEMES.names():
+            check = SCHEMES.get(scheme).check
+            problem = check(exp[scheme]) if check else None
+            if problem:
+                raise ConfigError(f"{where}.{scheme}: {problem}")
         if exp["sampler"]["steps"] > exp["diffusion"]["timesteps"]:
             raise ConfigError(f"{where}.sampler.steps: {exp['sampler']['steps']} exceeds diffusion.timesteps="
                               f"{exp['diffusion']['timesteps']}")
-        extra = sorted(set(exp["sampler"]) - {"name", "steps", *SAMPLING_SPEED, *PRIOR_SAMPLING,
-                                              *SAMPLERS[exp["sampler"]["name"]]})
+        own = {key for options in SAMPLERS.values() for key in options}
+        extra = sorted((set(exp["sampler"]) & own) - set(SAMPLERS[exp["sampler"]["name"]]))
         if extra:
             raise ConfigError(f"{where}.sampler: {extra} do not apply to sampler {exp['sampler']['name']!r}; its "
                               f"options: {list(SAMPLERS[exp['sampler']['name']]) or 'none'}")
-        exp["guidance_interval"] = {**GUIDANCE_INTERVAL_DEFAULTS, **exp.get("guidance_interval", {})}
         if exp["guidance_interval"]["sigma_lo"] >= exp["guidance_interval"]["sigma_hi"]:
             raise ConfigError(f"{where}.guidance_interval: sigma_lo={exp['guidance_interval']['sigma_lo']} must be "
                               f"smaller than sigma_hi={exp['guidance_interval']['sigma_hi']}")
-        exp["train"] = {**TRAIN_DEFAULTS, **exp["train"]}
-        exp["sampler"] = {**PRIOR_SAMPLING, **exp["sampler"]}
-        exp["metrics"] = {**METRIC_DEFAULTS, **exp["metrics"]}
         others = [n for n in FEATURE_NETS.names() if n not in ("identity", exp["metrics"]["feature_net"])]
         for net in exp["metrics"]["extra_feature_nets"]:
             if net not in others:
                 raise ConfigError(f"{where}.metrics.extra_feature_nets: {net!r}; accepted: image feature networks "
                                   f"other than feature_net {exp['metrics']['feature_net']!r}: {others}")
-        exp["edits"] = [_check_edit(exp, {"method": "kaleido", "count": 16, **item}, f"{where}.edits[{i}]")
-                        for i, item in enumerate(exp.get("edits", []))]
-        exp["guidance_by_method"] = exp.get("guidance_by_method", {})
+        exp["edits"] = [_check_edit(exp, item, f"{where}.edits[{i}]") for i, item in enumerate(exp["edits"])]
         unused = sorted(set(exp["guidance_by_method"]) - set(exp["methods"]))
         if unused:
             raise ConfigError(f"{where}.guidance_by_method: {unused} are not among the experiment's methods "
                               f"{exp['methods']}")
-        exp["report"] = {"guidance": "best_fd", **exp.get("report", {})}
         _check_report_guidance(exp, f"{where}.report")
     return cfg
 
@@ -262,29 +313,6 @@ def _check_same_data_space(models: dict[str, Any], roles: tuple[str, ...], where
         raise ConfigError(f"{where}: method {method!r} mixes the predictions of {described}; use one arch and the "
                           "same number of nested levels for these models (autoguidance's guide is the same family, "
                           "smaller or trained shorter)")
-
-
-#: the ``weights`` block (kaleido.weights): download what is missing, verify everything, no mirror
-WEIGHTS_DEFAULTS: dict[str, Any] = {"offline": False, "allow_unverified": [], "sha256": {}, "endpoint": None}
-#: Kynkäänniemi et al. 2024's interval for EDM2 on ImageNet (σ of data with std 0.5, like images in [-1, 1])
-GUIDANCE_INTERVAL_DEFAULTS: dict[str, float] = {"sigma_lo": 0.28, "sigma_hi": 5.42}
-#: CADS defaults seen in every public implementation (the paper's Stable Diffusion setting; methods.md)
-CADS_DEFAULTS: dict[str, Any] = {"tau1": 0.6, "tau2": 0.9, "noise_scale": 0.25, "psi": 1.0, "rescale": True}
-#: how the AR prior draws latents (every sampler): temperature, top-k (0 = off), nucleus mass (1.0 = off)
-PRIOR_SAMPLING: dict[str, Any] = {"prior_temperature": 1.0, "prior_top_k": 0, "prior_top_p": 1.0,
-                                  "prior_grammar": True}
-TRAIN_DEFAULTS: dict[str, Any] = {
-    "warmup_steps": 0, "lr_schedule": "constant", "grad_clip": 1.0, "ema_decay": 0.999, "cond_drop_prob": 0.1,
-    "ar_loss_weight": 1.0, "checkpoint_every": 1000, "bad_model_steps_fraction": 0.25, "grad_accum": 1,
-    "precision": "fp32", "compile": False, "log_every": 50,
-}
-METRIC_DEFAULTS: dict[str, Any] = {
-    "k_pr": 3, "k_dc": 5, "vendi_q": 1.0, "modes_min_share": 0.05, "kid_subsets": 100, "kid_subset_size": 1000,
-    "is_splits": 10, "mss_include_diagonal": True, "bootstrap_resamples": 0, "knn_device": "cpu",
-    "knn_chunk_size": 1024, "feature_weights": None, "feature_batch_size": 64, "feature_precision": "fp32",
-    "feature_device": "cpu", "feature_domain_steps": 2000, "diversity_conditions": 0, "diversity_per_condition": 0,
-    "extra_feature_nets": {},
-}
 
 
 def load(path: str | Path) -> dict[str, Any]:
@@ -405,14 +433,14 @@ def stage_spec(cfg: dict[str, Any], name: str, stage: str, **keys: str) -> dict[
         spec["latent_spec"] = exp["latents"][keys["latent"]]
     elif stage == "train":
         role = keys["role"]
-        spec.update(diffusion=exp["diffusion"], model=exp["models"][role], train=exp["train"],
+        spec.update(diffusion=exp["diffusion"], model=exp["models"][role], train=_as_before("train", exp["train"]),
                     train_steps=train_steps(exp, role))
     elif stage == "sample":
         method = METHODS.get(keys["method"])
-        spec.update(diffusion=exp["diffusion"], sampler=exp["sampler"], num_samples=exp["num_samples"],
-                    shard_size=exp["shard_size"], guidance_scheme=method.guidance)
-        if method.guidance == "cads":
-            spec["cads"] = exp["cads"]
+        spec.update(diffusion=exp["diffusion"], sampler=_as_before("sampler", exp["sampler"]),
+                    num_samples=exp["num_samples"], shard_size=exp["shard_size"], guidance_scheme=method.guidance)
+        if SCHEMES.get(method.guidance).options is not None:
+            spec[method.guidance] = exp[method.guidance]
         if method.interval:
             spec["guidance_interval"] = exp["guidance_interval"]
     elif stage == "edit":  # the sampling slice of its samples, how latents are read off images, the edit itself

@@ -42,7 +42,7 @@ def fast_path(sampler: dict[str, Any], device: torch.device) -> FastPath:
     and gave nothing on an H200: benchmarks/logs/sampling_gpu_h200_channels_last.log.)
     """
     cuda = device.type == "cuda"
-    precision, compiled = sampler.get("precision", "auto"), sampler.get("compile", "auto")
+    precision, compiled = sampler["precision"], sampler["compile"]
     return FastPath(("bf16" if cuda else "fp32") if precision == "auto" else precision,
                     cuda if compiled == "auto" else compiled)
 
@@ -98,7 +98,7 @@ def generate(exp: dict[str, Any], seed: int, method: str, weight: float, indices
         y, _ = main.encode(labels, z)
         inputs = GuidanceInputs(net=main_net, y=y, y_null=main.null_condition(len(index)),
                                 weight=weight, index=index, seed=seed, timesteps=schedule.timesteps,
-                                options=exp["cads"] if spec.guidance == "cads" else {},
+                                options=exp[spec.guidance] if SCHEMES.get(spec.guidance).options is not None else {},
                                 interval=(exp["guidance_interval"]["sigma_lo"], exp["guidance_interval"]["sigma_hi"])
                                 if spec.interval else None, alphas_cumprod=schedule.alphas_cumprod)
         if guide is not None:

@@ -8,19 +8,24 @@ All act on ε̂ (equivalently on D̂, the map is affine). ``w = 1`` means no gui
 
 A guidance interval (Kynkäänniemi et al. 2024) applies any scheme's weight only for noise levels
 σ_lo < σ(t) <= σ_hi, σ(t) = √((1-ᾱ_t)/ᾱ_t) (EDM's σ of the VP x_t); elsewhere w = 1 (the conditional model alone).
+
+Each registry entry is a :class:`GuidanceScheme`: its function and, for a scheme with settings, the JSON schema of
+the experiment's config block of the same name (``cads:``) with every default. The config reads the entries, so a
+new scheme is this module's pattern in a module of its own plus its registration. Importing this module does not
+import torch (configs are loaded by Snakemake and by every CLI before it parses its arguments).
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import numpy as np
-import torch
-
-from kaleido.rng import counter_normal
 from metrics.registry import Registry
+
+if TYPE_CHECKING:
+    import numpy as np
+    import torch
 
 #: stream ids of the counter RNG, so draws for different purposes never coincide
 STREAM_DIFFUSION, STREAM_PRIOR, STREAM_CADS = 0, 1, 2
@@ -60,11 +65,33 @@ class GuidanceInputs:
         return self.weight if self.interval[0] < ((1.0 - abar) / abar) ** 0.5 <= self.interval[1] else 1.0
 
 
-EpsFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
-SCHEMES: Registry[Callable[[GuidanceInputs], EpsFn]] = Registry("guidance scheme")
+EpsFn = Callable[["torch.Tensor", "torch.Tensor"], "torch.Tensor"]
+
+
+@dataclass(frozen=True)
+class GuidanceScheme:
+    """A guidance scheme: ``make(inputs)`` returns ``eps(x (B, ...), t (B,) int64) -> ε̂ (B, ...)``.
+
+    ``options``: JSON-schema properties of the experiment's config block named like the scheme (each with its
+    ``default``; None = the scheme has no settings and no block); the sample stage hands the resolved block to
+    ``make`` as ``inputs.options`` and hashes it into the stage's rerun trigger. ``check(options)`` returns what is
+    wrong across options (a text naming the values) or None.
+    """
+
+    make: Callable[[GuidanceInputs], EpsFn]
+    options: dict[str, dict[str, Any]] | None = None
+    check: Callable[[dict[str, Any]], str | None] | None = None
+
+    def __call__(self, inputs: GuidanceInputs) -> EpsFn:
+        return self.make(inputs)
+
+
+SCHEMES: Registry[GuidanceScheme] = Registry("guidance scheme")
 
 
 def _cfg_combine(net, x, t, y_cond, y_null, w: float) -> torch.Tensor:
+    import torch
+
     if w == 1.0:
         return net(x, t, y_cond)
     both = net(torch.cat([x, x]), torch.cat([t, t]), torch.cat([y_cond, y_null]))  # one batched call
@@ -72,13 +99,17 @@ def _cfg_combine(net, x, t, y_cond, y_null, w: float) -> torch.Tensor:
     return eps_u + w * (eps_c - eps_u)
 
 
-@SCHEMES.register("cfg")
 def cfg(g: GuidanceInputs) -> EpsFn:
     return lambda x, t: _cfg_combine(g.net, x, t, g.y, g.y_null, g.weight_at(int(t[0])))
 
 
+SCHEMES.register("cfg")(GuidanceScheme(cfg))
+
+
 def cads_gamma(t: torch.Tensor | float, tau1: float, tau2: float) -> torch.Tensor:
     """γ(t) of CADS for diffusion time t ∈ [0, 1] (1 = pure noise): 1 below τ1, 0 above τ2, linear between."""
+    import torch
+
     t = torch.as_tensor(t, dtype=torch.float64)
     return ((tau2 - t) / (tau2 - tau1)).clamp(0.0, 1.0)
 
@@ -101,10 +132,11 @@ def cads_condition(y: torch.Tensor, t_frac: float, noise: torch.Tensor, tau1: fl
     return psi * y_rescaled + (1.0 - psi) * y_hat
 
 
-@SCHEMES.register("cads")
 def cads(g: GuidanceInputs) -> EpsFn:
     """CFG on the annealed condition; ``g.options`` is the experiment's resolved ``cads`` block
-    (tau1, tau2, noise_scale, psi, rescale; defaults :data:`kaleido.config.CADS_DEFAULTS`)."""
+    (:data:`CADS_OPTIONS`)."""
+    from kaleido.rng import counter_normal
+
     opts = g.options
 
     def eps(x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
@@ -117,7 +149,29 @@ def cads(g: GuidanceInputs) -> EpsFn:
     return eps
 
 
-@SCHEMES.register("autoguidance")
+#: the ``cads`` block. Defaults: the Stable Diffusion setting of Sadat et al. 2024 seen in every public implementation
+#: (methods.md); the paper tunes none of them for ImageNet.
+CADS_OPTIONS: dict[str, dict[str, Any]] = {
+    "tau1": {"type": "number", "minimum": 0, "maximum": 1, "default": 0.6,
+             "description": "diffusion time (1 = noise) below which the condition is clean"},
+    "tau2": {"type": "number", "minimum": 0, "maximum": 1, "default": 0.9,
+             "description": "diffusion time above which the condition is pure noise"},
+    "noise_scale": {"type": "number", "minimum": 0, "default": 0.25, "description": "s of eq. 3"},
+    "psi": {"type": "number", "minimum": 0, "maximum": 1, "default": 1.0,
+            "description": "mix of the rescaled and the raw annealed condition (eq. 4)"},
+    "rescale": {"type": "boolean", "default": True, "description": "rescale to the clean condition's mean/std"},
+}
+
+
+def _cads_check(opts: dict[str, Any]) -> str | None:
+    if opts["tau1"] >= opts["tau2"]:
+        return f"tau1={opts['tau1']} must be smaller than tau2={opts['tau2']}"
+    return None
+
+
+SCHEMES.register("cads")(GuidanceScheme(cads, CADS_OPTIONS, _cads_check))
+
+
 def autoguidance(g: GuidanceInputs) -> EpsFn:
     if g.guide is None or g.y_guide is None:
         raise ValueError("autoguidance needs the guiding ('bad') model and its condition")
@@ -130,3 +184,6 @@ def autoguidance(g: GuidanceInputs) -> EpsFn:
         return bad + weight * (good - bad)
 
     return eps
+
+
+SCHEMES.register("autoguidance")(GuidanceScheme(autoguidance))

@@ -42,7 +42,7 @@ def param_groups(model: nn.Module, tr: dict[str, Any]) -> list[dict[str, Any]]:
     """Adam parameter groups: everything at ``train.lr``; a latent prior (``model.prior``) at ``train.prior_lr``
     when set. Each group's ``base_lr`` is the peak the warmup/decay schedule scales."""
     prior = getattr(model, "prior", None)
-    prior_lr = tr.get("prior_lr")  # not in TRAIN_DEFAULTS: an unset key leaves existing runs' specs unchanged
+    prior_lr = tr.get("prior_lr")  # null (its default) is left out of the stage slice: see kaleido.config
     if prior is None or prior_lr is None:
         return [{"params": list(model.parameters()), "lr": tr["lr"], "base_lr": tr["lr"]}]
     prior_ids = {id(p) for p in prior.parameters()}

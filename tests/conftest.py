@@ -1,12 +1,14 @@
-"""Shared fixtures: the repository root, the default config, and small configs derived from it."""
+"""Shared fixtures: the repository root, the default config, small configs derived from it, and one finished small
+DAG run that every test needing a finished run reads or copies (built once per session)."""
 
 from __future__ import annotations
 
+import shutil
 from pathlib import Path
 
 import pytest
 import yaml
-from dag_helpers import tiny_experiment
+from dag_helpers import SMALL_TARGET, small_workdir, snakemake, tiny_experiment
 from stage_helpers import run_module
 
 from kaleido import config
@@ -42,3 +44,20 @@ def tiny(tmp_path, tiny_config):
                       "--data", "data.npz", "--out", "kmeans.npz"], tmp_path)
     assert out.returncode == 0, out.stderr
     return tmp_path, path, config.validate(tiny_config)
+
+
+@pytest.fixture(scope="session")
+def finished_run(tmp_path_factory) -> Path:
+    """A workdir holding a complete, uninterrupted run of :func:`dag_helpers.small_config` (read-only: copy it with
+    :func:`run_copy` to change anything)."""
+    workdir = small_workdir(tmp_path_factory.mktemp("finished"))
+    snakemake(workdir, "--cores", "2", SMALL_TARGET)
+    return workdir
+
+
+@pytest.fixture()
+def run_copy(finished_run, tmp_path) -> Path:
+    """A private copy of :func:`finished_run` (timestamps kept, so Snakemake sees it as up to date)."""
+    dest = tmp_path / "run"
+    shutil.copytree(finished_run, dest, symlinks=True)
+    return dest

@@ -96,3 +96,24 @@ def tiny_shapes(cfg: dict, **overrides) -> dict:
     for key, value in overrides.items():
         exp[key] = value
     return cfg
+
+
+#: the target every shared small run builds
+SMALL_TARGET = "reports/table1.csv"
+
+
+def small_config(default_config: dict) -> dict:
+    """The tiny config cut to two methods (one with latents) and one guidance weight: 14 jobs."""
+    cfg = tiny_experiment(default_config, methods=["mdm", "kaleido"], guidance=[8])
+    cfg["experiments"]["toy2d"]["train"].update(steps=200, checkpoint_every=50)
+    return cfg
+
+
+def small_workdir(path: Path) -> Path:
+    """A scratch copy of the repository at ``path`` configured with :func:`small_config`."""
+    import yaml
+
+    workdir = make_workdir(path)
+    default = yaml.safe_load((workdir / "config" / "config.yaml").read_text())
+    (workdir / "config" / "config.yaml").write_text(yaml.safe_dump(small_config(default)))
+    return workdir

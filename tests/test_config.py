@@ -142,7 +142,7 @@ def test_guidance_interval_order_and_stage_spec(default_config):
                                  shard="0")
     plain = config.stage_spec(cfg, "toy2d", "sample", method="mdm", latent="none", guidance="8", shard="0")
     assert "guidance_interval" not in plain  # only interval methods read it: editing it reruns only them
-    assert interval["guidance_interval"] == config.GUIDANCE_INTERVAL_DEFAULTS
+    assert interval["guidance_interval"] == config.block_defaults("guidance_interval")
     default_config["experiments"]["toy2d"]["guidance_interval"] = {"sigma_lo": 3.0, "sigma_hi": 1.0}
     assert "sigma_lo=3.0 must be smaller than sigma_hi=1.0" in _error(default_config)
 
@@ -213,3 +213,76 @@ def test_the_paper_config_compares_every_row_at_the_paper_s_weight(repo):
     exp = config.load(repo / "config" / "imagenet256.yaml")["experiments"]["imagenet256"]
     assert exp["report"]["guidance"] == 4.0 and not exp["report"].get("guidance_by_method")
     assert all({4.0, 7.0} <= set(config.guidance_grid(exp, method)) for method in exp["methods"])
+
+
+def _every_stage_hash(cfg: dict) -> dict[str, str]:
+    """{job: hash of its stage slice} of every data/latents/train/sample/evaluate/features job of ``cfg``."""
+    from kaleido.provenance import config_hash
+
+    out = {}
+    for name, exp in cfg["experiments"].items():
+        out[f"{name}/data"] = config_hash(config.stage_spec(cfg, name, "data"))
+        out[f"{name}/features"] = config_hash(config.stage_spec(cfg, name, "features"))
+        for latent in exp["latents"]:
+            out[f"{name}/latents/{latent}"] = config_hash(config.stage_spec(cfg, name, "latents", latent=latent))
+        for role, latent in config.trained_models(cfg, name):
+            out[f"{name}/train/{role}/{latent}"] = config_hash(
+                config.stage_spec(cfg, name, "train", role=role, latent=latent))
+        for run in config.runs(cfg):
+            keys = {"method": run.method, "latent": run.latent, "guidance": run.guidance}
+            out[f"{name}/sample/{run}"] = config_hash(config.stage_spec(cfg, name, "sample", shard="000", **keys))
+            out[f"{name}/evaluate/{run}"] = config_hash(config.stage_spec(cfg, name, "evaluate", **keys))
+    return out
+
+
+def test_defaults_are_filled_from_the_schema_into_nested_blocks(default_config):
+    exp = default_config["experiments"]["toy2d"]
+    for key in ("cads", "guidance_interval", "report", "guidance_by_method", "edits"):
+        exp.pop(key, None)
+    exp["train"].pop("ema_decay", None)
+    default_config.pop("weights", None)
+    cfg = config.validate(default_config)
+    toy = cfg["experiments"]["toy2d"]
+    assert toy["cads"] == config.block_defaults("cads") == {"tau1": 0.6, "tau2": 0.9, "noise_scale": 0.25,
+                                                            "psi": 1.0, "rescale": True}
+    assert toy["guidance_interval"] == {"sigma_lo": 0.28, "sigma_hi": 5.42}
+    assert toy["report"] == {"guidance": "best_fd"} and toy["guidance_by_method"] == {}
+    assert toy["edits"] == []
+    assert toy["train"]["ema_decay"] == 0.999 and toy["sampler"]["precision"] == "auto"
+    assert cfg["weights"] == {"offline": False, "allow_unverified": [], "sha256": {}, "endpoint": None}
+    assert "ema_decay" not in default_config["experiments"]["toy2d"]["train"]  # the input is not changed
+    shapes = config.load_yaml(config.Path(__file__).parents[1] / "config" / "shapes.yaml")
+    for item in shapes["experiments"]["shapes"]["edits"]:
+        item.pop("count"), item.pop("method", None)
+    edits = config.validate(shapes)["experiments"]["shapes"]["edits"]
+    assert [(e["method"], e["count"]) for e in edits] == [("kaleido", 16)] * 2  # items of a list, too
+
+
+def test_a_new_setting_at_its_absent_value_reruns_nothing_and_another_value_reruns_what_reads_it(
+        default_config, monkeypatch):
+    before = _every_stage_hash(config.validate(copy.deepcopy(default_config)))
+    original = config.schema()
+    for default, changed in ((0.5, set()), (0.7, {"train", "sample"})):
+        sch = copy.deepcopy(original)
+        exp = sch["$defs"]["experiment"]["properties"]
+        exp["train"]["properties"]["new_knob"] = {"type": "number", "default": default, "x-absent-means": 0.5}
+        exp["sampler"]["properties"]["new_knob"] = {"type": "number", "default": default, "x-absent-means": 0.5}
+        monkeypatch.setattr(config, "schema", lambda sch=sch: sch)
+        cfg = config.validate(copy.deepcopy(default_config))
+        assert cfg["experiments"]["toy2d"]["train"]["new_knob"] == default  # stages read it as usual
+        after = _every_stage_hash(cfg)
+        moved = {job.split("/")[1] for job in before if before[job] != after[job]}
+        assert moved == changed, (default, moved)
+
+
+def test_a_guidance_scheme_s_settings_block_comes_from_its_registry_entry(default_config):
+    from kaleido.guidance import SCHEMES
+
+    properties = config.schema()["$defs"]["experiment"]["properties"]
+    assert properties["cads"]["properties"] is SCHEMES.get("cads").options
+    assert "cfg" not in properties and "autoguidance" not in properties  # no settings, no block
+    default_config["experiments"]["toy2d"]["cads"] = {"tau1": 0.9, "tau2": 0.6}
+    assert "config.experiments.toy2d.cads: tau1=0.9 must be smaller than tau2=0.6" in _error(default_config)
+    default_config["experiments"]["toy2d"]["cads"] = {"tau": 0.5}
+    assert "config.experiments.toy2d.cads: Additional properties are not allowed ('tau' was unexpected)" in _error(
+        default_config)

@@ -11,7 +11,7 @@ import time
 
 import pytest
 import yaml
-from dag_helpers import env_for, executed_rules, job_counts, make_workdir, snakemake
+from dag_helpers import env_for, executed_rules, job_counts, make_workdir, small_workdir, snakemake
 
 from kaleido import config
 from kaleido.dryrun import LOCAL_RULES, submitted_jobs
@@ -25,11 +25,10 @@ def _small_workdir(path, tiny_config):
     return workdir
 
 
-def test_same_config_same_table_and_kill_resume(tmp_path, tiny_config):
-    first = _small_workdir(tmp_path / "first", tiny_config)
-    snakemake(first, "--cores", "2", "reports/table1.csv")
+def test_same_config_same_table_and_kill_resume(tmp_path, finished_run):
+    first = finished_run  # the shared uninterrupted run of the same config
 
-    second = _small_workdir(tmp_path / "second", tiny_config)
+    second = small_workdir(tmp_path / "second")
     proc = subprocess.Popen([sys.executable, "-m", "snakemake", "--cores", "2", "reports/table1.csv"], cwd=second,
                             env=env_for(second), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
                             start_new_session=True)

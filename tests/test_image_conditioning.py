@@ -42,8 +42,7 @@ def test_class_conditional_samples_take_their_class_colour(tmp_path):
     model = checkpoint.build_denoiser(meta)
     model.load_state_dict(train(spec, x, labels, None, tmp_path / "run", meta, progress=False)["ema"])
     model.eval()
-    exp = {"diffusion": diffusion, "cads": {},
-           "sampler": {"name": "ddpm", "steps": 20, **config.PRIOR_SAMPLING}}
+    exp = {"diffusion": diffusion, "sampler": {**config.block_defaults("sampler"), "name": "ddpm", "steps": 20}}
     out = generate(exp, 7, "mdm", 1.0, range(40), {"mdm": model})
     mean = out["x"].reshape(40, -1, 3).mean(axis=1)
     nearest = np.linalg.norm(mean[:, None] - COLOURS[None], axis=-1).argmin(axis=1)

@@ -64,8 +64,7 @@ def test_image_models_train_resume_and_sample(tmp_path, role):
     model = checkpoint.build_denoiser(meta)
     model.load_state_dict(full["ema"])
     model.eval()
-    exp = {"diffusion": spec["diffusion"], "sampler": {"name": "ddpm", "steps": 5, **config.PRIOR_SAMPLING},
-           "cads": {}}
+    exp = {"diffusion": spec["diffusion"], "sampler": {**config.block_defaults("sampler"), "name": "ddpm", "steps": 5}}
     method = "kaleido" if role == "kaleido" else "mdm"
     one = generate(exp, 3, method, 3.0, range(5), {role: model}, batch_size=5)
     two = generate(exp, 3, method, 3.0, range(5), {role: model}, batch_size=2)

@@ -22,16 +22,17 @@ def _model(device: str) -> torch.nn.Module:
 
 def _exp(**sampler) -> dict:
     return {"diffusion": {"timesteps": 1000, "schedule": "cosine", "prediction": "eps"},
-            "sampler": {"name": "ddpm", "steps": 4, **config.PRIOR_SAMPLING, **sampler}, "cads": {}}
+            "sampler": {**config.block_defaults("sampler"), "name": "ddpm", "steps": 4, **sampler}}
 
 
 def test_auto_is_eager_fp32_on_the_cpu_and_the_fast_path_on_cuda():
     cpu, cuda = torch.device("cpu"), torch.device("cuda")
-    assert fast_path({}, cpu) == ("fp32", False) and fast_path({"precision": "auto", "compile": "auto"}, cpu) == (
-        "fp32", False)
-    assert fast_path({}, cuda) == ("bf16", True)
-    assert fast_path({"precision": "fp32", "compile": False}, cuda) == ("fp32", False)
-    assert fast_path({"precision": "bf16"}, cpu) == ("bf16", False)
+    default = config.block_defaults("sampler")  # what a config that leaves the keys out resolves to
+    assert default["precision"] == default["compile"] == "auto"
+    assert fast_path(default, cpu) == ("fp32", False)
+    assert fast_path(default, cuda) == ("bf16", True)
+    assert fast_path({**default, "precision": "fp32", "compile": False}, cuda) == ("fp32", False)
+    assert fast_path({**default, "precision": "bf16"}, cpu) == ("bf16", False)
 
 
 def test_default_cpu_samples_are_the_eager_fp32_samples_bit_for_bit():

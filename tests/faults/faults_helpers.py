@@ -6,10 +6,7 @@ import random
 import zipfile
 from pathlib import Path
 
-import yaml
-from dag_helpers import make_workdir, tiny_experiment
-
-TARGET = "reports/table1.csv"
+from dag_helpers import SMALL_TARGET as TARGET  # noqa: F401  (the fault tests' target)
 
 
 def corrupt(path: Path, mode: str, seed: int, member_data: bool = True) -> str:
@@ -36,21 +33,6 @@ def corrupt(path: Path, mode: str, seed: int, member_data: bool = True) -> str:
     data[offset] ^= 0xFF
     path.write_bytes(bytes(data))
     return f"flipped byte {offset} (member {member.filename})"
-
-
-def fault_config(default_config: dict) -> dict:
-    """The tiny config cut to two methods (one with latents) and one guidance weight: 14 jobs."""
-    cfg = tiny_experiment(default_config, methods=["mdm", "kaleido"], guidance=[8])
-    cfg["experiments"]["toy2d"]["train"].update(steps=200, checkpoint_every=50)
-    return cfg
-
-
-def fault_workdir(path: Path) -> Path:
-    """A scratch copy of the repository at ``path`` configured with :func:`fault_config`."""
-    workdir = make_workdir(path)
-    default = yaml.safe_load((workdir / "config" / "config.yaml").read_text())
-    (workdir / "config" / "config.yaml").write_text(yaml.safe_dump(fault_config(default)))
-    return workdir
 
 
 def mlflow_runs(work: Path) -> dict[str, dict[str, float]]:

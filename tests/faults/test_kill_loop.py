@@ -20,8 +20,8 @@ import time
 from pathlib import Path
 
 import pytest
-from dag_helpers import env_for, snakemake
-from faults_helpers import TARGET, fault_workdir, mlflow_runs
+from dag_helpers import env_for, small_workdir, snakemake
+from faults_helpers import TARGET, mlflow_runs
 
 pytestmark = pytest.mark.slow
 
@@ -135,7 +135,7 @@ def test_dag_survives_twenty_random_kills(finished_run, tmp_path):
     kinds: dict[str, int] = {}
     deadline = time.time() + 1200
     while counts["kills"] < KILLS:  # a round starts from nothing; rounds repeat until KILLS kills happened
-        work = fault_workdir(tmp_path / f"round{counts['rounds']}")
+        work = small_workdir(tmp_path / f"round{counts['rounds']}")
         counts["rounds"] += 1
         _run_until_done(work, rng, counts, kinds, deadline)
         assert (work / TARGET).read_bytes() == (finished_run / TARGET).read_bytes()

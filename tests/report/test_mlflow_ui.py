@@ -22,7 +22,8 @@ from kaleido.report.cli import main
 from metrics.io import read_json, write_text_atomic
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser") or shutil.which("google-chrome")
-pytestmark = pytest.mark.skipif(CHROMIUM is None, reason="no Chromium (apt-get install chromium)")
+# slow: starts the MLflow server and a headless browser (~50 s on 2 cores)
+pytestmark = [pytest.mark.skipif(CHROMIUM is None, reason="no Chromium (apt-get install chromium)"), pytest.mark.slow]
 
 
 def _free_port() -> int:
