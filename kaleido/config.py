@@ -17,7 +17,9 @@ from __future__ import annotations
 
 import copy
 import functools
+import hashlib
 import re
+import sys
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
@@ -34,6 +36,7 @@ from kaleido.latents.edits import EDITS
 from kaleido.methods import METHODS, NO_LATENT, ROLES
 from kaleido.models.archs import ARCHS
 from metrics.features import FEATURE_NETS
+from metrics.registry import load_plugins, plugin_names
 
 #: names of kaleido.diffusion.samplers.SAMPLERS (kept here so loading a config does not import torch; a test
 #: checks the two agree) and the options each accepts beyond name/steps/prior_*
@@ -191,6 +194,7 @@ def validate(cfg: dict[str, Any]) -> dict[str, Any]:
     """
     if not isinstance(cfg, dict):
         raise ConfigError(f"config must be a mapping, got {type(cfg).__name__}")
+    _import_plugins(cfg.get("plugins", []))
     cfg = _coerce_scalar_strings(cfg)
     problems = _schema_errors(cfg)
     if problems:
@@ -238,6 +242,30 @@ def validate(cfg: dict[str, Any]) -> dict[str, Any]:
                               f"{exp['methods']}")
         _check_report_guidance(exp, f"{where}.report")
     return cfg
+
+
+def _import_plugins(names: Any) -> None:
+    """Import the config's ``plugins`` (and ``$KALEIDO_PLUGINS``) so their registry entries exist before the schema's
+    name lists are built."""
+    if not (isinstance(names, list) and all(isinstance(n, str) and n for n in names)):
+        raise ConfigError(f"config.plugins: {names!r}; expected a list of importable module names")
+    before = set(sys.modules)
+    try:
+        load_plugins(names)
+    except ImportError as err:
+        raise ConfigError(f"config.plugins: {err}") from None
+    if set(sys.modules) - before:
+        schema.cache_clear()  # new registry entries: new names and settings blocks
+
+
+def plugin_sources(cfg: dict[str, Any]) -> dict[str, str]:
+    """{plugin module: SHA-256 (16 hex digits) of its source file}: part of every stage slice when plugins are used,
+    so editing a plugin reruns what it may change."""
+    out = {}
+    for name in plugin_names(cfg.get("plugins", [])):
+        path = getattr(sys.modules.get(name), "__file__", None)
+        out[name] = hashlib.sha256(Path(path).read_bytes()).hexdigest()[:16] if path else "unknown"
+    return out
 
 
 def _check_report_guidance(exp: dict[str, Any], where: str) -> None:
@@ -427,6 +455,9 @@ def stage_spec(cfg: dict[str, Any], name: str, stage: str, **keys: str) -> dict[
     """
     exp = experiment(cfg, name)
     spec: dict[str, Any] = {"experiment": name, "stage": stage, "seed": exp["seed"], **keys}
+    plugins = plugin_sources(cfg)
+    if plugins:
+        spec["plugins"] = plugins
     if stage == "data":
         spec["data"] = exp["data"]
     elif stage == "latents":

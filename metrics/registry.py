@@ -1,9 +1,17 @@
-"""A validated name -> object registry (a leaf module: feature networks here; methods, data sets, latent extractors,
-models, samplers and guidance schemes in the harness)."""
+"""A validated name -> object registry (a leaf module: feature networks and metrics here; methods, data sets, latent
+extractors, models, samplers and guidance schemes in the harness), and the plugin hook that fills registries from
+modules outside the packages.
+
+A *plugin* is any importable module that registers entries when imported (``@FEATURE_NETS.register("mine")``...).
+:func:`load_plugins` imports the modules named in the environment variable ``KALEIDO_PLUGINS`` (comma-separated) and
+those passed to it (a harness config's ``plugins:`` list, ``python -m metrics --plugin``).
+"""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+import importlib
+import os
+from collections.abc import Callable, Iterable, Iterator
 from typing import Generic, TypeVar
 
 T = TypeVar("T")
@@ -41,3 +49,31 @@ class Registry(Generic[T]):
 
     def __iter__(self) -> Iterator[str]:
         return iter(sorted(self._entries))
+
+
+#: environment variable naming plugin modules, comma-separated
+PLUGINS_ENV = "KALEIDO_PLUGINS"
+
+
+def plugin_names(extra: Iterable[str] = ()) -> list[str]:
+    """The plugin modules of ``$KALEIDO_PLUGINS`` followed by ``extra``, without repeats, in order."""
+    names = [n.strip() for n in os.environ.get(PLUGINS_ENV, "").split(",") if n.strip()] + list(extra)
+    return list(dict.fromkeys(names))
+
+
+def load_plugins(extra: Iterable[str] = ()) -> list[str]:
+    """Import every plugin module (:func:`plugin_names`); return their names. Importing twice is a no-op.
+
+    A module that cannot be imported stops with an ``ImportError`` naming it and where plugins are looked up
+    (``sys.path``: the working directory for ``python -m``, and ``PYTHONPATH``).
+    """
+    names = plugin_names(extra)
+    for name in names:
+        try:
+            importlib.import_module(name)
+        except ModuleNotFoundError as err:
+            if err.name is not None and name.startswith(err.name):
+                raise ImportError(f"plugin module {name!r} (from ${PLUGINS_ENV} or the config's plugins) was not "
+                                  f"found; put it in the working directory or on PYTHONPATH") from None
+            raise
+    return names
