@@ -89,7 +89,10 @@ class GuidanceScheme:
 SCHEMES: Registry[GuidanceScheme] = Registry("guidance scheme")
 
 
-def _cfg_combine(net, x, t, y_cond, y_null, w: float) -> torch.Tensor:
+def cfg_combine(net: Callable, x: torch.Tensor, t: torch.Tensor, y_cond: torch.Tensor, y_null: torch.Tensor,
+                w: float) -> torch.Tensor:
+    """ε_u + w (ε_c − ε_u) from one batched call of ``net`` on both conditions (one call of the conditional branch
+    alone at w = 1). x (B, ...), t (B,), y_cond / y_null (B, C)."""
     import torch
 
     if w == 1.0:
@@ -100,7 +103,7 @@ def _cfg_combine(net, x, t, y_cond, y_null, w: float) -> torch.Tensor:
 
 
 def cfg(g: GuidanceInputs) -> EpsFn:
-    return lambda x, t: _cfg_combine(g.net, x, t, g.y, g.y_null, g.weight_at(int(t[0])))
+    return lambda x, t: cfg_combine(g.net, x, t, g.y, g.y_null, g.weight_at(int(t[0])))
 
 
 SCHEMES.register("cfg")(GuidanceScheme(cfg))
@@ -144,7 +147,7 @@ def cads(g: GuidanceInputs) -> EpsFn:
         noise = counter_normal(g.seed, g.index, STREAM_CADS, step, tuple(g.y.shape[1:])).to(g.y)
         y = cads_condition(g.y, step / g.timesteps, noise, opts["tau1"], opts["tau2"], opts["noise_scale"],
                            opts["psi"], opts["rescale"])
-        return _cfg_combine(g.net, x, t, y, g.y_null, g.weight_at(step))
+        return cfg_combine(g.net, x, t, y, g.y_null, g.weight_at(step))
 
     return eps
 
