@@ -448,46 +448,76 @@ def feature_options(exp: dict[str, Any], net: str) -> dict[str, Any]:
     return options
 
 
+def _block(exp: dict[str, Any], key: str) -> Any:
+    """Experiment block ``key`` as a slice holds it: without settings at their ``x-absent-means`` value."""
+    value = exp[key]
+    return _as_before(key, value) if isinstance(value, dict) else value
+
+
+def _data_slice(cfg: dict[str, Any], exp: dict[str, Any], keys: dict[str, str]) -> dict[str, Any]:
+    return {"data": _block(exp, "data")}
+
+
+def _latents_slice(cfg: dict[str, Any], exp: dict[str, Any], keys: dict[str, str]) -> dict[str, Any]:
+    return {"latent_spec": exp["latents"][keys["latent"]]}
+
+
+def _train_slice(cfg: dict[str, Any], exp: dict[str, Any], keys: dict[str, str]) -> dict[str, Any]:
+    role = keys["role"]
+    return {"diffusion": _block(exp, "diffusion"), "model": exp["models"][role], "train": _block(exp, "train"),
+            "train_steps": train_steps(exp, role)}
+
+
+def _sample_slice(cfg: dict[str, Any], exp: dict[str, Any], keys: dict[str, str]) -> dict[str, Any]:
+    method = METHODS.get(keys["method"])
+    out = {"diffusion": _block(exp, "diffusion"), "sampler": _block(exp, "sampler"), "num_samples": exp["num_samples"],
+           "shard_size": exp["shard_size"], "guidance_scheme": method.guidance}
+    if SCHEMES.get(method.guidance).options is not None:  # only the settings of the scheme it runs
+        out[method.guidance] = _block(exp, method.guidance)
+    if method.interval:
+        out["guidance_interval"] = _block(exp, "guidance_interval")
+    return out
+
+
+def _edit_slice(cfg: dict[str, Any], exp: dict[str, Any], keys: dict[str, str]) -> dict[str, Any]:
+    """The sampling slice of its samples, how latents are read off images, and the edit itself."""
+    sample = {k: keys[k] for k in ("method", "latent", "guidance")}
+    return {**_sample_slice(cfg, exp, sample), "shard": "0", "latent_spec": exp["latents"][keys["latent"]],
+            "edit": edit_item(exp, keys["method"], keys["latent"], keys["guidance"], keys["edit"])}
+
+
+def _features_slice(cfg: dict[str, Any], exp: dict[str, Any], keys: dict[str, str]) -> dict[str, Any]:
+    """Only what changes the features: the network and how it runs, and the data set."""
+    net = keys.get("net", exp["metrics"]["feature_net"])
+    return {"data": _block(exp, "data"), "num_samples": exp["num_samples"], "feature_net": net,
+            "feature_options": feature_options(exp, net)}
+
+
+def _evaluate_slice(cfg: dict[str, Any], exp: dict[str, Any], keys: dict[str, str]) -> dict[str, Any]:
+    return {"metrics": _block(exp, "metrics"), "num_samples": exp["num_samples"], "data": _block(exp, "data")}
+
+
+#: stage -> the settings its jobs read (beyond experiment, seed, wildcards and plugins)
+STAGE_SLICES: dict[str, Any] = {
+    "data": _data_slice, "latents": _latents_slice, "train": _train_slice, "sample": _sample_slice,
+    "edit": _edit_slice, "features": _features_slice, "evaluate": _evaluate_slice,
+}
+
+
 def stage_spec(cfg: dict[str, Any], name: str, stage: str, **keys: str) -> dict[str, Any]:
     """The part of the config that stage ``stage`` of experiment ``name`` reads, plus its wildcard ``keys``.
 
     Changing anything outside this slice does not change the stage's output, so it must not rerun it.
     """
+    if stage not in STAGE_SLICES:
+        raise ValueError(f"unknown stage {stage!r}; stages with a config slice: {sorted(STAGE_SLICES)}")
     exp = experiment(cfg, name)
     spec: dict[str, Any] = {"experiment": name, "stage": stage, "seed": exp["seed"], **keys}
     plugins = plugin_sources(cfg)
     if plugins:
         spec["plugins"] = plugins
-    if stage == "data":
-        spec["data"] = exp["data"]
-    elif stage == "latents":
-        spec["latent_spec"] = exp["latents"][keys["latent"]]
-    elif stage == "train":
-        role = keys["role"]
-        spec.update(diffusion=exp["diffusion"], model=exp["models"][role], train=_as_before("train", exp["train"]),
-                    train_steps=train_steps(exp, role))
-    elif stage == "sample":
-        method = METHODS.get(keys["method"])
-        spec.update(diffusion=exp["diffusion"], sampler=_as_before("sampler", exp["sampler"]),
-                    num_samples=exp["num_samples"], shard_size=exp["shard_size"], guidance_scheme=method.guidance)
-        if SCHEMES.get(method.guidance).options is not None:
-            spec[method.guidance] = exp[method.guidance]
-        if method.interval:
-            spec["guidance_interval"] = exp["guidance_interval"]
-    elif stage == "edit":  # the sampling slice of its samples, how latents are read off images, the edit itself
-        spec.update(stage_spec(cfg, name, "sample", method=keys["method"], latent=keys["latent"],
-                               guidance=keys["guidance"], shard="0"),
-                    stage="edit", latent_spec=exp["latents"][keys["latent"]],
-                    edit=edit_item(exp, keys["method"], keys["latent"], keys["guidance"], keys["edit"]))
-    elif stage == "features":  # only what changes the features: the network and how it runs, and the data set
-        net = spec.pop("net", exp["metrics"]["feature_net"])  # feature_net below records it
-        spec.update(data=exp["data"], num_samples=exp["num_samples"], feature_net=net,
-                    feature_options=feature_options(exp, net))
-    elif stage == "evaluate":
-        spec.update(metrics=exp["metrics"], num_samples=exp["num_samples"], data=exp["data"])
-    else:
-        raise ValueError(f"unknown stage {stage!r}")
-    return spec
+    spec.pop("net", None)  # features: recorded as feature_net
+    return {**spec, **STAGE_SLICES[stage](cfg, exp, keys)}
 
 
 _SAFE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
