@@ -36,6 +36,7 @@ from kaleido.latents.edits import EDITS
 from kaleido.methods import METHODS, NO_LATENT, ROLES
 from kaleido.models.archs import ARCHS
 from metrics.features import FEATURE_NETS
+from metrics.metric_registry import config_properties
 from metrics.registry import load_plugins, plugin_names
 
 #: names of kaleido.diffusion.samplers.SAMPLERS (kept here so loading a config does not import torch; a test
@@ -76,6 +77,11 @@ def schema() -> dict[str, Any]:
     exp["edits"]["items"]["properties"]["edit"]["enum"] = EDITS.names()
     exp["metrics"]["properties"]["feature_net"]["enum"] = FEATURE_NETS.names()
     sch["properties"]["resources"]["propertyNames"] = {"enum": list(RULES)}
+    metric_options = exp["metrics"]["properties"]
+    for name, prop in config_properties().items():
+        if name in metric_options:
+            raise ConfigError(f"metric option {name!r} would replace the metrics setting {name!r}; rename the option")
+        metric_options[name] = prop
     for name in SCHEMES.names():
         options = SCHEMES.get(name).options
         if options is None:

@@ -4,9 +4,10 @@
         --real results/toy2d/features/identity/reference.npz --fake results/toy2d/features/identity/mdm/none/w8.npz \
         --out results/toy2d/metrics/mdm/none/w8.json [shard.npz ...]
 
-Set metrics (FD, precision/recall, density/coverage, Vendi, KID, per-condition Vendi and MSS, and the Inception
-Score when the generated features file holds ``logits``) come from the feature files (per-condition Vendi and MSS
-on the ``metrics.diversity_conditions`` x ``diversity_per_condition`` subset when set: the paper's 1K x 10), with
+Set metrics (every entry of the metric registry, :mod:`metrics.metric_registry`, that applies: FD, precision/recall,
+density/coverage, Vendi, KID, per-condition Vendi and MSS, the Inception Score when the generated features file
+holds ``logits``, and plugin metrics) come from the feature files (the per-condition ones on the
+``metrics.diversity_conditions`` x ``diversity_per_condition`` subset when set: the paper's 1K x 10), with
 percentile-bootstrap 95% intervals under the top-level key ``ci95`` when ``metrics.bootstrap_resamples`` > 0.
 For the toy data set the mode metrics (modes covered, per-class mode entropy) come from the raw samples in the
 shard files and the generator's true mode centres; for ``shapes`` images, class accuracy and colour / count
@@ -32,6 +33,14 @@ from kaleido.seeding import derive_seed
 from metrics import keys
 from metrics.errors import InputError
 from metrics.io import load_npz, write_json_atomic
+from metrics.metric_registry import (
+    all_options,
+    config_options,
+    per_condition,
+    per_net_keys,
+    per_net_metrics,
+    resolve_options,
+)
 
 
 def toy_mode_metrics(samples: np.ndarray, labels: np.ndarray, data_spec: dict[str, Any], min_share: float
@@ -50,19 +59,17 @@ def toy_mode_metrics(samples: np.ndarray, labels: np.ndarray, data_spec: dict[st
     return out
 
 
-#: metric groups computed on an extra feature network, of which keys.EXTRA_NET_METRICS are kept
-EXTRA_NET_GROUPS = ("fid", "vendi", "mss")
-
-
 def network_metrics(real_path: Path, fake_path: Path, exp: dict[str, Any], bootstrap_seed: int,
                     groups: Sequence[str] | None = None
-                    ) -> tuple[dict[str, float], dict[str, tuple[float, float]], np.ndarray | None, int, int]:
+                    ) -> tuple[dict[str, float], dict[str, tuple[float, float]], np.ndarray | None, dict[str, Any],
+                               int]:
     """Metrics of one network's generated features against its reference features, with bootstrap intervals.
 
-    Per-condition Vendi and MSS follow the diversity protocol (``metrics.diversity_conditions`` x
-    ``diversity_per_condition``) when set. ``groups``: :data:`metrics.suite.METRIC_GROUPS` to compute (None = all
-    that apply). Returns (values, ci95, the protocol's rows or None, the KID subset size used, the number of
-    reference rows).
+    The registered metrics ``groups`` (:mod:`metrics.metric_registry`; None = every one that applies, with the
+    options of the config's ``metrics`` block, else the entry's default). The per-condition ones (MSS and
+    per-condition Vendi built in) follow the diversity protocol (``metrics.diversity_conditions`` x
+    ``diversity_per_condition``) when set. Returns (values, ci95, the protocol's rows or None, the metric options
+    used (``kid_subset_size`` capped at the set sizes), the number of reference rows).
     """
     from metrics.suite import compute_with_ci, condition_subset  # torch: the command line answers --help without it
 
@@ -72,28 +79,27 @@ def network_metrics(real_path: Path, fake_path: Path, exp: dict[str, Any], boots
     if len(fake["features"]) != exp["num_samples"]:
         raise InputError(f"{fake_path}: {len(fake['features'])} generated items, config asks for "
                          f"num_samples={exp['num_samples']}; rerun the sample and features steps")
-    kid_subset_size = min(opts["kid_subset_size"], len(real["features"]), len(fake["features"]))
-    options = {"bootstrap_resamples": opts["bootstrap_resamples"], "bootstrap_seed": bootstrap_seed,
-               "vendi_q": opts["vendi_q"], "mss_include_diagonal": opts["mss_include_diagonal"],
-               "device": opts["knn_device"]}
+    options = resolve_options({o.name: opts.get(o.name) for o in all_options()}, selected=groups,
+                              num_real=len(real["features"]), num_fake=len(fake["features"]))
+    run = {"bootstrap_resamples": opts["bootstrap_resamples"], "bootstrap_seed": bootstrap_seed,
+           "device": opts["knn_device"], "chunk_size": opts["knn_chunk_size"], **options}
     try:
-        values, ci95 = compute_with_ci(
-            real["features"], fake["features"], labels_fake=fake["labels"], logits_fake=fake.get("logits"),
-            k_pr=opts["k_pr"], k_dc=opts["k_dc"], is_splits=opts["is_splits"],
-            kid_subsets=opts["kid_subsets"] if groups is None else 0, kid_subset_size=kid_subset_size,
-            chunk_size=opts["knn_chunk_size"], metrics=None if groups is None else list(groups), **options)
+        values, ci95 = compute_with_ci(real["features"], fake["features"], labels_fake=fake["labels"],
+                                       logits_fake=fake.get("logits"), metrics=groups, **run)
         rows = None
-        if opts["diversity_conditions"] or opts["diversity_per_condition"]:  # the paper's 1K x 10 protocol
+        per_condition_metrics, per_condition_keys = per_condition(groups)
+        if (opts["diversity_conditions"] or opts["diversity_per_condition"]) and per_condition_metrics:
+            # the paper's 1K x 10 protocol
             rows = condition_subset(fake["labels"], opts["diversity_conditions"], opts["diversity_per_condition"])
             sub, sub_ci = compute_with_ci(real["features"], fake["features"][rows], labels_fake=fake["labels"][rows],
-                                          metrics=["vendi", "mss"], **options)
-            for key in (keys.VENDI_PER_CONDITION, keys.MSS):
+                                          metrics=per_condition_metrics, **run)
+            for key in per_condition_keys:
                 values[key] = sub[key]
                 if key in sub_ci:
                     ci95[key] = sub_ci[key]
     except ValueError as err:
         raise InputError(f"metrics of {fake_path} vs {real_path}: {err}") from None
-    return values, ci95, rows, kid_subset_size, len(real["features"])
+    return values, ci95, rows, options, len(real["features"])
 
 
 def parser() -> argparse.ArgumentParser:
@@ -105,8 +111,8 @@ def parser() -> argparse.ArgumentParser:
     out.add_argument("--real", required=True, type=Path, help="reference features npz")
     out.add_argument("--fake", required=True, type=Path, help="generated features npz")
     out.add_argument("--extra", nargs=3, action="append", default=[], metavar=("NET", "REAL", "FAKE"),
-                     help="features of another network (metrics.extra_feature_nets): its FD, Vendi and MSS are "
-                          "added as <metric>_<net> (repeat per network)")
+                     help="features of another network (metrics.extra_feature_nets): its FD, Vendi and MSS (the "
+                          "registry's per-network keys) are added as <metric>_<net> (repeat per network)")
     out.add_argument("samples", nargs="+", type=Path, help="the sample shards the features came from")
     return out
 
@@ -119,14 +125,15 @@ def main(argv: Sequence[str] | None = None) -> None:
     spec = config.stage_spec(cfg, args.experiment, "evaluate", method=args.method, latent=args.latent,
                              guidance=args.guidance)
     bootstrap_seed = derive_seed(args.experiment, exp["seed"], "evaluate", "bootstrap")
-    values, ci95, diversity_rows, kid_subset_size, num_reference = network_metrics(args.real, args.fake, exp,
-                                                                                   bootstrap_seed)
+    values, ci95, diversity_rows, metric_options, num_reference = network_metrics(args.real, args.fake, exp,
+                                                                                  bootstrap_seed)
+    kept = per_net_keys()
     for net, real_path, fake_path in args.extra:  # FD, Vendi and MSS on another network: keys "<metric>_<net>"
         extra, extra_ci, *_ = network_metrics(Path(real_path), Path(fake_path), exp, bootstrap_seed,
-                                              groups=EXTRA_NET_GROUPS)
+                                              groups=per_net_metrics())
         suffix = "_" + net.replace("-", "_")
-        values.update({k + suffix: v for k, v in extra.items() if k in keys.EXTRA_NET_METRICS})
-        ci95.update({k + suffix: v for k, v in extra_ci.items() if k in keys.EXTRA_NET_METRICS})
+        values.update({k + suffix: v for k, v in extra.items() if k in kept})
+        ci95.update({k + suffix: v for k, v in extra_ci.items() if k in kept})
     shards = [load_npz(p, required=("x", "labels")) for p in args.samples]
     # The whole lineage of these numbers, for MLflow: every stage's config slice (each upstream slice is what its
     # stage recorded or, for training, what the DAG hashed; a change there reruns it and so this step too).
@@ -151,9 +158,9 @@ def main(argv: Sequence[str] | None = None) -> None:
         "experiment": args.experiment, "dataset": exp["data"]["name"], "method": args.method, "latent": args.latent,
         "guidance": weight, "num_samples": exp["num_samples"], "feature_net": opts["feature_net"],
         "metrics": {k: (float(v) if isinstance(v, float | np.floating) else int(v)) for k, v in values.items()},
-        "metric_options": {**{k: opts[k] for k in ("k_pr", "k_dc", "vendi_q", "modes_min_share", "kid_subsets",
-                                                   "is_splits", "mss_include_diagonal", "bootstrap_resamples")},
-                           "kid_subset_size": kid_subset_size, "bootstrap_seed": bootstrap_seed,
+        "metric_options": {**{o.name: metric_options[o.name] for o in config_options()},
+                           **{k: opts[k] for k in ("modes_min_share", "bootstrap_resamples")},
+                           "bootstrap_seed": bootstrap_seed,
                            "num_reference": num_reference,
                            "diversity_conditions": opts["diversity_conditions"],
                            "diversity_per_condition": opts["diversity_per_condition"],

@@ -19,6 +19,7 @@ from kaleido.diffusion.losses import output_to_eps
 from kaleido.diffusion.samplers import run_sampler
 from kaleido.diffusion.schedule import Schedule
 from kaleido.guidance import SCHEMES, STREAM_DIFFUSION, STREAM_PRIOR, GuidanceInputs
+from kaleido.guidance import schemes as _builtin_schemes  # noqa: F401  (named by reference: in sample's code hash)
 from kaleido.latents import grammar
 from kaleido.methods import METHODS
 from kaleido.models.interface import Denoiser

@@ -1,14 +1,17 @@
 """Command line: ``python -m metrics {from-features,from-images,extract} ...``.
 
-    python -m metrics from-features --real R.npy --fake F.npy [--json]
+    python -m metrics from-features --real R.npy --fake F.npy [--metrics fid,prdc] [--json]
     python -m metrics from-images --real DIR_OR_SHARDS... --fake DIR_OR_SHARDS... --net inception \
         --metrics fid,prdc,vendi,mss --json
     python -m metrics extract --net inception [--weights W] [--device cuda] --out feats.npz shard.npz...
+    python -m metrics --plugin my_metric from-features --real R.npy --fake F.npy --metrics fid,my_metric --json
 
 
 Feature files are ``.npy`` arrays of shape (n, d) or ``.npz`` archives holding one under the key ``features``;
-label files are ``.npy`` arrays of shape (n,) or ``.npz`` archives with the key ``labels``. User errors (missing
-files, bad shapes, NaN, mismatched dimensions) print one message to stderr and exit with status 2.
+label files are ``.npy`` arrays of shape (n,) or ``.npz`` archives with the key ``labels`` (logits: ``logits``).
+The metric choices and their option flags come from the metric registry (:mod:`metrics.metric_registry`, plugins
+included); the JSON records every metric option used. User errors (missing files, bad shapes, NaN, mismatched
+dimensions) print one message to stderr and exit with status 2.
 """
 
 from __future__ import annotations
@@ -25,10 +28,12 @@ import numpy as np
 
 from metrics import keys
 from metrics.io import write_json_atomic
+from metrics.registry import load_plugins
 
 EXIT_USAGE = 2
 NPZ_FEATURES_KEY = "features"
 NPZ_LABELS_KEY = "labels"
+NPZ_LOGITS_KEY = "logits"
 #: Packages whose versions ``extract`` records beside the features.
 RECORDED_PACKAGES = ("torch", "torchvision", "torch-fidelity", "transformers", "numpy", "scipy")
 
@@ -68,48 +73,45 @@ def load_array(path: str | os.PathLike[str], npz_key: str) -> np.ndarray:
         return loaded[npz_key]
 
 
-def _parse_order(text: str) -> float:
-    """argparse type for the Vendi order: a number >= 0 or 'inf'."""
-    value = float(text)
-    if math.isnan(value) or value < 0:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a number >= 0 or 'inf'")
-    return value
-
-
 def _json_number(value: float) -> float | str:
     """Plain JSON has no Infinity: infinite settings are written as the string 'inf'."""
     return "inf" if isinstance(value, float) and math.isinf(value) else value
 
 
-def run_from_features(args: argparse.Namespace) -> int:
-    """Handler of ``from-features``: load both sets, compute every set metric, print (and optionally save) them."""
-    from metrics.suite import compute_all  # torch is imported only when a metric runs: --help and usage stay fast
+def _metric_choice(args: argparse.Namespace, default: list[str] | None) -> list[str] | None:
+    """The metrics ``--metrics`` names (comma-separated), else ``default`` (None = every one that applies)."""
+    return default if args.metrics is None else [name for name in args.metrics.split(",") if name]
 
+
+def _run_metrics(args: argparse.Namespace, real: np.ndarray, fake: np.ndarray, labels: np.ndarray | None,
+                 logits: np.ndarray | None, selected: list[str] | None) -> dict[str, object]:
+    """Values (+ ``ci95``) of the ``selected`` registered metrics and every metric option used, as one record."""
+    from metrics.metric_registry import config_options, resolve_options
+    from metrics.suite import compute_with_ci  # torch is imported only when a metric runs: --help stays fast
+
+    given = {option.name: getattr(args, option.name) for option in config_options()}
+    options = resolve_options(given, selected=selected, num_real=len(real), num_fake=len(fake))
+    values, ci95 = compute_with_ci(real, fake, labels_fake=labels, logits_fake=logits, metrics=selected,
+                                   device=args.device, chunk_size=args.chunk_size,
+                                   bootstrap_resamples=getattr(args, "bootstrap_resamples", 0),
+                                   bootstrap_seed=getattr(args, "seed", 0), **options)
+    record: dict[str, object] = dict(values)
+    record.update({option.name: _json_number(options[option.name]) for option in config_options()})
+    record.update({keys.NUM_REAL: int(real.shape[0]), keys.NUM_FAKE: int(fake.shape[0]),
+                   keys.FEATURE_DIM: int(real.shape[1])})
+    if ci95:
+        record[keys.CI95] = {name: list(bounds) for name, bounds in ci95.items()}
+    return record
+
+
+def run_from_features(args: argparse.Namespace) -> int:
+    """Handler of ``from-features``: load both sets, compute the chosen metrics (default: every one that applies),
+    print (and optionally save) them."""
     real = load_array(args.real, NPZ_FEATURES_KEY)
     fake = load_array(args.fake, NPZ_FEATURES_KEY)
     labels = None if args.labels_fake is None else load_array(args.labels_fake, NPZ_LABELS_KEY)
-    results = compute_all(
-        real,
-        fake,
-        k_pr=args.k,
-        k_dc=args.k_dc,
-        vendi_q=args.vendi_q,
-        labels_fake=labels,
-        device=args.device,
-        chunk_size=args.chunk_size,
-    )
-    record: dict[str, object] = dict(results)
-    record.update(
-        {
-            keys.K_PR: args.k,
-            keys.K_DC: args.k_dc,
-            keys.VENDI_Q: _json_number(args.vendi_q),
-            keys.NUM_REAL: int(real.shape[0]),
-            keys.NUM_FAKE: int(fake.shape[0]),
-            keys.FEATURE_DIM: int(real.shape[1]),
-        }
-    )
-    return _emit(record, args)
+    logits = None if args.logits_fake is None else load_array(args.logits_fake, NPZ_LOGITS_KEY)
+    return _emit(_run_metrics(args, real, fake, labels, logits, _metric_choice(args, None)), args)
 
 
 def _emit(record: dict[str, object], args: argparse.Namespace) -> int:
@@ -145,43 +147,34 @@ def run_extract(args: argparse.Namespace) -> int:
 
 
 def run_from_images(args: argparse.Namespace) -> int:
-    """Handler of ``from-images``: features of both image sets with one network, then the chosen set metrics."""
+    """Handler of ``from-images``: features of both image sets with one network, then the chosen set metrics
+    (default: those that need only the two sets, :func:`metrics.metric_registry.plain_metrics`)."""
     from metrics.extract import configured_net, net_outputs, net_settings
     from metrics.images import load_image_set
-    from metrics.suite import compute_with_ci
+    from metrics.metric_registry import METRICS, plain_metrics
 
-    groups = [g for g in args.metrics.split(",") if g]
+    groups = _metric_choice(args, plain_metrics())
     real_images, _ = load_image_set(args.real)
     fake_images, fake_labels = load_image_set(args.fake)
     if real_images.shape[1:3] != fake_images.shape[1:3]:
         print(f"warning: real images are {real_images.shape[1]}x{real_images.shape[2]}, generated "
               f"{fake_images.shape[1]}x{fake_images.shape[2]}; the network resizes both, so the metrics also measure "
               "the resolution gap (compare sets of one resolution)", file=sys.stderr)
-    if "mss" in groups and fake_labels is None:
-        raise ValueError("metric 'mss' needs per-image condition labels: give the fake set as .npz shards with "
-                         "'labels'")
+    needs = {name: METRICS.get(name).needs for name in groups if name in METRICS}
+    unlabelled = [name for name, need in needs.items() if "labels" in need and fake_labels is None]
+    if unlabelled:
+        raise ValueError(f"metric {unlabelled[0]!r} needs per-image condition labels: give the fake set as .npz "
+                         "shards with 'labels'")
     net = configured_net(args.net, weights=args.weights, batch_size=args.batch_size, device=args.device,
                          precision=args.precision, weights_sha256=args.weights_sha256,
                          allow_unverified=args.allow_unverified_weights)
     real = net_outputs(net, real_images)
     fake = net_outputs(net, fake_images)
-    if "is" in groups and "logits" not in fake:
-        raise ValueError(f"metric 'is' needs classifier logits; net {args.net!r} gives {sorted(fake)}")
-    kid_size = min(args.kid_subset_size, len(real_images), len(fake_images))
-    values, ci95 = compute_with_ci(
-        real["features"], fake["features"], labels_fake=fake_labels, logits_fake=fake.get("logits"),
-        bootstrap_resamples=args.bootstrap_resamples, bootstrap_seed=args.seed, metrics=groups, k_pr=args.k,
-        k_dc=args.k_dc, vendi_q=args.vendi_q, kid_subsets=args.kid_subsets if "kid" in groups else 0,
-        kid_subset_size=kid_size, mss_include_diagonal=not args.mss_off_diagonal, device=args.device,
-        chunk_size=args.chunk_size, is_splits=args.is_splits)
-    record: dict[str, object] = dict(values)
-    record.update({keys.K_PR: args.k, keys.K_DC: args.k_dc, keys.VENDI_Q: _json_number(args.vendi_q),
-                   keys.NUM_REAL: len(real_images), keys.NUM_FAKE: len(fake_images),
-                   keys.FEATURE_DIM: int(real["features"].shape[1]), keys.KID_SUBSET_SIZE: kid_size,
-                   keys.MSS_INCLUDE_DIAGONAL: not args.mss_off_diagonal,
-                   keys.BOOTSTRAP_RESAMPLES: args.bootstrap_resamples, **net_settings(args.net, net)})
-    if ci95:
-        record[keys.CI95] = {name: list(bounds) for name, bounds in ci95.items()}
+    no_logits = [name for name, need in needs.items() if "logits" in need and "logits" not in fake]
+    if no_logits:
+        raise ValueError(f"metric {no_logits[0]!r} needs classifier logits; net {args.net!r} gives {sorted(fake)}")
+    record = _run_metrics(args, real["features"], fake["features"], fake_labels, fake.get("logits"), groups)
+    record.update({keys.BOOTSTRAP_RESAMPLES: args.bootstrap_resamples, **net_settings(args.net, net)})
     return _emit(record, args)
 
 
@@ -202,55 +195,77 @@ def _add_net_options(parser: argparse.ArgumentParser, device_default: str | None
                         help="use weights whose digest does not match or is not published (recorded in the output)")
 
 
+def _add_metric_options(parser: argparse.ArgumentParser, default_metrics: str) -> None:
+    """``--metrics``, one flag per registered metric option (:mod:`metrics.metric_registry`), device and chunks."""
+    from metrics.metric_registry import add_arguments, metric_names
+
+    parser.add_argument("--metrics", help=f"comma-separated subset of {','.join(metric_names())} "
+                                          f"(default {default_metrics})")
+    add_arguments(parser)
+    parser.add_argument("--chunk-size", type=int, default=1024, help="rows per distance block (default 1024)")
+
+
+def _plugin_parser(default: object = None) -> argparse.ArgumentParser:
+    """``--plugin``, read before the parser is built (and accepted before or after the command)."""
+    parser = argparse.ArgumentParser(add_help=False, allow_abbrev=False)
+    parser.add_argument("--plugin", action="append", default=[] if default is None else default, metavar="MODULE",
+                        help="import MODULE first: a plugin registering metrics or feature networks (repeatable; "
+                             "also $KALEIDO_PLUGINS)")
+    return parser
+
+
 def build_parser() -> argparse.ArgumentParser:
-    """The ``python -m metrics`` argument parser (one sub-parser per entry of :data:`SUBCOMMANDS`)."""
-    parser = argparse.ArgumentParser(prog="python -m metrics", description="Generative-model metrics on features.")
+    """The ``python -m metrics`` argument parser (one sub-parser per entry of :data:`SUBCOMMANDS`); the metric
+    choices and options are those registered when it is built (load plugins first)."""
+    from metrics.metric_registry import plain_metrics
+
+    parser = argparse.ArgumentParser(prog="python -m metrics", description="Generative-model metrics on features.",
+                                     parents=[_plugin_parser()])
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    plugin = [_plugin_parser(default=argparse.SUPPRESS)]
     ff = sub.add_parser(
-        "from-features",
-        help="FD, precision/recall, density/coverage and Vendi from two feature files",
+        "from-features", parents=plugin,
+        help="FD, precision/recall, density/coverage, Vendi, ... (the registered metrics) from two feature files",
         description="Compare generated features with reference features; prints one JSON object with --json.",
     )
     ff.add_argument("--real", required=True, help="reference features, (n, d) .npy or .npz with key 'features'")
     ff.add_argument("--fake", required=True, help="generated features, (n, d) .npy or .npz with key 'features'")
-    ff.add_argument("--k", type=int, default=3, help="k for precision/recall (default 3)")
-    ff.add_argument("--k-dc", type=int, default=5, help="k for density/coverage (default 5)")
     ff.add_argument("--labels-fake", help="condition id per generated row, (n,) .npy or .npz with key 'labels'")
-    ff.add_argument("--vendi-q", type=_parse_order, default=1.0, help="order of the Vendi score (default 1)")
+    ff.add_argument("--logits-fake", help="classifier logits per generated row, (n, classes) .npy or .npz with key "
+                                          "'logits' (for the Inception Score)")
+    _add_metric_options(ff, "every metric the inputs allow; kid when --kid-subsets is given")
     ff.add_argument("--device", default="cpu", help="torch device for the k-NN distance blocks (default cpu)")
-    ff.add_argument("--chunk-size", type=int, default=1024, help="rows per distance block (default 1024)")
     ff.add_argument("--out", help="also write the JSON object to this file (atomically)")
     ff.add_argument("--json", action="store_true", help="print one JSON object instead of a table")
-    ex = sub.add_parser("extract", help="features of sample/data .npz files with a registered feature network",
+    ex = sub.add_parser("extract", parents=plugin,
+                        help="features of sample/data .npz files with a registered feature network",
                         description="Run one feature network over .npz files; writes features + labels to --out.")
     _add_net_options(ex)
     ex.add_argument("--out", required=True, type=Path,
                     help="output .npz (keys 'features', 'labels', 'meta', and 'logits' for inception/domain)")
     ex.add_argument("inputs", nargs="+", type=Path, help="input .npz files, concatenated in the given order")
-    fi = sub.add_parser("from-images", help="extract features of two image sets and compare them",
+    fi = sub.add_parser("from-images", parents=plugin, help="extract features of two image sets and compare them",
                         description="Image folders (PNG/JPEG) or .npz shards (uint8 'x', 'labels') -> set metrics.")
     fi.add_argument("--real", required=True, nargs="+", help="reference image folder(s) or .npz shard(s)")
     fi.add_argument("--fake", required=True, nargs="+", help="generated image folder(s) or .npz shard(s)")
     _add_net_options(fi)
-    fi.add_argument("--metrics", default="fid,prdc,vendi",
-                    help="comma-separated subset of fid,prdc,vendi,mss,kid,is (default fid,prdc,vendi)")
-    fi.add_argument("--k", type=int, default=3, help="k for precision/recall (default 3)")
-    fi.add_argument("--k-dc", type=int, default=5, help="k for density/coverage (default 5)")
-    fi.add_argument("--vendi-q", type=_parse_order, default=1.0, help="order of the Vendi score (default 1)")
-    fi.add_argument("--kid-subsets", type=int, default=100, help="KID subsets (default 100)")
-    fi.add_argument("--kid-subset-size", type=int, default=1000, help="KID subset size, capped at the set sizes")
-    fi.add_argument("--is-splits", type=int, default=10, help="Inception Score splits (default 10)")
-    fi.add_argument("--mss-off-diagonal", action="store_true", help="MSS without the similarity diagonal")
+    _add_metric_options(fi, ",".join(plain_metrics()))
     fi.add_argument("--bootstrap-resamples", type=int, default=0, help="bootstrap resamples for ci95 (default 0)")
     fi.add_argument("--seed", type=int, default=0, help="bootstrap seed (default 0)")
-    fi.add_argument("--chunk-size", type=int, default=1024, help="rows per distance block (default 1024)")
     fi.add_argument("--out", help="also write the JSON object to this file (atomically)")
     fi.add_argument("--json", action="store_true", help="print one JSON object instead of a table")
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Entry point; returns the process exit status (0 ok, 2 user error)."""
+    """Entry point; returns the process exit status (0 ok, 2 user error). Plugins (``--plugin``, before the
+    command, and ``$KALEIDO_PLUGINS``) are imported before the parser is built, so their metrics and options are
+    choices."""
+    try:
+        load_plugins(_plugin_parser().parse_known_args(argv)[0].plugin)
+    except ImportError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return EXIT_USAGE
     args = build_parser().parse_args(argv)
     try:
         return SUBCOMMANDS[args.command](args)

@@ -1,7 +1,8 @@
 """Result-key constants: every metric number the package returns is stored under one of these names.
 
 Downstream code (CLI JSON, MLflow logging, report tables) must use these constants, never string literals,
-so that a renamed key fails loudly at import time instead of silently producing an empty column.
+so that a renamed key fails loudly at import time instead of silently producing an empty column. What each key
+means for the tables (direction, title) is declared by its metric's entry in :mod:`metrics.metric_registry`.
 """
 
 from __future__ import annotations
@@ -28,9 +29,6 @@ MSS = "mss"  # CADS/Kaleido mean similarity score: mean over conditions of the m
 MODES_COVERED = "modes_covered"  # number of true modes receiving >= min_share of their own class's samples.
 MODE_ENTROPY = "mode_entropy"  # mean over classes of the entropy (nats) of a class's samples over its own modes.
 
-# Metrics also computed on each extra feature network (kaleido.evaluate --extra), keyed "<metric>_<net>".
-EXTRA_NET_METRICS = (FD, MSS, VENDI, VENDI_PER_CONDITION)
-
 # Shapes-image metrics, read off the pixels by the offline object finder (kaleido.data.shapes_modes).
 CLASS_ACCURACY = "class_accuracy"  # share of images whose main object (shape/colour) or object count is the class.
 COLOR_ENTROPY = "color_entropy"  # mean over classes of the entropy (nats) of the main object's colour.
@@ -56,9 +54,7 @@ BOOTSTRAP_RESAMPLES = "bootstrap_resamples"
 #: top-level key of the metric JSON holding {metric key: [low, high]} percentile-bootstrap 95% intervals
 CI95 = "ci95"
 
-#: spreads over subsets/splits: descriptive, never bootstrapped
-SPREAD_KEYS: tuple[str, ...] = (KID_STD, INCEPTION_SCORE_STD)
-
 SET_METRIC_KEYS: tuple[str, ...] = (FD, PRECISION, RECALL, DENSITY, COVERAGE, VENDI)
-"""Keys :func:`metrics.suite.compute_all` always returns (plus VENDI_PER_CONDITION and MSS given labels, KID and
-KID_STD with kid_subsets > 0, INCEPTION_SCORE and INCEPTION_SCORE_STD given logits)."""
+"""Built-in keys :func:`metrics.suite.compute_all` returns for any two feature sets. Which keys a metric returns,
+and which are spreads (never bootstrapped) or also computed per extra feature network, is declared by its entry in
+:mod:`metrics.metric_registry` (``always_keys``, ``spread_keys``, ``per_net_keys``: plugins included)."""

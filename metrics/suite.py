@@ -1,7 +1,8 @@
-"""All set metrics of one generated feature set against one reference feature set, in one call.
+"""All registered metrics of one generated feature set against one reference feature set, in one call.
 
-:func:`compute_all` returns the values; :func:`compute_with_ci` adds percentile-bootstrap 95% intervals
-(:mod:`metrics.bootstrap`) of every set metric, resampling the generated rows (and their labels and logits).
+:func:`compute_all` runs the entries of :data:`metrics.metric_registry.METRICS` that are asked for or apply;
+:func:`compute_with_ci` adds percentile-bootstrap 95% intervals (:mod:`metrics.bootstrap`) of every key that is
+bootstrapped, resampling the generated rows (and their labels and logits).
 """
 
 from __future__ import annotations
@@ -12,27 +13,19 @@ from typing import Any
 import numpy as np
 import torch
 
-from metrics import keys
 from metrics._validate import as_features, check_device, check_positive_int, check_same_dim
 from metrics.bootstrap import bootstrap_ci
-from metrics.frechet import fd_from_features
-from metrics.inception_score import inception_score
-from metrics.kid import kid
-from metrics.mss import mss
-from metrics.prdc import prdc
-from metrics.vendi import check_order, vendi_per_condition, vendi_score
-
-#: metric groups :func:`compute_all` can be restricted to (``metrics=``); None computes every applicable one
-METRIC_GROUPS = ("fid", "prdc", "vendi", "mss", "kid", "is")
+from metrics.metric_registry import METRICS, NEEDS, Metric, MetricInputs, all_options, metric_names, spread_keys
 
 
 def check_metric_groups(metrics: Collection[str] | None) -> frozenset[str]:
-    """The requested groups as a set (None = all), else ValueError naming the unknown ones."""
+    """The requested metrics as a set (None = all registered), else ValueError naming the accepted ones."""
+    names = metric_names()
     if metrics is None:
-        return frozenset(METRIC_GROUPS)
-    unknown = sorted(set(metrics) - set(METRIC_GROUPS))
+        return frozenset(names)
+    unknown = sorted(set(metrics) - set(names))
     if unknown or not metrics:
-        raise ValueError(f"metrics={sorted(metrics)!r}; expected a non-empty subset of {list(METRIC_GROUPS)}")
+        raise ValueError(f"metrics={sorted(metrics)!r}; expected a non-empty subset of {names}")
     return frozenset(metrics)
 
 
@@ -47,86 +40,104 @@ def _check_rows(array: np.ndarray | None, n: int, name: str, ndim: int) -> np.nd
     return array
 
 
+def _options(given: dict[str, Any]) -> dict[str, Any]:
+    """Every registered option: the given value (checked) or its default; a switch not given is 0 (off)."""
+    options = {option.name: option for option in all_options()}
+    unknown = sorted(set(given) - set(options))
+    if unknown:
+        raise TypeError(f"compute_all got unknown options {unknown}; the registered metrics take {sorted(options)}")
+    switches = {METRICS.get(name).switch for name in metric_names()} - {None}
+    values = {name: given.get(name, 0 if name in switches else option.default) for name, option in options.items()}
+    for name, option in options.items():
+        if option.check is not None:
+            values[name] = option.check(values[name])
+    return values
+
+
+def _selected(metrics: Collection[str] | None, given: dict[str, bool], options: dict[str, Any]) -> list[Metric]:
+    """The metrics to run: those named (ValueError when one lacks what it needs), or every one that applies."""
+    chosen = check_metric_groups(metrics)
+    out = []
+    for name in metric_names():
+        if name not in chosen:
+            continue
+        metric = METRICS.get(name)
+        missing = [NEEDS[need] for need in metric.needs if not given[need]]
+        if metric.switch is not None and not options[metric.switch]:
+            missing.append(f"{metric.switch} > 0")
+        if not missing:
+            out.append(metric)
+        elif metrics is not None:
+            raise ValueError(f"metric {name!r} needs {' and '.join(missing)}")
+    return out
+
+
 def compute_all(
-    real: np.ndarray,
+    real: np.ndarray | None,
     fake: np.ndarray,
     *,
-    k_pr: int = 3,
-    k_dc: int = 5,
-    vendi_q: float = 1.0,
     labels_fake: np.ndarray | None = None,
+    logits_fake: np.ndarray | None = None,
     device: str | torch.device = "cpu",
     chunk_size: int = 1024,
-    logits_fake: np.ndarray | None = None,
-    is_splits: int = 10,
-    kid_subsets: int = 0,
-    kid_subset_size: int = 1000,
-    kid_seed: int = 2020,
-    mss_include_diagonal: bool = True,
     metrics: Collection[str] | None = None,
+    **options: Any,
 ) -> dict[str, float]:
-    """FD, precision, recall, density, coverage and Vendi of ``fake`` against ``real`` (+ optional metrics).
+    """The registered metrics (:data:`metrics.metric_registry.METRICS`) of ``fake`` against ``real``.
 
     Args:
-        real: (n_real, d) reference features, n_real > max(k_pr, k_dc) and >= 2.
-        fake: (n_fake, d) generated features, same d, n_fake > k_pr and >= 2, no all-zero rows (Vendi).
-        k_pr: k for precision/recall. k_dc: k for density/coverage.
-        vendi_q: order of the Vendi score (1 = Shannon, ``math.inf`` allowed).
+        real: (n_real, d) reference features, n_real >= 2 and > the k of P/R and D/C (None: only metrics that do
+            not need them).
+        fake: (n_fake, d) generated features, same d, n_fake >= 2 and > k_pr, no all-zero rows (Vendi, MSS).
         labels_fake: optional (n_fake,) condition id per fake row; adds per-condition mean Vendi and MSS.
+        logits_fake: optional (n_fake, classes) classifier logits; adds the Inception Score.
         device: torch device for the k-NN distance blocks, KID kernels and the float64 linear algebra of FD and
             whole-set Vendi. chunk_size: rows per distance block.
-        logits_fake: optional (n_fake, classes) classifier logits; adds the Inception Score (``is_splits`` splits).
-        kid_subsets: number of KID subsets (0 = no KID); kid_subset_size rows each; kid_seed as torch-fidelity.
-        mss_include_diagonal: MSS averages the full similarity matrix (True, CADS code) or its off-diagonal.
-        metrics: restrict to these groups of :data:`METRIC_GROUPS` (None = all that apply); "mss" needs labels,
-            "is" needs logits, "kid" needs kid_subsets > 0 (ValueError otherwise).
+        metrics: run these registered metrics (ValueError when one lacks its input: "mss" labels, "is" logits,
+            "kid" kid_subsets > 0), or None: every one that applies.
+        options: the metrics' options (built in: ``k_pr`` 3, ``k_dc`` 5, ``vendi_q`` 1 (``math.inf`` allowed),
+            ``mss_include_diagonal`` True, ``kid_subsets`` (0 = no KID, the default here), ``kid_subset_size``
+            1000, ``kid_seed`` 2020, ``is_splits`` 10; ``python -m metrics from-features --help`` lists them all).
     Returns:
         ``{keys.FD, keys.PRECISION, keys.RECALL, keys.DENSITY, keys.COVERAGE, keys.VENDI}`` -> float, plus
         ``keys.VENDI_PER_CONDITION`` and ``keys.MSS`` given labels, ``keys.INCEPTION_SCORE(_STD)`` given logits,
-        ``keys.KID(_STD)`` when kid_subsets > 0. Vendi, MSS and IS are over the fake set only.
+        ``keys.KID(_STD)`` when kid_subsets > 0, and the keys of every registered plugin metric that applies.
+        Vendi, MSS and IS are over the fake set only.
     Raises:
         ValueError: naming the bad input (non-2-D or empty arrays, NaN/inf, mismatched d, bad k or labels).
     """
-    k_pr = check_positive_int(k_pr, "k_pr")
-    k_dc = check_positive_int(k_dc, "k_dc")
+    values = _options(options)
     chunk_size = check_positive_int(chunk_size, "chunk_size")
-    kid_subsets = check_positive_int(kid_subsets, "kid_subsets", minimum=0)
-    vendi_q = check_order(vendi_q)
     device = check_device(device)
-    real = as_features(real, "real", min_rows=max(2, k_pr + 1, k_dc + 1))
-    fake = as_features(fake, "fake", min_rows=max(2, k_pr + 1))
-    check_same_dim(real, fake)
+    given = {"real": real is not None, "labels": labels_fake is not None, "logits": logits_fake is not None}
+    selected = _selected(metrics, given, values)
+    real_rows, fake_rows = 2, 2
+    for metric in selected:
+        if metric.min_rows is not None:
+            need_real, need_fake = metric.min_rows(values)
+            real_rows, fake_rows = max(real_rows, need_real), max(fake_rows, need_fake)
+    if real is not None:
+        real = as_features(real, "real", min_rows=real_rows)
+    fake = as_features(fake, "fake", min_rows=fake_rows)
+    if real is not None:
+        check_same_dim(real, fake)
     labels_fake = _check_rows(labels_fake, fake.shape[0], "labels_fake", 1)
     logits_fake = _check_rows(logits_fake, fake.shape[0], "logits_fake", 2)
 
-    groups = check_metric_groups(metrics)
-    if metrics is not None:
-        needs = {"mss": (labels_fake, "labels_fake"), "is": (logits_fake, "logits_fake"), "kid": (kid_subsets or None,
-                                                                                               "kid_subsets > 0")}
-        for group, (given, what) in needs.items():
-            if group in groups and given is None:
-                raise ValueError(f"metric {group!r} needs {what}")
+    inputs = MetricInputs(real=real, fake=fake, labels=labels_fake, logits=logits_fake, device=device,
+                          chunk_size=chunk_size)
     results: dict[str, float] = {}
-    if "fid" in groups:
-        results[keys.FD] = fd_from_features(real, fake, device=device)
-    if "prdc" in groups:
-        results.update(prdc(real, fake, k_pr=k_pr, k_dc=k_dc, chunk_size=chunk_size, device=device))
-    if "vendi" in groups:
-        results[keys.VENDI] = vendi_score(fake, q=vendi_q, device=device)
-        if labels_fake is not None:
-            results[keys.VENDI_PER_CONDITION] = vendi_per_condition(fake, labels_fake, q=vendi_q)
-    if "mss" in groups and labels_fake is not None:
-        results[keys.MSS] = mss(fake, labels_fake, include_diagonal=mss_include_diagonal)
-    if "is" in groups and logits_fake is not None:
-        results.update(inception_score(logits_fake, splits=is_splits))
-    if "kid" in groups and kid_subsets:
-        results.update(kid(real, fake, subsets=kid_subsets, subset_size=kid_subset_size, seed=kid_seed,
-                           device=device))
+    for metric in selected:
+        found = metric.compute(inputs, **{option.name: values[option.name] for option in metric.options})
+        undeclared = sorted(set(found) - {key.name for key in metric.keys})
+        if undeclared:
+            raise RuntimeError(f"metric {metric.name!r} returned keys {undeclared} that its entry does not declare")
+        results.update({name: float(value) for name, value in found.items()})
     return results
 
 
 def compute_with_ci(
-    real: np.ndarray,
+    real: np.ndarray | None,
     fake: np.ndarray,
     *,
     labels_fake: np.ndarray | None = None,
@@ -135,7 +146,8 @@ def compute_with_ci(
     bootstrap_seed: int = 0,
     **options: Any,
 ) -> tuple[dict[str, float], dict[str, tuple[float, float]]]:
-    """:func:`compute_all` plus 95% percentile-bootstrap intervals of every metric except the spreads.
+    """:func:`compute_all` plus 95% percentile-bootstrap intervals of every metric key except the spreads
+    (keys registered with ``bootstrap=False``).
 
     Each resample draws n_fake generated rows with replacement (:func:`metrics.bootstrap.bootstrap_indices`
     with ``bootstrap_seed``; stratified by ``labels_fake`` when given, so every condition keeps its count),
@@ -156,7 +168,8 @@ def compute_with_ci(
         return compute_all(real, fake[rows], labels_fake=None if labels is None else labels[rows],
                            logits_fake=None if logits is None else logits[rows], **options)
 
-    names = tuple(name for name in values if name not in keys.SPREAD_KEYS)
+    spreads = spread_keys()
+    names = tuple(name for name in values if name not in spreads)
     return values, bootstrap_ci(metrics_of_rows, fake.shape[0], resamples, bootstrap_seed, names=names,
                                 strata=labels)
 

@@ -11,7 +11,8 @@ from kaleido.diffusion.losses import diffusion_target, output_to_eps
 from kaleido.diffusion.schedule import Schedule
 from kaleido.errors import ConfigError
 from kaleido.generation import generate
-from kaleido.guidance import SCHEMES, GuidanceInputs, cads_condition, cads_gamma
+from kaleido.guidance import SCHEMES, GuidanceInputs
+from kaleido.guidance.schemes import cads_condition, cads_gamma
 from kaleido.models.exact_gmm import ExactGMMDenoiser
 
 

@@ -13,7 +13,8 @@ from stage_helpers import run_module, train_cmd
 from metrics.io import load_npz
 
 PLUGIN = '''"""CFG whose weight ramps from 1 at pure noise to w at the data: w(t) = 1 + (w - 1) (1 - t/T)^power."""
-from kaleido.guidance import SCHEMES, GuidanceScheme, cfg_combine
+from kaleido.guidance import SCHEMES, GuidanceScheme
+from kaleido.guidance.schemes import cfg_combine
 from kaleido.methods import METHODS, Method
 
 

@@ -8,6 +8,7 @@ import stat
 import numpy as np
 import pytest
 
+from kaleido.guidance import SCHEMES
 from kaleido.provenance import project_modules, source_hash
 from metrics.errors import InputError
 from metrics.io import atomic_path, load_npz, load_npz_head, save_npz_atomic, write_json_atomic
@@ -58,6 +59,12 @@ def test_stage_code_hashes_cover_exactly_the_code_each_stage_runs():
     assert "kaleido.report.figures" in modules["kaleido.report"]
     assert not any(name.startswith("kaleido.report") for name in modules["kaleido.sample"])
     assert "metrics.prdc" in modules["kaleido.evaluate"] and "metrics.prdc" not in modules["kaleido.sample"]
-    assert "kaleido.guidance" in modules["kaleido.sample"] and "kaleido.guidance" not in modules["kaleido.train"]
+    # a scheme's code is sampling's (its registry entry, read by the config, is everyone's)
+    assert "kaleido.guidance.schemes" in modules["kaleido.sample"]
+    assert "kaleido.guidance.schemes" not in modules["kaleido.train"]
+    for name in SCHEMES.names():
+        make = SCHEMES.get(name).make
+        if isinstance(make, str):
+            assert make.partition(":")[0] in modules["kaleido.sample"], name
     assert "kaleido.models.mlp" in modules["kaleido.train"]
     assert len(source_hash("kaleido.train")) == 16

@@ -46,7 +46,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     seed = derive_seed(args.experiment, exp["seed"], "latents", args.latent)
     extractor = EXTRACTORS.get(args.latent)
     prov = provenance("kaleido.latents", spec)
-    if getattr(extractor, "kind", "vector") == "strings":
+    if extractor.kind == "strings":
         from kaleido.latents.stage import extract_image_latents
 
         extract_image_latents(extractor, args.latent, data, exp["latents"][args.latent], seed, args.out,

@@ -7,12 +7,13 @@ its pixel share in percent; clusters that quantise to the same colour are merged
 
 from __future__ import annotations
 
+from collections.abc import Collection, Sequence
 from typing import Any
 
 import numpy as np
 
 from kaleido.checks import check_int, check_keys
-from kaleido.latents import EXTRACTORS
+from kaleido.latents import EXTRACTORS, LatentType
 from kaleido.latents import formats as fmt
 from kaleido.latents.images import (
     COMMON_DEFAULTS,
@@ -22,6 +23,7 @@ from kaleido.latents.images import (
     check_common,
     map_batched,
 )
+from kaleido.latents.quality import GTObject, color_quality
 from kaleido.latents.segment import rgb_to_lab
 from metrics.features import check_images
 
@@ -45,8 +47,7 @@ def dominant_colors(image: np.ndarray, k: int, step: int, seed: int) -> list[fmt
     return [fmt.ColorCluster(L, a, b, int(round(100 * c / len(lab)))) for (L, a, b), c in ordered]
 
 
-class ColorExtractor:
-    kind = "strings"
+class ColorExtractor(LatentType):
     keys = COMMON_KEYS | set(COLOR_DEFAULTS)
 
     def validate(self, spec: dict[str, Any], where: str) -> None:
@@ -55,8 +56,16 @@ class ColorExtractor:
         check_int(spec, "num_colors", where, 1, 16)
         check_int(spec, "quant_step", where, 1, 50)
 
-    def parse(self, text: str, names: list[str] | None = None) -> list[fmt.ColorCluster]:
+    def parse(self, text: str, names: Collection[str] | None = None, num_tokens: int = 32,
+              codebook_size: int | None = None) -> list[fmt.ColorCluster]:
         return fmt.parse_color(text)
+
+    def write(self, parsed: Sequence[fmt.ColorCluster]) -> str:
+        return fmt.format_color(parsed)
+
+    def quality(self, strings: Sequence[str], truth: Sequence[Sequence[GTObject]],
+                names: list[str] | None) -> dict[str, Any]:
+        return color_quality([self.parse(s) for s in strings], truth)
 
     def extract_strings(self, images: np.ndarray, ctx: ImageContext, spec: dict[str, Any], seed: int) -> LatentStrings:
         check_images(images)

@@ -13,6 +13,9 @@ parsed structure gives back the same string (round trip exact).
 - combined: ``text | bbox | voken``
 
 bbox/blob/color items are joined by :data:`ITEM_SEP`; an image without objects is the empty string.
+
+Each latent type's registry entry (:data:`kaleido.latents.EXTRACTORS`) parses and writes its strings with these
+functions; :func:`parse_latent` dispatches to the entry.
 """
 
 from __future__ import annotations
@@ -31,6 +34,20 @@ COORD_MAX = 1000
 
 class LatentFormatError(InputError):
     """A latent string does not follow its format; the message says where and what is accepted."""
+
+
+@dataclass(frozen=True)
+class ItemFormat:
+    """The numbers of one ``name (n1, ..., nk)`` item format, for constrained decoding (:mod:`.grammar`): field
+    ranges and order relations between fields.
+
+    ``bounds[i]`` = (lo, hi) inclusive for field i; ``at_least[i]`` = j means field i >= field j (bbox x2 >= x1),
+    ``at_most[i]`` = j means field i <= field j (blob r_minor <= r_major).
+    """
+
+    bounds: tuple[tuple[int, int], ...]
+    at_least: dict[int, int]
+    at_most: dict[int, int]
 
 
 @dataclass(frozen=True)
@@ -223,15 +240,18 @@ def parse_text(text: str) -> str:
 
 def parse_latent(latent: str, text: str, names: Collection[str] | None = None, num_tokens: int = 32,
                  codebook_size: int | None = None) -> object:
-    """Decode a string of latent type ``latent`` (bbox, blob, color, voken, text, combined); raise
-    :class:`LatentFormatError` if malformed. ``names``/``codebook_size`` come from the latents npz (``names``,
-    ``voken_codebook``.shape[0])."""
-    if latent in ("voken", "combined") and codebook_size is None:
+    """Decode a string of latent type ``latent`` (any registered string latent: bbox, blob, color, voken, text,
+    combined, plugins) with its registry entry's parser; raise :class:`LatentFormatError` if malformed.
+    ``names``/``codebook_size`` come from the latents npz (``names``, ``voken_codebook``.shape[0])."""
+    from kaleido.latents import EXTRACTORS, string_latents
+
+    if latent not in string_latents():
+        raise LatentFormatError(f"unknown latent type {latent!r}; accepted: {string_latents()}")
+    return EXTRACTORS.get(latent).parse(text, names, num_tokens=num_tokens, codebook_size=codebook_size)
+
+
+def needs_codebook(latent: str, codebook_size: int | None) -> int:
+    """``codebook_size``, or the error of parsing a ``latent`` (voken, combined) string without it."""
+    if codebook_size is None:
         raise LatentFormatError(f"parsing a {latent} latent needs codebook_size")
-    parsers = {"bbox": lambda: parse_bbox(text, names), "blob": lambda: parse_blob(text, names),
-               "color": lambda: parse_color(text), "text": lambda: parse_text(text),
-               "voken": lambda: parse_voken(text, num_tokens, codebook_size),
-               "combined": lambda: parse_combined(text, names, num_tokens, codebook_size)}
-    if latent not in parsers:
-        raise LatentFormatError(f"unknown latent type {latent!r}; accepted: {sorted(parsers)}")
-    return parsers[latent]()
+    return codebook_size

@@ -1,6 +1,7 @@
 """Constrained decoding for the item latents: the AR prior can only write strings its format's parser accepts.
 
-A bbox (or blob) latent is ``name (n1, ..., nk)`` items joined by ``"; "`` (:mod:`kaleido.latents.formats`). During
+A latent type whose registry entry declares a ``grammar`` (an :class:`~kaleido.latents.formats.ItemFormat`: bbox,
+blob) is written as ``name (n1, ..., nk)`` items joined by ``"; "`` (:mod:`kaleido.latents.formats`). During
 prior sampling :class:`ItemGrammar` masks, at every step, the tokens that would make the string impossible to
 complete: names outside the latent's object vocabulary, malformed separators, non-canonical or out-of-range
 numbers, and order violations (bbox ``x1 <= x2``, ``y1 <= y2``; blob ``r_minor <= r_major``). EOS is allowed only
@@ -19,36 +20,24 @@ from __future__ import annotations
 
 import warnings
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 import torch
 
 from kaleido.errors import ConfigError
-from kaleido.latents.formats import COORD_MAX, ITEM_SEP
+from kaleido.latents.formats import ITEM_SEP, ItemFormat
 
 State = tuple  # ("name", prefix, first) | ("num", field, digits, values) | ("lit", text, then) | ("after",) | ("done",)
 
 
-@dataclass(frozen=True)
-class ItemFormat:
-    """One item format: field ranges and order relations between fields.
+def item_formats() -> dict[str, ItemFormat]:
+    """Latent type -> its item format, for the registered types whose entry declares a ``grammar`` (bbox, blob);
+    the others (color, voken, text, combined) are sampled unconstrained."""
+    from kaleido.latents import EXTRACTORS
 
-    ``bounds[i]`` = (lo, hi) inclusive for field i; ``at_least[i]`` = j means field i >= field j (bbox x2 >= x1),
-    ``at_most[i]`` = j means field i <= field j (blob r_minor <= r_major).
-    """
-
-    bounds: tuple[tuple[int, int], ...]
-    at_least: dict[int, int]
-    at_most: dict[int, int]
-
-
-#: the latent types with a grammar (methods.md "Latent types"); color/voken/text/combined are sampled unconstrained
-FORMATS: dict[str, ItemFormat] = {
-    "bbox": ItemFormat(bounds=((0, COORD_MAX),) * 4, at_least={2: 0, 3: 1}, at_most={}),
-    "blob": ItemFormat(bounds=((0, COORD_MAX),) * 4 + ((0, 179),), at_least={}, at_most={3: 2}),
-}
+    entries = {name: EXTRACTORS.get(name) for name in EXTRACTORS.names()}
+    return {name: entry.grammar for name, entry in entries.items() if entry.grammar is not None}
 
 
 def _prefix_feasible(digits: str, lo: int, hi: int) -> bool:
@@ -85,11 +74,12 @@ class ItemGrammar:
 
     def __init__(self, latent: str, token_texts: Sequence[str | None], names: Sequence[str], eos_id: int,
                  leading_space: bool = False) -> None:
-        if latent not in FORMATS:
-            raise ConfigError(f"no grammar for latent type {latent!r}; grammars exist for {sorted(FORMATS)}")
+        formats = item_formats()
+        if latent not in formats:
+            raise ConfigError(f"no grammar for latent type {latent!r}; grammars exist for {sorted(formats)}")
         if not names:
             raise ConfigError(f"the {latent} grammar needs the object names of the latents (got none)")
-        self.format, self.eos_id, self.vocab_size = FORMATS[latent], eos_id, len(token_texts)
+        self.format, self.eos_id, self.vocab_size = formats[latent], eos_id, len(token_texts)
         self.leading_space = leading_space  # SentencePiece pieces start the string with the word marker's space
         self.heads = [f"{name} (" for name in names]
         self.texts = [t if t and t.isascii() and t.isprintable() else None for t in token_texts]
@@ -247,7 +237,7 @@ def grammar_meta(latent: str, tokenizer: Any, vocab_size: int, names: Sequence[s
     ``strings`` token by token, since the grammar reads one token's text at a time. A tokenizer for which neither
     reading works gets no grammar (a warning says so) rather than a wrong one.
     """
-    if latent not in FORMATS or not len(names) or not len(strings):
+    if latent not in item_formats() or not len(names) or not len(strings):
         return None
     stop = {tokenizer.pad_token_id, tokenizer.eos_token_id}
     rows = [[int(t) for t in row] for row in np.asarray(ids)[:check]]

@@ -7,12 +7,13 @@ from typing import Any
 import numpy as np
 
 from kaleido.errors import ConfigError
-from kaleido.latents import EXTRACTORS, LatentCodes
+from kaleido.latents import EXTRACTORS, LatentCodes, LatentType
 
 
-class KMeansPerClass:
+class KMeansPerClass(LatentType):
     """``spec``: ``clusters_per_class`` (int ≥ 1), optional ``n_init`` (int, default 10)."""
 
+    kind = "vector"
     keys = {"clusters_per_class", "n_init"}
 
     def validate(self, spec: dict[str, Any], where: str) -> None:

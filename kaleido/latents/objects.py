@@ -12,14 +12,14 @@ is given), an ellipse fitted to each mask by second moments — the paper's reci
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping, Sequence
 from typing import Any
 
 import numpy as np
 
 from kaleido.checks import check_choice, check_number
 from kaleido.errors import ConfigError
-from kaleido.latents import EXTRACTORS
+from kaleido.latents import EXTRACTORS, LatentType
 from kaleido.latents import formats as fmt
 from kaleido.latents.images import (
     COMMON_DEFAULTS,
@@ -34,6 +34,7 @@ from kaleido.latents.images import (
     require_files,
     segment_options,
 )
+from kaleido.latents.quality import GTObject, blob_box, object_quality
 from kaleido.latents.segment import Segment, segment_image
 from metrics.features import check_images
 
@@ -176,8 +177,7 @@ class HFSam:
 # --- extractors -----------------------------------------------------------------------------------------------
 
 
-class _ObjectExtractor:
-    kind = "strings"
+class _ObjectExtractor(LatentType):
     latent = ""
     pretrained_keys: set[str] = set()
 
@@ -202,8 +202,14 @@ class _ObjectExtractor:
     def _check_pretrained(self, spec: dict[str, Any], where: str) -> None:
         raise NotImplementedError
 
-    def parse(self, text: str, names: list[str] | None = None) -> list[Any]:
+    def _box(self, item: Any) -> tuple[float, float, float, float]:
+        """A parsed item's axis-aligned box (x1, y1, x2, y2) in [0, 1], for matching against the ground truth."""
         raise NotImplementedError
+
+    def quality(self, strings: Sequence[str], truth: Sequence[Sequence[GTObject]],
+                names: list[str] | None) -> dict[str, Any]:
+        parsed = [self.parse(s, names) for s in strings]
+        return object_quality([[(item.name, self._box(item)) for item in p] for p in parsed], truth)
 
 
 class BBoxExtractor(_ObjectExtractor):
@@ -212,14 +218,22 @@ class BBoxExtractor(_ObjectExtractor):
 
     latent = "bbox"
     pretrained_keys = DETECTOR_KEYS
+    grammar = fmt.ItemFormat(bounds=((0, fmt.COORD_MAX),) * 4, at_least={2: 0, 3: 1}, at_most={})
 
     def _check_pretrained(self, spec: dict[str, Any], where: str) -> None:
         if "detector_path" not in spec:
             raise ConfigError(f"{where}: source 'pretrained' needs detector_path (a local Hugging Face object "
                               "detector directory)")
 
-    def parse(self, text: str, names: list[str] | None = None) -> list[fmt.Box]:
+    def parse(self, text: str, names: Collection[str] | None = None, num_tokens: int = 32,
+              codebook_size: int | None = None) -> list[fmt.Box]:
         return fmt.parse_bbox(text, names)
+
+    def write(self, parsed: Sequence[fmt.Box]) -> str:
+        return fmt.format_bbox(parsed)
+
+    def _box(self, item: fmt.Box) -> tuple[float, float, float, float]:
+        return tuple(v / fmt.COORD_MAX for v in (item.x1, item.y1, item.x2, item.y2))
 
     def extract_strings(self, images: np.ndarray, ctx: ImageContext, spec: dict[str, Any], seed: int) -> LatentStrings:
         check_images(images)
@@ -243,13 +257,25 @@ class BlobExtractor(_ObjectExtractor):
 
     latent = "blob"
     pretrained_keys = DETECTOR_KEYS | {"sam_path"}
+    grammar = fmt.ItemFormat(bounds=((0, fmt.COORD_MAX),) * 4 + ((0, 179),), at_least={}, at_most={3: 2})
 
     def _check_pretrained(self, spec: dict[str, Any], where: str) -> None:
         if "sam_path" not in spec:
             raise ConfigError(f"{where}: source 'pretrained' needs sam_path (a local Hugging Face SAM directory)")
 
-    def parse(self, text: str, names: list[str] | None = None) -> list[fmt.Blob]:
+    def parse(self, text: str, names: Collection[str] | None = None, num_tokens: int = 32,
+              codebook_size: int | None = None) -> list[fmt.Blob]:
         return fmt.parse_blob(text, names)
+
+    def write(self, parsed: Sequence[fmt.Blob]) -> str:
+        return fmt.format_blob(parsed)
+
+    def _box(self, item: fmt.Blob) -> tuple[float, float, float, float]:
+        return blob_box(*(v / fmt.COORD_MAX for v in (item.xc, item.yc, item.r_major, item.r_minor)), item.theta)
+
+    def quality(self, strings: Sequence[str], truth: Sequence[Sequence[GTObject]],
+                names: list[str] | None) -> dict[str, Any]:
+        return {**super().quality(strings, truth, names), "box_from": "ellipse bounding box"}
 
     def extract_strings(self, images: np.ndarray, ctx: ImageContext, spec: dict[str, Any], seed: int) -> LatentStrings:
         check_images(images)

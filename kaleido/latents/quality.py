@@ -111,23 +111,11 @@ def color_quality(clusters: Sequence[Sequence[Any]], truth: Sequence[Sequence[GT
 
 def latent_quality(latent: str, strings: Sequence[str], truth: Sequence[Sequence[GTObject]],
                    names: list[str] | None) -> dict[str, Any]:
-    """Quality of one latent type's strings against the ground truth; {} for latents without objects."""
-    from kaleido.latents import formats as fmt
+    """Quality of one latent type's strings against the ground truth (its registry entry's ``quality``); {} for
+    latents without objects."""
+    from kaleido.latents import EXTRACTORS
 
-    if latent == "combined":
-        return latent_quality("bbox", [s.split(fmt.PART_SEP)[1] for s in strings], truth, names)
-    if latent == "bbox":
-        parsed = [fmt.parse_bbox(s, names) for s in strings]
-        pred = [[(b.name, tuple(v / fmt.COORD_MAX for v in (b.x1, b.y1, b.x2, b.y2))) for b in p] for p in parsed]
-        return object_quality(pred, truth)
-    if latent == "blob":
-        parsed = [fmt.parse_blob(s, names) for s in strings]
-        pred = [[(b.name, blob_box(*(v / fmt.COORD_MAX for v in (b.xc, b.yc, b.r_major, b.r_minor)), b.theta))
-                 for b in p] for p in parsed]
-        return {**object_quality(pred, truth), "box_from": "ellipse bounding box"}
-    if latent == "color":
-        return color_quality([fmt.parse_color(s) for s in strings], truth)
-    return {}
+    return EXTRACTORS.get(latent).quality(strings, truth, names)
 
 
 def ground_truth(data: dict[str, Any]) -> list[list[GTObject]] | None:

@@ -10,13 +10,15 @@ with ``save_pretrained``: BLIP, LLaVA, Qwen2-VL, ...) from ``captioner_path``, p
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from typing import Any
 
 import numpy as np
 
 from kaleido.checks import check_int, check_keys
 from kaleido.errors import ConfigError
-from kaleido.latents import EXTRACTORS
+from kaleido.latents import EXTRACTORS, LatentType
+from kaleido.latents.formats import parse_text
 from kaleido.latents.images import (
     COMMON_DEFAULTS,
     COMMON_KEYS,
@@ -128,8 +130,7 @@ class Captioner:
         return out
 
 
-class TextExtractor:
-    kind = "strings"
+class TextExtractor(LatentType):
     keys = COMMON_KEYS | SEGMENT_KEYS | set(TEXT_DEFAULTS) | {"captioner_path"}
 
     def validate(self, spec: dict[str, Any], where: str) -> None:
@@ -148,10 +149,12 @@ class TextExtractor:
             raise ConfigError(f"{where}: source 'pretrained' needs captioner_path (a local Hugging Face "
                               "image-text-to-text model directory)")
 
-    def parse(self, text: str, names: list[str] | None = None) -> str:
-        from kaleido.latents.formats import parse_text
-
+    def parse(self, text: str, names: Collection[str] | None = None, num_tokens: int = 32,
+              codebook_size: int | None = None) -> str:
         return parse_text(text)
+
+    def write(self, parsed: str) -> str:
+        return parsed
 
     def extract_strings(self, images: np.ndarray, ctx: ImageContext, spec: dict[str, Any], seed: int) -> LatentStrings:
         check_images(images)

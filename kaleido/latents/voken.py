@@ -14,13 +14,14 @@ token = argmin_k ||feature - codebook[k]||₂.
 
 from __future__ import annotations
 
+from collections.abc import Collection, Sequence
 from typing import Any
 
 import numpy as np
 
 from kaleido.checks import check_int, check_keys
 from kaleido.errors import ConfigError
-from kaleido.latents import EXTRACTORS
+from kaleido.latents import EXTRACTORS, LatentType
 from kaleido.latents import formats as fmt
 from kaleido.latents.images import (
     COMMON_DEFAULTS,
@@ -58,8 +59,7 @@ def nearest(feats: np.ndarray, codebook: np.ndarray) -> np.ndarray:
     return dist.argmin(1).reshape(feats.shape[:-1])
 
 
-class VokenExtractor:
-    kind = "strings"
+class VokenExtractor(LatentType):
     keys = COMMON_KEYS | set(VOKEN_DEFAULTS) | {"vq_path"}
 
     def validate(self, spec: dict[str, Any], where: str) -> None:
@@ -78,8 +78,12 @@ class VokenExtractor:
             raise ConfigError(f"{where}: source 'pretrained' needs vq_path (a directory with encoder.pt and "
                               "codebook.safetensors)")
 
-    def parse(self, text: str, spec: dict[str, Any], codebook_size: int) -> list[int]:
-        return fmt.parse_voken(text, spec.get("num_tokens", VOKEN_DEFAULTS["num_tokens"]), codebook_size)
+    def parse(self, text: str, names: Collection[str] | None = None, num_tokens: int = VOKEN_DEFAULTS["num_tokens"],
+              codebook_size: int | None = None) -> list[int]:
+        return fmt.parse_voken(text, num_tokens, fmt.needs_codebook("voken", codebook_size))
+
+    def write(self, parsed: Sequence[int]) -> str:
+        return fmt.format_voken(parsed)
 
     def extract_ids(self, images: np.ndarray, spec: dict[str, Any], seed: int) -> tuple[np.ndarray, np.ndarray]:
         """images -> (ids (n, num_tokens) int64, codebook (K, D) float32)."""

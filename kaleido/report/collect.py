@@ -22,18 +22,25 @@ from typing import Any
 from kaleido.config import format_guidance
 from kaleido.provenance import config_hash
 from metrics.io import read_json
+from metrics.metric_registry import always_keys
 
 #: Fixed method order of table1 and the figures; methods not listed follow alphabetically.
 METHOD_ORDER: tuple[str, ...] = ("mdm", "mdm_cads", "mdm_autoguidance", "mdm_interval", "kaleido", "kaleido_cads",
                                  "kaleido_interval")
-#: Metrics every table has a column for (empty where a run lacks one, e.g. mode metrics on images).
-CORE_METRICS: tuple[str, ...] = ("fd", "precision", "recall", "density", "coverage", "vendi", "modes_covered",
-                                 "mode_entropy")
+#: Toy mode metrics (kaleido.evaluate, outside the metric registry) that every table has a column for.
+TOY_METRICS: tuple[str, ...] = ("modes_covered", "mode_entropy")
 #: ``dataset`` value of the 2-D toy data (paper fig. 3); its samples are plotted.
 TOY_DATASET = "toy2d"
 
 #: Names used in file names, run names and MLflow experiment names.
 _NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.\-]*$")
+
+
+def core_metrics() -> tuple[str, ...]:
+    """Metrics every table has a column for (empty where a run lacks one, e.g. mode metrics on images): the keys
+    every metric run returns (:func:`metrics.metric_registry.always_keys`: FD, precision, recall, density,
+    coverage, Vendi and plugins'), then :data:`TOY_METRICS`."""
+    return (*always_keys(), *TOY_METRICS)
 
 
 class ReportInputError(ValueError):

@@ -6,8 +6,9 @@ number (the paper reports CFG 4.0) or ``best_fd`` (each row at its own lowest FD
 the guidance used, then FD (FID with Inception features), precision, recall, density, coverage, MSS, Vendi, ... each
 with its bootstrap 95 % interval when the metrics have one, the feature network named in the FD header; then the
 metrics of each extra feature network (``metrics.extra_feature_nets``), titled with it: "FD (dinov2)",
-"MSS (sscd)", "Vendi (sscd)", ... The best
-value of each column is bold in Markdown and LaTeX (lowest FD / MSS, highest of the others).
+"MSS (sscd)", "Vendi (sscd)", ... The columns, their titles, order and direction come from the metric registry
+(:mod:`metrics.metric_registry`, plugins included). The best value of each column is bold in Markdown and LaTeX
+(lowest where lower is better, highest elsewhere).
 
 The CSV keeps numbers unrounded (``%.6g``), the interval bounds in ``<metric>_ci_low`` / ``_ci_high`` columns; the
 Markdown and LaTeX print ``value ± half-width`` of the interval.
@@ -17,7 +18,7 @@ from __future__ import annotations
 
 import math
 import os
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -26,7 +27,9 @@ import pandas as pd
 from kaleido.report.collect import MetricRecord, ReportInputError, method_rank
 from kaleido.report.style import series_label
 from kaleido.report.table import CSV_FLOAT_FORMAT, format_cell
+from metrics.features import FEATURE_NETS
 from metrics.io import write_text_atomic
+from metrics.metric_registry import table_keys
 
 BEST_FD = "best_fd"
 #: counts, printed without decimals
@@ -35,43 +38,42 @@ INTEGER_METRICS = frozenset({"modes_covered"})
 
 @dataclass(frozen=True)
 class Column:
-    """A metric column: ``metric`` key in the metric JSON, printed ``title``, whether lower is better."""
+    """A metric column: ``metric`` key in the metric JSON, printed ``title``, whether lower is better, and the
+    title by feature network where it changes with it (FD -> FID)."""
 
     metric: str
     title: str
     lower_is_better: bool
+    title_by_net: Callable[[str], str] | None = None
+
+    def title_for(self, feature_net: str) -> str:
+        return self.title_by_net(feature_net) if self.title_by_net is not None else self.title
 
 
-PAPER_COLUMNS: tuple[Column, ...] = (
-    Column("fd", "FD", True), Column("precision", "Precision", False), Column("recall", "Recall", False),
-    Column("density", "Density", False), Column("coverage", "Coverage", False), Column("mss", "MSS", True),
-    Column("vendi", "Vendi", False), Column("vendi_per_condition", "Vendi / class", False),
-    Column("modes_covered", "Modes", False), Column("kid", "KID", True), Column("inception_score", "IS", False),
-)
+#: columns of numbers the harness computes outside the metric registry (kaleido.evaluate's toy mode metrics),
+#: each with its place among the registry's columns (``ResultKey.column_order``)
+HARNESS_COLUMNS: tuple[tuple[float, Column], ...] = ((90, Column("modes_covered", "Modes", False)),)
 
 
-def fd_title(feature_net: str) -> str:
-    """FD's name by feature network: FID (Inception), FD-DINOv2, else FD (<net>)."""
-    if feature_net == "inception":
-        return "FID"
-    if feature_net.startswith("dinov2"):
-        return "FD-DINOv2"
-    return f"FD ({feature_net})"
-
+def paper_columns() -> list[Column]:
+    """Table 1's metric columns: every result key of the metric registry with a title (plugins included) and the
+    harness's own, in ``column_order`` (FD, precision, recall, density, coverage, MSS, Vendi, Vendi / class,
+    modes, KID, IS, then the plugins' in registration order)."""
+    ranked = [(key.column_order, Column(key.name, key.title, key.lower_is_better, key.title_by_net))
+              for key in table_keys()]
+    return [column for _, column in sorted([*ranked, *HARNESS_COLUMNS], key=lambda item: item[0])]
 
 
 def extra_columns(names: Sequence[str]) -> list[Column]:
-    """Columns of extra-network metrics among ``names`` (e.g. ``mss_sscd`` -> "MSS (sscd)"), by network then metric."""
-    from metrics import keys
-    from metrics.features import FEATURE_NETS
-
-    bases = [c for c in PAPER_COLUMNS if c.metric in keys.EXTRA_NET_METRICS]
+    """Columns of extra-network metrics among ``names`` (e.g. ``mss_sscd`` -> "MSS (sscd)"), by network then metric
+    (the registry's keys with ``per_net``)."""
+    bases = [key for key in table_keys() if key.per_net]
     nets = {n.replace("-", "_"): n for n in FEATURE_NETS.names()}
     found = []
     for suffix, net in sorted(nets.items()):
         for base in bases:
-            if f"{base.metric}_{suffix}" in names:
-                found.append(Column(f"{base.metric}_{suffix}", f"{base.title} ({net})", base.lower_is_better))
+            if f"{base.name}_{suffix}" in names:
+                found.append(Column(f"{base.name}_{suffix}", f"{base.title} ({net})", base.lower_is_better))
     return found
 
 
@@ -123,7 +125,7 @@ def paper_table(records: Sequence[MetricRecord], choice: float | str,
     frame: dict[str, list] = {"method": [r.method for r in rows], "latent": [r.latent for r in rows],
                               "row": [series_label(r.method, r.latent) for r in rows],
                               "guidance": [r.guidance for r in rows]}
-    for column in [*PAPER_COLUMNS, *extra_columns(sorted({k for r in rows for k in r.metrics}))]:
+    for column in [*paper_columns(), *extra_columns(sorted({k for r in rows for k in r.metrics}))]:
         values = [r.metrics.get(column.metric, math.nan) for r in rows]
         if all(math.isnan(v) for v in values):
             continue
@@ -135,7 +137,7 @@ def paper_table(records: Sequence[MetricRecord], choice: float | str,
 
 
 def shown_columns(table: pd.DataFrame) -> list[Column]:
-    return [c for c in PAPER_COLUMNS if c.metric in table] + extra_columns(list(table.columns))
+    return [c for c in paper_columns() if c.metric in table] + extra_columns(list(table.columns))
 
 
 def best_rows(table: pd.DataFrame, column: Column) -> set[int]:
@@ -188,8 +190,7 @@ def headers(table: pd.DataFrame, feature_net: str, latex: bool) -> list[str]:
     down, up = (r"$\downarrow$", r"$\uparrow$") if latex else ("\u2193", "\u2191")
     out = ["Method", "w"]
     for column in shown_columns(table):
-        title = fd_title(feature_net) if column.metric == "fd" else column.title
-        out.append(f"{title} {down if column.lower_is_better else up}")
+        out.append(f"{column.title_for(feature_net)} {down if column.lower_is_better else up}")
     return out
 
 

@@ -12,7 +12,7 @@ from typing import Any
 
 import pandas as pd
 
-from kaleido.report.collect import CORE_METRICS, MetricRecord
+from kaleido.report.collect import MetricRecord, core_metrics
 
 KEY_COLUMNS: tuple[str, ...] = ("experiment", "method", "latent", "guidance")
 INFO_COLUMNS: tuple[str, ...] = ("num_samples", "feature_net")
@@ -30,9 +30,11 @@ def _option_columns(records: Sequence[MetricRecord], taken: set[str]) -> dict[st
 
 
 def metric_columns(records: Sequence[MetricRecord]) -> list[str]:
-    """:data:`CORE_METRICS`, then every other numeric metric found in ``records`` (alphabetical)."""
-    extra = sorted({name for record in records for name in record.metrics} - set(CORE_METRICS))
-    return [*CORE_METRICS, *extra]
+    """:func:`~kaleido.report.collect.core_metrics`, then every other numeric metric found in ``records``
+    (alphabetical)."""
+    core = core_metrics()
+    extra = sorted({name for record in records for name in record.metrics} - set(core))
+    return [*core, *extra]
 
 
 def ci_columns(records: Sequence[MetricRecord]) -> list[str]:
@@ -44,7 +46,7 @@ def ci_columns(records: Sequence[MetricRecord]) -> list[str]:
 def build_table(records: Sequence[MetricRecord]) -> pd.DataFrame:
     """Table1 as a DataFrame, rows in ``records`` order (already sorted by :func:`load_metric_records`).
 
-    Columns: :data:`KEY_COLUMNS`, :data:`CORE_METRICS`, other numeric metrics (alphabetical), the 95 % interval
+    Columns: :data:`KEY_COLUMNS`, the core metrics, other numeric metrics (alphabetical), the 95 % interval
     bounds (:func:`ci_columns`), :data:`INFO_COLUMNS`, then the ``metric_options`` keys (alphabetical). Metric
     and interval columns are float (NaN where a run lacks the value).
     """

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import dataclasses
 import importlib
+import importlib.util
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
@@ -57,7 +58,8 @@ class Identity:
 
 @dataclass(frozen=True)
 class ImageFeatureNet:
-    """An image network implemented by module ``metrics.features.<module>`` (imported on first use).
+    """An image network implemented by module ``metrics.features.<module>``, or, where no such module exists, by the
+    module named ``module`` (a plugin's own: ``ImageFeatureNet(__name__)``); imported on first use.
 
     The module provides ``extract_outputs(images, *, batch_size, device, weights, variant, precision)`` returning
     {"features": float32 (n, d), ...extra outputs such as "logits"}. ``files``: the registered files
@@ -85,6 +87,12 @@ class ImageFeatureNet:
         """A copy with some of ``weights``, ``batch_size``, ``device``, ``precision``, ``weights_sha256``,
         ``allow_unverified`` replaced (None = keep)."""
         return dataclasses.replace(self, **{k: v for k, v in options.items() if v is not None})
+
+    @property
+    def module_name(self) -> str:
+        """The importable name of the implementing module."""
+        inside = f"metrics.features.{self.module}"
+        return inside if "." not in self.module and importlib.util.find_spec(inside) is not None else self.module
 
     def weight_paths(self) -> list[tuple[str, Path]]:
         """(registered name, path) of every file in ``files``: ``weights`` for the first, else its cache path."""
@@ -115,7 +123,7 @@ class ImageFeatureNet:
         """uint8 (n, H, W, 3) images -> {"features": float32 (n, d), ...} (e.g. "logits" for Inception)."""
         images = check_images(images)
         self.weight_checks()  # refuse unexpected weights before any work (digests are cached per process)
-        module = importlib.import_module(f"metrics.features.{self.module}")
+        module = importlib.import_module(self.module_name)
         return module.extract_outputs(images, batch_size=self.batch_size, device=self.device, weights=self.weights,
                                       variant=self.variant, precision=self.precision)
 
