@@ -37,7 +37,7 @@ from kaleido.methods import METHODS, NO_LATENT, ROLES
 from kaleido.models.archs import ARCHS
 from metrics.features import FEATURE_NETS
 from metrics.metric_registry import config_properties
-from metrics.registry import load_plugins, plugin_names
+from metrics.registry import load_plugins, plugin_kinds, plugin_names
 
 #: names of kaleido.diffusion.samplers.SAMPLERS (kept here so loading a config does not import torch; a test
 #: checks the two agree) and the options each accepts beyond name/steps/prior_*
@@ -264,11 +264,30 @@ def _import_plugins(names: Any) -> None:
         schema.cache_clear()  # new registry entries: new names and settings blocks
 
 
-def plugin_sources(cfg: dict[str, Any]) -> dict[str, str]:
-    """{plugin module: SHA-256 (16 hex digits) of its source file}: part of every stage slice when plugins are used,
-    so editing a plugin reruns what it may change."""
+#: stage -> the registry kinds whose entries its jobs run: a plugin adding to one of them is in the stage's slice (a
+#: stage downstream of a rerun job reruns anyway, as its inputs change)
+STAGE_PLUGIN_KINDS: dict[str, frozenset[str]] = {
+    "data": frozenset({"data set"}),
+    "latents": frozenset({"latent extractor"}),
+    "train": frozenset({"model architecture", "model role", "method", "latent extractor"}),
+    "sample": frozenset({"model architecture", "model role", "method", "latent extractor", "guidance scheme",
+                         "sampler"}),
+    "features": frozenset({"feature network", "pretrained weight file"}),
+    "evaluate": frozenset({"metric"}),
+}
+STAGE_PLUGIN_KINDS["edit"] = STAGE_PLUGIN_KINDS["sample"] | {"latent edit"}
+
+
+def plugin_sources(cfg: dict[str, Any], stage: str | None = None) -> dict[str, str]:
+    """{plugin module: SHA-256 (16 hex digits) of its source file} of the plugins that may change ``stage``'s output
+    (None: all): those that added to a registry the stage reads (:data:`STAGE_PLUGIN_KINDS`), and those whose
+    registries are unknown (added to none, or imported before :func:`metrics.registry.load_plugins` saw them).
+    Part of the stage's slice, so adding or editing a metric plugin reruns the metrics, not the training."""
     out = {}
     for name in plugin_names(cfg.get("plugins", [])):
+        kinds = plugin_kinds(name)
+        if stage is not None and kinds and not kinds & STAGE_PLUGIN_KINDS[stage]:
+            continue
         path = getattr(sys.modules.get(name), "__file__", None)
         out[name] = hashlib.sha256(Path(path).read_bytes()).hexdigest()[:16] if path else "unknown"
     return out
@@ -519,7 +538,7 @@ def stage_spec(cfg: dict[str, Any], name: str, stage: str, **keys: str) -> dict[
         raise ValueError(f"unknown stage {stage!r}; stages with a config slice: {sorted(STAGE_SLICES)}")
     exp = experiment(cfg, name)
     spec: dict[str, Any] = {"experiment": name, "stage": stage, "seed": exp["seed"], **keys}
-    plugins = plugin_sources(cfg)
+    plugins = plugin_sources(cfg, stage)
     if plugins:
         spec["plugins"] = plugins
     spec.pop("net", None)  # features: recorded as feature_net

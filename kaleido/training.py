@@ -15,6 +15,7 @@ import functools
 import math
 import os
 import signal
+import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -76,6 +77,27 @@ class _Objective(nn.Module):
         return self.model(x_t, t, y), logits
 
 
+
+def _resumable_checkpoint(path: Path, config_hash: str, device: torch.device, announce: bool) -> dict | None:
+    """The state of the checkpoint at ``path`` to resume from, or None to start over: none exists, or it belongs to
+    another config (the DAG reruns a job whose slice changed) or to an earlier training loop. Such a checkpoint is
+    kept beside, renamed ``checkpoint.<its config hash>.stale.pt``, never deleted; ``announce``: say so (rank 0)."""
+    try:
+        state = checkpoint.load(path, map_location=device)
+    except FileNotFoundError:  # none, or rank 0 set it aside just now
+        return None
+    if "generator" not in state and state["meta"]["config_hash"] == config_hash:
+        return state
+    old = state["meta"].get("config_hash", "unknown")
+    why = ("an earlier training loop (batches from a generator, not the per-epoch order)" if "generator" in state
+           else f"another config (hash {old} != {config_hash})")
+    if announce:
+        stale = path.with_name(f"checkpoint.{old}.stale.pt")
+        os.replace(path, stale)
+        print(f"note: {path} was made by {why}; kept as {stale.name}, training starts over", file=sys.stderr)
+    return None
+
+
 def train(spec: dict[str, Any], x: Any, labels: np.ndarray, tokens: np.ndarray | None, run_dir: Path,
           meta: dict[str, Any], progress: bool = True, group: distributed.ProcessGroup | None = None,
           preemption: PreemptionFlag | None = None, loader: LoaderSettings | None = None) -> dict[str, Any]:
@@ -108,14 +130,8 @@ def train(spec: dict[str, Any], x: Any, labels: np.ndarray, tokens: np.ndarray |
     opt = torch.optim.Adam(param_groups(model, tr), betas=(0.9, 0.99), eps=1e-8)  # paper's Adam settings
     step, log = 0, []
     ckpt_path = run_dir / "checkpoint.pt"
-    if ckpt_path.exists():
-        state = checkpoint.load(ckpt_path, map_location=device)
-        if "generator" in state:
-            raise InputError(f"{ckpt_path}: checkpoint of an earlier training loop (batches drawn from a generator, "
-                             "not the per-epoch order); delete it to start over")
-        if state["meta"]["config_hash"] != meta["config_hash"]:
-            raise InputError(f"{ckpt_path}: checkpoint was made with another config (hash "
-                             f"{state['meta']['config_hash']} != {meta['config_hash']}); delete it to start over")
+    state = _resumable_checkpoint(ckpt_path, meta["config_hash"], device, group.rank == 0)
+    if state is not None:
         model.load_state_dict(state["model"])
         ema.load_state_dict(state["ema"])
         opt.load_state_dict(state["optimizer"])

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import importlib
 import os
+import sys
 from collections.abc import Callable, Iterable, Iterator
 from typing import Generic, TypeVar
 
@@ -20,9 +21,13 @@ T = TypeVar("T")
 class Registry(Generic[T]):
     """Maps names to objects; refuses duplicates and answers unknown names with the accepted ones."""
 
+    #: every registry made, so :func:`load_plugins` can tell which kinds a plugin adds to
+    instances: list[Registry] = []
+
     def __init__(self, kind: str) -> None:
         self.kind = kind
         self._entries: dict[str, T] = {}
+        Registry.instances.append(self)
 
     def register(self, name: str) -> Callable[[T], T]:
         """Decorator registering its target under ``name``."""
@@ -51,6 +56,9 @@ class Registry(Generic[T]):
     def __contains__(self, name: object) -> bool:
         return name in self._entries
 
+    def __len__(self) -> int:
+        return len(self._entries)
+
     def __iter__(self) -> Iterator[str]:
         return iter(sorted(self._entries))
 
@@ -65,6 +73,16 @@ def plugin_names(extra: Iterable[str] = ()) -> list[str]:
     return list(dict.fromkeys(names))
 
 
+#: plugin module -> the kinds of registry (``Registry.kind``) its import added entries to
+_PLUGIN_KINDS: dict[str, frozenset[str]] = {}
+
+
+def plugin_kinds(name: str) -> frozenset[str] | None:
+    """The registry kinds plugin ``name`` added to when :func:`load_plugins` imported it (None: not imported by it,
+    e.g. already imported by other code, so unknown)."""
+    return _PLUGIN_KINDS.get(name)
+
+
 def load_plugins(extra: Iterable[str] = ()) -> list[str]:
     """Import every plugin module (:func:`plugin_names`); return their names. Importing twice is a no-op.
 
@@ -73,6 +91,9 @@ def load_plugins(extra: Iterable[str] = ()) -> list[str]:
     """
     names = plugin_names(extra)
     for name in names:
+        if name in sys.modules:
+            continue
+        before = [(registry, len(registry)) for registry in Registry.instances]
         try:
             importlib.import_module(name)
         except ModuleNotFoundError as err:
@@ -80,4 +101,5 @@ def load_plugins(extra: Iterable[str] = ()) -> list[str]:
                 raise ImportError(f"plugin module {name!r} (from ${PLUGINS_ENV} or the config's plugins) was not "
                                   f"found; put it in the working directory or on PYTHONPATH") from None
             raise
+        _PLUGIN_KINDS[name] = frozenset(registry.kind for registry, size in before if len(registry) > size)
     return names

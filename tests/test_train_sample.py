@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -61,6 +62,27 @@ def test_killed_training_resumes_to_identical_weights(tiny, device):
     assert full.keys() == resumed.keys()
     same = torch.equal if device == "cpu" else lambda a, b: torch.allclose(a, b, rtol=1e-5, atol=1e-6)
     assert all(same(full[k], resumed[k]) for k in full)
+
+
+def test_a_checkpoint_of_another_config_is_kept_aside_and_training_starts_over(tiny):
+    """The DAG reruns a training job whose config slice changed: the old run's checkpoint must neither stop it nor be
+    resumed from; it is kept beside as ``checkpoint.<hash>.stale.pt``."""
+    tmp, path, _ = tiny
+    assert _run(_train_cmd(path, "run/model.pt"), tmp).returncode == 0
+    first = torch.load(tmp / "run" / "model.pt", weights_only=True)
+    cfg = yaml.safe_load(path.read_text())
+    cfg["experiments"]["toy2d"]["train"]["lr"] = 2 * cfg["experiments"]["toy2d"]["train"].get("lr", 1e-3)
+    path.write_text(yaml.safe_dump(cfg))
+    (tmp / "run" / "model.pt").unlink()  # as Snakemake removes a job's outputs before rerunning it
+    again = _run(_train_cmd(path, "run/model.pt"), tmp)
+    assert again.returncode == 0, again.stderr
+    stale = tmp / "run" / f"checkpoint.{first['meta']['config_hash']}.stale.pt"
+    assert stale.is_file() and "training starts over" in again.stderr
+    second = torch.load(tmp / "run" / "model.pt", weights_only=True)
+    assert second["meta"]["config_hash"] != first["meta"]["config_hash"]
+    log = [json.loads(line) for line in (tmp / "run" / "train_log.jsonl").read_text().splitlines()]
+    assert log[0]["step"] == 50 and log[-1]["step"] == 300  # trained from step 0 again, not resumed at the end
+    assert not all(torch.equal(first["ema"][k], second["ema"][k]) for k in first["ema"])
 
 
 def test_non_finite_loss_names_step(tiny):

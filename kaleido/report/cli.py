@@ -35,6 +35,7 @@ from pathlib import Path
 from kaleido.report.collect import ReportInputError, load_extra_records, load_metric_records
 from kaleido.report.samples import check_toy_samples
 from metrics.io import write_json_atomic, write_text_atomic
+from metrics.registry import load_plugins
 
 log = logging.getLogger("kaleido.report")
 
@@ -117,6 +118,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--table-guidance", nargs="+", default=[], metavar="EXP=W", type=_table_guidance,
                         help="guidance weight of each row of table1_<EXP> (a number, or best_fd: each row at its "
                              "lowest FD; default best_fd); EXP/METHOD=W: the weight of a method on its own grid")
+    parser.add_argument("--plugin", action="append", default=[], metavar="MODULE",
+                        help="import MODULE first: a plugin whose metrics get table columns (repeatable; the DAG "
+                             "passes the config's plugins; also $KALEIDO_PLUGINS)")
     parser.add_argument("-v", "--verbose", action="store_true", help="also log each MLflow run created/replaced")
     return parser
 
@@ -192,6 +196,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     from kaleido.report.tracking import default_tracking_uri
 
     args = build_parser().parse_args(argv)
+    load_plugins(args.plugin)
     logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     log.setLevel(logging.DEBUG if args.verbose else logging.INFO)  # summaries always, each run with -v
     matplotlib.use("Agg")

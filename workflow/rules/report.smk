@@ -24,6 +24,7 @@ rule report:
         quality=lambda w, input: f"--extra-json {' '.join([*input.quality, *input.edit_rates])}"
         if input.quality or input.edit_rates else "",
         edits=lambda w, input: f"--edits {' '.join(input.edits)}" if input.edits else "",
+        plugins="".join(f" --plugin {name}" for name in CFG.get("plugins", [])),
         colors=" --color-latents " + " ".join(f"{name}={latents_path(name, 'color')}" for name in names)
         if (names := color_figure_experiments()) else "",
         table_guidance=" ".join([f"{name}={exp['report']['guidance']}" for name, exp in CFG["experiments"].items()]
@@ -35,7 +36,7 @@ rule report:
     shell:
         "{PYTHON} -m kaleido.report --metrics {input.metrics} {params.quality} --out-dir {REPORTS}"
         " --train-logs {input.train_logs} {params.edits} --tracking-uri {params.tracking_uri}"
-        "{params.colors}"
+        "{params.colors}{params.plugins}"
         " --table-guidance {params.table_guidance} > {log} 2>&1"
 
 
