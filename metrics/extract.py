@@ -6,7 +6,6 @@ Both ``python -m metrics extract`` and the harness's feature stage (:mod:`kaleid
 
 from __future__ import annotations
 
-import importlib
 import os
 from collections.abc import Sequence
 from pathlib import Path
@@ -40,7 +39,7 @@ def net_settings(name: str, net: object) -> dict[str, object]:
     every registered file it loaded: :func:`metrics.weights.check_file`) and its preprocessing."""
     settings: dict[str, object] = {"feature_net": name}
     if hasattr(net, "module"):
-        module = importlib.import_module(net.module_name)
+        module = net.implementation()
         settings.update(feature_variant=net.variant, feature_weights=net.weights, feature_precision=net.precision,
                         preprocessing=module.PREPROCESSING, feature_weights_checks=net.weight_checks())
         if net.weights is not None and Path(net.weights).is_file():

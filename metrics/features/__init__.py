@@ -94,6 +94,17 @@ class ImageFeatureNet:
         inside = f"metrics.features.{self.module}"
         return inside if "." not in self.module and importlib.util.find_spec(inside) is not None else self.module
 
+    def implementation(self) -> Any:
+        """The implementing module, checked for what the harness calls: ``extract_outputs`` and ``PREPROCESSING`` (a
+        text recorded beside the features, e.g. "uint8 -> x/255, bilinear resize 224")."""
+        module = importlib.import_module(self.module_name)
+        missing = [name for name in ("extract_outputs", "PREPROCESSING") if not hasattr(module, name)]
+        if missing:
+            raise TypeError(f"feature network module {self.module_name!r} lacks {missing}: it must define "
+                            "extract_outputs(images, *, batch_size, device, weights, variant, precision) and "
+                            "PREPROCESSING (a text saying how images are prepared)")
+        return module
+
     def weight_paths(self) -> list[tuple[str, Path]]:
         """(registered name, path) of every file in ``files``: ``weights`` for the first, else its cache path."""
         from metrics.weights import WEIGHTS
@@ -123,7 +134,7 @@ class ImageFeatureNet:
         """uint8 (n, H, W, 3) images -> {"features": float32 (n, d), ...} (e.g. "logits" for Inception)."""
         images = check_images(images)
         self.weight_checks()  # refuse unexpected weights before any work (digests are cached per process)
-        module = importlib.import_module(self.module_name)
+        module = self.implementation()
         return module.extract_outputs(images, batch_size=self.batch_size, device=self.device, weights=self.weights,
                                       variant=self.variant, precision=self.precision)
 
