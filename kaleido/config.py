@@ -29,6 +29,7 @@ import jsonschema
 import yaml
 
 from kaleido.data import DATASETS
+from kaleido.diffusion import SAMPLERS
 from kaleido.errors import ConfigError
 from kaleido.guidance import SCHEMES
 from kaleido.latents import EXTRACTORS
@@ -39,9 +40,6 @@ from metrics.features import FEATURE_NETS
 from metrics.metric_registry import config_properties
 from metrics.registry import load_plugins, plugin_kinds, plugin_names
 
-#: names of kaleido.diffusion.samplers.SAMPLERS (kept here so loading a config does not import torch; a test
-#: checks the two agree) and the options each accepts beyond name/steps/prior_*
-SAMPLERS: dict[str, tuple[str, ...]] = {"ddpm": (), "ddim": ("eta",), "heun": ()}
 #: Snakemake rules that accept per-rule resources (plus ``default``)
 RULES = ("default", "data", "latents", "train", "sample", "features", "evaluate", "report")
 
@@ -70,7 +68,7 @@ def schema() -> dict[str, Any]:
     exp["data"]["properties"]["name"]["enum"] = DATASETS.names()
     exp["latents"]["propertyNames"]["enum"] = EXTRACTORS.names()
     exp["models"]["propertyNames"]["enum"] = ROLES.names()
-    exp["sampler"]["properties"]["name"]["enum"] = list(SAMPLERS)
+    exp["sampler"]["properties"]["name"]["enum"] = SAMPLERS.names()
     exp["methods"]["items"]["enum"] = METHODS.names()
     exp["guidance_by_method"]["propertyNames"]["enum"] = METHODS.names()
     exp["report"]["properties"]["guidance_by_method"]["propertyNames"]["enum"] = METHODS.names()
@@ -228,11 +226,12 @@ def validate(cfg: dict[str, Any]) -> dict[str, Any]:
         if exp["sampler"]["steps"] > exp["diffusion"]["timesteps"]:
             raise ConfigError(f"{where}.sampler.steps: {exp['sampler']['steps']} exceeds diffusion.timesteps="
                               f"{exp['diffusion']['timesteps']}")
-        own = {key for options in SAMPLERS.values() for key in options}
-        extra = sorted((set(exp["sampler"]) & own) - set(SAMPLERS[exp["sampler"]["name"]]))
+        own = {key for name in SAMPLERS.names() for key in SAMPLERS.get(name).options}
+        mine = SAMPLERS.get(exp["sampler"]["name"]).options
+        extra = sorted((set(exp["sampler"]) & own) - set(mine))
         if extra:
             raise ConfigError(f"{where}.sampler: {extra} do not apply to sampler {exp['sampler']['name']!r}; its "
-                              f"options: {list(SAMPLERS[exp['sampler']['name']]) or 'none'}")
+                              f"options: {list(mine) or 'none'}")
         if exp["guidance_interval"]["sigma_lo"] >= exp["guidance_interval"]["sigma_hi"]:
             raise ConfigError(f"{where}.guidance_interval: sigma_lo={exp['guidance_interval']['sigma_lo']} must be "
                               f"smaller than sigma_hi={exp['guidance_interval']['sigma_hi']}")

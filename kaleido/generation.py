@@ -14,7 +14,7 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from kaleido import config
+from kaleido.diffusion import SAMPLERS
 from kaleido.diffusion.losses import output_to_eps
 from kaleido.diffusion.samplers import run_sampler
 from kaleido.diffusion.schedule import Schedule
@@ -109,7 +109,7 @@ def generate(exp: dict[str, Any], seed: int, method: str, weight: float, indices
             seed, index, STREAM_DIFFUSION, k, (main.data_dim,)).to(device)
         sampler = exp["sampler"]
         xs.append(run_sampler(sampler["name"], eps_fn, schedule, sampler["steps"], noise_fn,
-                              {k: sampler[k] for k in config.SAMPLERS[sampler["name"]] if k in sampler},
+                              {k: sampler[k] for k in SAMPLERS.get(sampler["name"]).options if k in sampler},
                               clip_x0=main.clip_x0).cpu())
     out = {"x": main.model_to_data(torch.cat(xs)), "labels": (index_all % main.num_classes).numpy(),
            "index": index_all.numpy()}

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 import torch
 
@@ -94,3 +96,14 @@ def row_norms(x: np.ndarray, name: str) -> np.ndarray:
         raise ValueError(f"{name}: {zero_rows.size} row(s) are all zeros (first: row {zero_rows[0]}); cosine "
                          "similarity needs non-zero feature vectors")
     return norms
+
+
+def check_order(q: float) -> float:
+    """Return q as float if it is >= 0 or +inf (strings like "inf" accepted), else raise ValueError."""
+    try:
+        order = float(q)
+    except (TypeError, ValueError):
+        raise ValueError(f"q={q!r}; expected a number >= 0 or inf") from None
+    if math.isnan(order) or order < 0:
+        raise ValueError(f"q={q!r}; expected a number >= 0 or inf")
+    return order

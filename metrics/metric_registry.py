@@ -10,8 +10,8 @@ and its reference implementation. :func:`register_metric` validates an entry and
 
 Adding a metric: write a module that calls :func:`register_metric` and name it as a plugin
 (:func:`metrics.registry.load_plugins`: ``python -m metrics --plugin MODULE``, ``$KALEIDO_PLUGINS``, or a harness
-config's ``plugins:`` list). This module imports no torch: the metric code is imported by the compute functions
-when they run.
+config's ``plugins:`` list). This module imports no torch and no metric code: the built-in entries name their
+functions in :mod:`metrics.metric_functions` by reference, imported when a metric runs.
 """
 
 from __future__ import annotations
@@ -120,7 +120,7 @@ class Metric:
     """
 
     name: str
-    compute: Callable[..., Mapping[str, float]]
+    compute: Callable[..., Mapping[str, float]] | str
     keys: tuple[ResultKey, ...]
     options: tuple[Option, ...] = ()
     needs: tuple[str, ...] = ()
@@ -140,8 +140,9 @@ def register_metric(metric: Metric) -> Metric:
     where = f"metric {metric.name!r}"
     if not _METRIC_NAME.match(metric.name or ""):
         raise ValueError(f"{where}: names are lower-case letters, digits, '_' and '-', starting with a letter")
-    if not callable(metric.compute):
-        raise ValueError(f"{where}: compute must be a function (inputs: MetricInputs, **options) -> {{key: value}}")
+    if not (callable(metric.compute) or (isinstance(metric.compute, str) and ":" in metric.compute)):
+        raise ValueError(f"{where}: compute must be a function (inputs: MetricInputs, **options) -> {{key: value}} "
+                         "or a 'module:function' reference to one")
     if not metric.keys:
         raise ValueError(f"{where}: declares no result keys")
     others = registered()
@@ -302,7 +303,7 @@ def _integer(name: str, minimum: int) -> Callable[[Any], int]:
 
 
 def _order(value: Any) -> float:
-    from metrics.vendi import check_order
+    from metrics._validate import check_order
 
     return check_order(value)
 
@@ -316,54 +317,15 @@ def fd_title(feature_net: str) -> str:
     return f"FD ({feature_net})"
 
 
-# ---- the built-in metrics (methods.md, "Metrics"); each compute function imports its module when it runs ----
-
-def _fd(inputs: MetricInputs) -> dict[str, float]:
-    from metrics.frechet import fd_from_features
-
-    return {keys.FD: fd_from_features(inputs.real, inputs.fake, device=inputs.device)}
-
-
-def _prdc(inputs: MetricInputs, *, k_pr: int, k_dc: int) -> dict[str, float]:
-    from metrics.prdc import prdc
-
-    return prdc(inputs.real, inputs.fake, k_pr=k_pr, k_dc=k_dc, chunk_size=inputs.chunk_size, device=inputs.device)
-
-
-def _vendi(inputs: MetricInputs, *, vendi_q: float) -> dict[str, float]:
-    from metrics.vendi import vendi_per_condition, vendi_score
-
-    out = {keys.VENDI: vendi_score(inputs.fake, q=vendi_q, device=inputs.device)}
-    if inputs.labels is not None:
-        out[keys.VENDI_PER_CONDITION] = vendi_per_condition(inputs.fake, inputs.labels, q=vendi_q)
-    return out
-
-
-def _mss(inputs: MetricInputs, *, mss_include_diagonal: bool) -> dict[str, float]:
-    from metrics.mss import mss
-
-    return {keys.MSS: mss(inputs.fake, inputs.labels, include_diagonal=mss_include_diagonal)}
-
-
-def _kid(inputs: MetricInputs, *, kid_subsets: int, kid_subset_size: int, kid_seed: int) -> dict[str, float]:
-    from metrics.kid import kid
-
-    return kid(inputs.real, inputs.fake, subsets=kid_subsets, subset_size=kid_subset_size, seed=kid_seed,
-               device=inputs.device)
-
-
-def _inception_score(inputs: MetricInputs, *, is_splits: int) -> dict[str, float]:
-    from metrics.inception_score import inception_score
-
-    return inception_score(inputs.logits, splits=is_splits)
-
+# ---- the built-in metrics (methods.md, "Metrics"); their code is metrics.metric_functions ----
 
 register_metric(Metric(
-    "fid", _fd, (ResultKey(keys.FD, True, "FD", 10, title_by_net=fd_title, per_net=True),), needs=("real",),
+    "fid", "metrics.metric_functions:fd", (ResultKey(keys.FD, True, "FD", 10, title_by_net=fd_title, per_net=True),),
+    needs=("real",),
     reference="torch-fidelity frechet_distance (https://github.com/toshas/torch-fidelity)",
     description="Fréchet distance between Gaussian fits of the two feature sets (FID on Inception features)"))
 register_metric(Metric(
-    "prdc", _prdc,
+    "prdc", "metrics.metric_functions:prdc_metric",
     (ResultKey(keys.PRECISION, False, "Precision", 20), ResultKey(keys.RECALL, False, "Recall", 30),
      ResultKey(keys.DENSITY, False, "Density", 40), ResultKey(keys.COVERAGE, False, "Coverage", 50)),
     (Option("k_pr", 3, "k for precision/recall", _integer("k_pr", 1), flag="--k", schema={"type": "integer",
@@ -373,7 +335,7 @@ register_metric(Metric(
     reference="prdc.compute_prdc (https://github.com/clovaai/generative-evaluation-prdc)",
     description="k-NN precision/recall (Kynkäänniemi et al. 2019) and density/coverage (Naeem et al. 2020)"))
 register_metric(Metric(
-    "vendi", _vendi,
+    "vendi", "metrics.metric_functions:vendi",
     (ResultKey(keys.VENDI, False, "Vendi", 70, per_net=True),
      ResultKey(keys.VENDI_PER_CONDITION, False, "Vendi / class", 80, needs=("labels",), per_net=True)),
     (Option("vendi_q", 1.0, "order of the Vendi score", _order, parse=parse_order,
@@ -381,13 +343,14 @@ register_metric(Metric(
     reference="vendi_score.score_dual (https://github.com/vertaix/Vendi-Score)",
     description="Vendi score of the generated set (and mean per condition given labels)"))
 register_metric(Metric(
-    "mss", _mss, (ResultKey(keys.MSS, True, "MSS", 60, per_net=True),),
+    "mss", "metrics.metric_functions:mss_metric", (ResultKey(keys.MSS, True, "MSS", 60, per_net=True),),
     (Option("mss_include_diagonal", True, "MSS averages the full similarity matrix; false: its off-diagonal entries",
             flag="--mss-off-diagonal", schema={"type": "boolean"}),),
     needs=("labels",), reference="CADS reference code (Sadat et al. 2024), mean of the cosine-similarity matrix",
     description="mean similarity score per condition (CADS / Kaleido), lower = more diverse"))
 register_metric(Metric(
-    "kid", _kid, (ResultKey(keys.KID, True, "KID", 100), ResultKey(keys.KID_STD, True, bootstrap=False)),
+    "kid", "metrics.metric_functions:kid_metric",
+    (ResultKey(keys.KID, True, "KID", 100), ResultKey(keys.KID_STD, True, bootstrap=False)),
     (Option("kid_subsets", 100, "KID subsets (0 = no KID)", _integer("kid_subsets", 0),
             schema={"type": "integer", "minimum": 0}),
      Option("kid_subset_size", 1000, "KID subset size, capped at the set sizes", rows_cap=True,
@@ -397,7 +360,7 @@ register_metric(Metric(
     reference="torch-fidelity kid_features_to_metric (https://github.com/toshas/torch-fidelity)",
     description="kernel Inception distance (Bińkowski et al. 2018): unbiased polynomial-kernel MMD^2"))
 register_metric(Metric(
-    "is", _inception_score,
+    "is", "metrics.metric_functions:inception_score_metric",
     (ResultKey(keys.INCEPTION_SCORE, False, "IS", 110), ResultKey(keys.INCEPTION_SCORE_STD, False, bootstrap=False)),
     (Option("is_splits", 10, "Inception Score splits", schema={"type": "integer", "minimum": 1}),),
     needs=("logits",), reference="torch-fidelity isc_features_to_metric (https://github.com/toshas/torch-fidelity)",

@@ -73,6 +73,15 @@ def plugin_names(extra: Iterable[str] = ()) -> list[str]:
     return list(dict.fromkeys(names))
 
 
+def resolve(ref: Callable | str) -> Callable:
+    """``ref`` itself, or the function a ``"module:function"`` reference names (imported now): registry entries
+    name their code by reference where the registry is read without it (configs are checked without torch)."""
+    if callable(ref):
+        return ref
+    module, _, name = ref.partition(":")
+    return getattr(importlib.import_module(module), name)
+
+
 #: plugin module -> the kinds of registry (``Registry.kind``) its import added entries to
 _PLUGIN_KINDS: dict[str, frozenset[str]] = {}
 

@@ -13,9 +13,11 @@ from typing import Any
 import numpy as np
 import torch
 
+from metrics import metric_functions as _builtin_metrics  # noqa: F401  (named by reference: in the code hash)
 from metrics._validate import as_features, check_device, check_positive_int, check_same_dim
 from metrics.bootstrap import bootstrap_ci
 from metrics.metric_registry import METRICS, NEEDS, Metric, MetricInputs, all_options, metric_names, spread_keys
+from metrics.registry import resolve
 
 
 def check_metric_groups(metrics: Collection[str] | None) -> frozenset[str]:
@@ -128,7 +130,7 @@ def compute_all(
                           chunk_size=chunk_size)
     results: dict[str, float] = {}
     for metric in selected:
-        found = metric.compute(inputs, **{option.name: values[option.name] for option in metric.options})
+        found = resolve(metric.compute)(inputs, **{option.name: values[option.name] for option in metric.options})
         undeclared = sorted(set(found) - {key.name for key in metric.keys})
         if undeclared:
             raise RuntimeError(f"metric {metric.name!r} returned keys {undeclared} that its entry does not declare")

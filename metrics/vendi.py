@@ -18,18 +18,7 @@ import math
 import numpy as np
 import torch
 
-from metrics._validate import as_features, check_device, condition_groups, row_norms
-
-
-def check_order(q: float) -> float:
-    """Return q as float if it is >= 0 or +inf (strings like "inf" accepted), else raise ValueError."""
-    try:
-        order = float(q)
-    except (TypeError, ValueError):
-        raise ValueError(f"q={q!r}; expected a number >= 0 or inf") from None
-    if math.isnan(order) or order < 0:
-        raise ValueError(f"q={q!r}; expected a number >= 0 or inf")
-    return order
+from metrics._validate import as_features, check_device, check_order, condition_groups, row_norms
 
 
 def _similarity_spectrum(x: np.ndarray, device: torch.device | None = None) -> np.ndarray:

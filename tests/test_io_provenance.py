@@ -12,6 +12,7 @@ from kaleido.guidance import SCHEMES
 from kaleido.provenance import project_modules, source_hash
 from metrics.errors import InputError
 from metrics.io import atomic_path, load_npz, load_npz_head, save_npz_atomic, write_json_atomic
+from metrics.metric_registry import METRICS
 
 
 def test_failed_write_keeps_the_previous_output(tmp_path):
@@ -66,5 +67,10 @@ def test_stage_code_hashes_cover_exactly_the_code_each_stage_runs():
         make = SCHEMES.get(name).make
         if isinstance(make, str):
             assert make.partition(":")[0] in modules["kaleido.sample"], name
+    for name in METRICS.names():  # likewise a metric's code is the metric step's
+        compute = METRICS.get(name).compute
+        if isinstance(compute, str):
+            assert compute.partition(":")[0] in modules["kaleido.evaluate"], name
+            assert compute.partition(":")[0] not in modules["kaleido.train"], name
     assert "kaleido.models.mlp" in modules["kaleido.train"]
     assert len(source_hash("kaleido.train")) == 16

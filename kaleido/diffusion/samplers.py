@@ -1,4 +1,5 @@
-"""Samplers (registry, picked by ``sampler.name``): ancestral DDPM, DDIM and Heun's 2nd-order ODE solver.
+"""Samplers (picked by ``sampler.name``, registered in :data:`kaleido.diffusion.SAMPLERS`): ancestral DDPM, DDIM and
+Heun's 2nd-order ODE solver.
 
 All walk the respaced timestep grid of :meth:`Schedule.respaced` and evaluate the network only at grid timesteps
 (the discrete-time network knows no other t), so the three share one ``eps_fn`` and one guidance code path.
@@ -19,21 +20,17 @@ range of bounded data (images in [-1, 1]).
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from typing import Any
 
 import numpy as np
 import torch
 from tqdm import tqdm
 
+from kaleido.diffusion import SAMPLERS
 from kaleido.diffusion.ddpm import EpsFn, NoiseFn, ddpm_sample, predicted_x0
 from kaleido.diffusion.schedule import Schedule
-from metrics.registry import Registry
 
-#: sampler(eps_fn, schedule, steps, noise_fn, progress, clip_x0, **options) -> x_0 (B, D)
-Sampler = Callable[..., torch.Tensor]
-SAMPLERS: Registry[Sampler] = Registry("sampler")
-SAMPLERS.register("ddpm")(ddpm_sample)
+__all__ = ["ddim_sample", "ddpm_sample", "heun_sample", "run_sampler"]
 
 
 def _timestep(x: torch.Tensor, t: int) -> torch.Tensor:
@@ -44,7 +41,6 @@ def _eps_from_x0(x: torch.Tensor, x0: torch.Tensor, ab: float) -> torch.Tensor:
     return (x - ab**0.5 * x0) / (1.0 - ab) ** 0.5
 
 
-@SAMPLERS.register("ddim")
 def ddim_sample(eps_fn: EpsFn, schedule: Schedule, steps: int, noise_fn: NoiseFn, progress: bool = False,
                 clip_x0: float | None = None, eta: float = 0.0) -> torch.Tensor:
     """DDIM from x_T = noise_fn(steps) over the respaced grid; step k's fresh noise (η > 0) is noise_fn(k)."""
@@ -65,7 +61,6 @@ def ddim_sample(eps_fn: EpsFn, schedule: Schedule, steps: int, noise_fn: NoiseFn
     return x
 
 
-@SAMPLERS.register("heun")
 def heun_sample(eps_fn: EpsFn, schedule: Schedule, steps: int, noise_fn: NoiseFn, progress: bool = False,
                 clip_x0: float | None = None) -> torch.Tensor:
     """Heun's method on the probability-flow ODE from x_T = noise_fn(steps) (deterministic after x_T)."""
@@ -95,5 +90,5 @@ def heun_sample(eps_fn: EpsFn, schedule: Schedule, steps: int, noise_fn: NoiseFn
 
 def run_sampler(name: str, eps_fn: EpsFn, schedule: Schedule, steps: int, noise_fn: NoiseFn,
                 options: dict[str, Any], progress: bool = False, clip_x0: float | None = None) -> torch.Tensor:
-    """Sample with the registered sampler ``name``; ``options`` are its extra keyword arguments (``eta``)."""
+    """Sample with the registered sampler ``name``; ``options`` are its own settings (``eta``)."""
     return SAMPLERS.get(name)(eps_fn, schedule, steps, noise_fn, progress=progress, clip_x0=clip_x0, **options)

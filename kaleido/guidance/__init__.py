@@ -22,10 +22,9 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from importlib import import_module
 from typing import TYPE_CHECKING, Any
 
-from metrics.registry import Registry
+from metrics.registry import Registry, resolve
 
 if TYPE_CHECKING:
     import numpy as np
@@ -92,10 +91,7 @@ class GuidanceScheme:
 
     def function(self) -> Callable[[GuidanceInputs], EpsFn]:
         """``make`` as a callable (a ``"module:function"`` reference imported)."""
-        if callable(self.make):
-            return self.make
-        module, _, name = self.make.partition(":")
-        return getattr(import_module(module), name)
+        return resolve(self.make)
 
 
 SCHEMES: Registry[GuidanceScheme] = Registry("guidance scheme")
