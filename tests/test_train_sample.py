@@ -64,6 +64,7 @@ def test_killed_training_resumes_to_identical_weights(tiny, device):
     assert all(same(full[k], resumed[k]) for k in full)
 
 
+@pytest.mark.slow
 def test_a_checkpoint_of_another_config_is_kept_aside_and_training_starts_over(tiny):
     """The DAG reruns a training job whose config slice changed: the old run's checkpoint must neither stop it nor be
     resumed from; it is kept beside as ``checkpoint.<hash>.stale.pt``."""

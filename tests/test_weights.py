@@ -92,6 +92,7 @@ def _file_gets(server: LoopbackServer) -> int:
     return sum(1 for method, path in server.requests if method == "GET" and "/api/" not in path)
 
 
+@pytest.mark.slow
 def test_fetch_lands_where_the_loaders_read_and_a_second_run_downloads_nothing(tmp_path, hub):
     server, served, env = hub
     config = _config(tmp_path, hashlib.sha256(served["sscd"]).hexdigest())
@@ -127,6 +128,7 @@ def test_fetch_lands_where_the_loaders_read_and_a_second_run_downloads_nothing(t
     assert record["check"]["sha256"] == hashlib.sha256(served["sscd"]).hexdigest()
 
 
+@pytest.mark.slow
 def test_corrupted_and_interrupted_downloads_leave_nothing_that_passes(tmp_path, hub):
     server, served, env = hub
     config = _config(tmp_path, hashlib.sha256(served["sscd"]).hexdigest())
