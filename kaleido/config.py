@@ -492,9 +492,14 @@ def _train_slice(cfg: dict[str, Any], exp: dict[str, Any], keys: dict[str, str])
             "train_steps": train_steps(exp, role)}
 
 
+#: sampler settings that change speed and memory only (samples depend on the index alone): never in a slice
+SAMPLER_SPEED_ONLY = frozenset({"batch_size"})
+
+
 def _sample_slice(cfg: dict[str, Any], exp: dict[str, Any], keys: dict[str, str]) -> dict[str, Any]:
     method = METHODS.get(keys["method"])
-    out = {"diffusion": _block(exp, "diffusion"), "sampler": _block(exp, "sampler"), "num_samples": exp["num_samples"],
+    sampler = {k: v for k, v in _block(exp, "sampler").items() if k not in SAMPLER_SPEED_ONLY}
+    out = {"diffusion": _block(exp, "diffusion"), "sampler": sampler, "num_samples": exp["num_samples"],
            "shard_size": exp["shard_size"], "guidance_scheme": method.guidance}
     if SCHEMES.get(method.guidance).options is not None:  # only the settings of the scheme it runs
         out[method.guidance] = _block(exp, method.guidance)

@@ -43,8 +43,9 @@ def parser() -> argparse.ArgumentParser:
     out.add_argument("--shard", required=True, type=int,
                      help="shard number k: samples k*shard_size .. (k+1)*shard_size - 1 of the set")
     out.add_argument("--model", action="append", default=[], help="ROLE=PATH of a trained model (repeat)")
-    out.add_argument("--batch-size", type=int, default=2048,
-                     help="samples per forward pass; changes speed only, never the samples")
+    out.add_argument("--batch-size", type=int, default=None,
+                     help="samples per forward pass (default: the config's sampler.batch_size); changes speed and "
+                          "memory only, never the samples")
     out.add_argument("--quiet", action="store_true", help="no progress bar")
     out.add_argument("--device", default="cpu", help="cpu, cuda or cuda:K (shards can go to different GPUs; "
                      "the samples do not depend on it beyond floating-point rounding)")
@@ -74,7 +75,8 @@ def main(argv: Sequence[str] | None = None) -> None:
     spec = config.stage_spec(cfg, args.experiment, "sample", method=args.method, latent=args.latent,
                              guidance=args.guidance, shard=str(args.shard))
     seed = sample_seed(args.experiment, exp, args.method, args.latent, args.guidance)
-    arrays = generate(exp, seed, args.method, weight, indices, models, args.batch_size, progress=not args.quiet)
+    batch_size = exp["sampler"]["batch_size"] if args.batch_size is None else args.batch_size
+    arrays = generate(exp, seed, args.method, weight, indices, models, batch_size, progress=not args.quiet)
     main_meta = loaded[method.model][1]
     if "class_names" in main_meta:  # image models: what each label means (sample grids, captions)
         arrays["class_names"] = np.array(main_meta["class_names"])

@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import copy
+from pathlib import Path
 
 import pytest
 
 from kaleido import config
 from kaleido.errors import ConfigError
+
+REPO = Path(__file__).resolve().parent.parent
 
 
 def test_default_config_is_valid(default_config):
@@ -288,3 +291,14 @@ def test_a_guidance_scheme_s_settings_block_comes_from_its_registry_entry(defaul
     default_config["experiments"]["toy2d"]["cads"] = {"tau": 0.5}
     assert "config.experiments.toy2d.cads: Additional properties are not allowed ('tau' was unexpected)" in _error(
         default_config)
+
+
+def test_the_sample_batch_size_is_a_speed_setting_outside_the_slice(default_config):
+    """Samples depend on their index alone, so ``sampler.batch_size`` (memory per forward) reruns nothing."""
+    before = config.stage_spec(config.validate(copy.deepcopy(default_config)), "toy2d", "sample", method="mdm")
+    default_config["experiments"]["toy2d"]["sampler"]["batch_size"] = 64
+    cfg = config.validate(default_config)
+    assert cfg["experiments"]["toy2d"]["sampler"]["batch_size"] == 64
+    assert config.stage_spec(cfg, "toy2d", "sample", method="mdm") == before
+    paper = config.load(REPO / "config" / "imagenet256.yaml")
+    assert paper["experiments"]["imagenet256"]["sampler"]["batch_size"] == 64  # not the 2048 of the toy
