@@ -10,8 +10,9 @@ run).
 The folder is laid out like ImageNet (``n0000000k/img_*.JPEG``, 10 classes) with procedurally generated shapes
 images. Every stage runs as the DAG runs it (the command lines of ``workflow/rules/*.smk``), each as its own process
 under :func:`memory_scaling.peak_rss_mb`: data (imagefolder -> checksummed shards), latents (``kaleido.latents``,
-one process per ``--latents`` type, the offline extractors with their defaults, on one thread as Snakemake runs a
-rule without ``threads:``), train (``kaleido.train``, role ``mdm``, bf16), features (domain CNN over the training
+one job per ``--latents`` type, the offline extractors with their defaults, ``--latent-workers`` processes over the
+data shards, one thread each, as the rule runs it with its ``cpus_per_task``), train (``kaleido.train``, role
+``mdm``, bf16), features (domain CNN over the training
 set) and sample (``kaleido.sample``: ``mdm`` at w = 3, shard 000 of a set of ``--samples`` images, the config's
 sampler -- DDPM, 10 steps -- on its default fast path, bf16 + torch.compile on CUDA). The sample command is the
 rule's plus ``--batch-size`` (``--sample-batch``; speed only, never the samples): the stage's default, 2048 per
@@ -21,9 +22,10 @@ added sample on the CPU). A ``--samples`` that ``--sample-batch`` divides keeps 
 Which images each stage runs on (the table's ``images`` column): data, train and features on all ``--n``; sample
 on ``--samples``; the latents stages on the first ``--latent-images`` (the same folder read with
 ``data.max_per_class`` = a tenth of it, made into its own data set by a second data stage, ``data_latents``, run
-the same way). The offline extractors are one process each, on one thread: 40-49 ms (bbox) and 78-95 ms (color)
-per 256 px image on the 2-core development machine (200 images; the range is that machine's other load), so 100K
-images would take 3-4 hours, not one device call. ``--latent-images 0`` (or >= ``--n``) runs them on the full set.
+the same way, in shards of ``--latent-images`` / (2 x ``--latent-workers``) images so every process has parts).
+One offline extractor process takes 40-49 ms (bbox) and 78-95 ms (color) per 256 px image on the 2-core
+development machine (200 images; the range is that machine's other load). ``--latent-images 0`` (or >= ``--n``)
+runs them on the full set.
 
 Throughput: training img/s is read from the stage's ``train_log.jsonl`` (images per second between the first and
 the last log line, so the warm-up interval is left out). The resident peer calls the same
@@ -56,7 +58,7 @@ import memory_scaling as ms  # noqa: E402  (the folder maker, config and RSS wra
 #: the first half of the images (the second data stage's path), 8 samples in batches of 4 (two forward batches)
 SMOKE = {"n": 2 * ms.CLASSES, "image_size": 16, "arch": "nested_tiny", "batch": 4, "steps": 12, "workers": 1,
          "resident": 8, "shard_size": 8, "device": "cpu", "samples": 8, "sample_batch": 4,
-         "latent_images": ms.CLASSES}
+         "latent_images": ms.CLASSES, "latent_workers": 2}
 #: the experiment's name in the written config, and the sampled method (no latent) at this guidance weight
 EXPERIMENT, METHOD, GUIDANCE = "scale", "mdm", 3
 #: what Snakemake's shell sets to a job's ``threads`` (1 for a rule without ``threads:``, as ``latents``)
@@ -123,7 +125,9 @@ def write_configs(args: argparse.Namespace, root: Path, run: Path, latents: list
     cfg.write_text(yaml.safe_dump(spec))
     if subset is None:
         return cfg, cfg, exp
-    first = {**exp, "data": {**exp["data"], "max_per_class": subset // ms.CLASSES}}  # the first subset images
+    # the first subset images, in shards small enough that every --latent-workers process gets parts to extract
+    parts = max(1, -(-subset // (2 * args.latent_workers)))
+    first = {**exp, "data": {**exp["data"], "max_per_class": subset // ms.CLASSES, "shard_size": parts}}
     sub = run / "config_latents.yaml"
     sub.write_text(yaml.safe_dump({**spec, "experiments": {EXPERIMENT: first}}))
     return cfg, sub, exp
@@ -141,7 +145,8 @@ def stage_commands(args: argparse.Namespace, cfg: Path, latents_cfg: Path, weigh
         commands["data_latents"] = ["-m", "kaleido.data", *sub, "--out", latents_data]
     for name in latents:
         commands[f"latents_{name}"] = ["-m", "kaleido.latents", *sub, "--latent", name, "--data", latents_data,
-                                       "--out", f"latents/{name}.npz", "--quality", f"latents/{name}_quality.json"]
+                                       "--out", f"latents/{name}.npz", "--quality", f"latents/{name}_quality.json",
+                                       "--workers", str(args.latent_workers)]
     commands["train"] = ["-m", "kaleido.train", *common, "--role", "mdm", "--data", "data/train.npz", "--out",
                          "train/model.pt", "--device", args.device, "--threads", str(args.workers + 1),
                          "--loader-workers", str(args.workers), "--quiet"]
@@ -156,12 +161,12 @@ def stage_commands(args: argparse.Namespace, cfg: Path, latents_cfg: Path, weigh
 
 
 def rule_threads(args: argparse.Namespace, stage: str) -> int | None:
-    """The ``threads`` Snakemake would give ``stage``'s job, for the stages added to this run: 1 for latents (its
-    rule has no ``threads:``; on the 2-core machine, busy beside, the colour k-means took 2.3-2.6x as long on 2
-    OpenMP threads as on 1, so an unpinned run on 16 cores would not measure the rule), ``--workers`` for sample (its
-    ``--threads``). None: the environment is left as it is (data, train, features, as in the earlier logs)."""
+    """The ``threads`` Snakemake would give ``stage``'s job, for the stages added to this run: ``--latent-workers``
+    for latents (its rule passes its ``cpus_per_task`` as both; the stage's worker processes take one thread each),
+    ``--workers`` for sample (its ``--threads``). None: the environment is left as it is (data, train, features, as
+    in the earlier logs)."""
     if stage.startswith("latents_"):
-        return 1
+        return args.latent_workers
     return args.workers if stage == "sample" else None
 
 
@@ -211,6 +216,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--latent-images", type=int, default=500,
                         help="the latents stages run on the first this many images (a multiple of 10), made into "
                              "their own data set; 0 = all --n (~0.13 s per 256 px image for bbox + color)")
+    parser.add_argument("--latent-workers", type=int, default=1,
+                        help="the latents stages' --workers (the rule passes its cpus_per_task): offline extractor "
+                             "processes over the data shards, one thread each")
     parser.add_argument("--samples", type=int, default=1000, help="images the sample stage generates (one shard)")
     parser.add_argument("--sample-batch", type=int, default=50,
                         help="the sample stage's --batch-size (images per forward, doubled by CFG; best a divisor "
@@ -257,7 +265,7 @@ def run(args: argparse.Namespace) -> None:
     for stage in commands:
         print(f"{stage:<15}{stage_images(args, stage, subset):>8}{seconds[stage]:>9.1f}{rss[stage]:>16.0f}")
     for name, rate in extract.items():
-        print(f"latents {name} (offline, one process): {rate:.1f} img/s extracting, {1000 / rate:.1f} ms per image")
+        print(f"latents {name} (offline, {args.latent_workers} processes): {rate:.1f} img/s extracting")
     print(f"train {args.arch} {exp['train']['precision']} batch {args.batch}: streaming {streaming:.1f} img/s "
           f"({args.workers} loader workers, prefetch 4, pinned), resident on the GPU {resident:.1f} img/s, "
           f"ratio {streaming / resident:.3f}")

@@ -87,6 +87,12 @@ class ShardedArray:
     def __len__(self) -> int:
         return int(self.starts[-1])
 
+    def shard(self, k: int) -> ShardedArray:
+        """Shard ``k``'s items (global rows ``starts[k] .. starts[k + 1] - 1``) as an array of their own, read on
+        demand like this one."""
+        return ShardedArray([self.files[k]], [int(self.starts[k + 1] - self.starts[k])], self.item_shape, self.dtype,
+                            [self.offsets[k]])
+
     def __getstate__(self) -> dict[str, Any]:
         return {**self.__dict__, "_fds": {}}
 

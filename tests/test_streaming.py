@@ -119,3 +119,42 @@ def test_latent_strings_encoded_in_chunks_equal_one_call():
         ids, mask = tok.encode(tokenizer, strings, chunk=chunk)
         np.testing.assert_array_equal(ids, np.asarray(whole["input_ids"]))
         np.testing.assert_array_equal(mask, np.asarray(whole["attention_mask"]))
+
+
+def test_sharded_latents_are_extracted_in_parts_that_resume(tmp_path):
+    """Per-item extractors run part by part over the data shards (here in 2 processes) with the strings of one call
+    over the whole set; finished parts survive a rerun with the same provenance, and another provenance redoes
+    them."""
+    from kaleido.data import DATASETS
+    from kaleido.latents import EXTRACTORS
+    from kaleido.latents.images import ImageContext
+    from kaleido.latents.stage import extract_in_parts, part_paths
+    from metrics.io import save_npz_atomic
+
+    data = DATASETS.get("shapes").generate({"name": "shapes", "num_train": 240, "image_size": 32}, seed=5)
+    save_data(tmp_path / "d.npz", data, {}, shard_size=80)
+    sharded = load_data(tmp_path / "d.npz")
+    ctx = ImageContext(labels=sharded["labels"], class_names=list(sharded["class_names"]))
+    bbox = EXTRACTORS.get("bbox")
+    whole = bbox.extract_strings(data["x"], ctx, {}, 0)
+    out = tmp_path / "bbox.npz"
+    got = extract_in_parts(bbox, "bbox", sharded["x"], ctx, {}, 0, out, {"run": 1}, workers=2)
+    np.testing.assert_array_equal(got.strings, whole.strings)
+    assert got.names == whole.names
+    paths = part_paths(out, 3)
+    assert all(p.is_file() for p in paths)
+    save_npz_atomic(paths[1], meta={"run": 1}, strings=np.array(["kept"] * 80), names=np.array(got.names),
+                    added_tokens=np.array([], dtype=str))
+    again = extract_in_parts(bbox, "bbox", sharded["x"], ctx, {}, 0, out, {"run": 1})
+    assert list(again.strings[80:160]) == ["kept"] * 80 and list(again.strings[:80]) == list(whole.strings[:80])
+    redone = extract_in_parts(bbox, "bbox", sharded["x"], ctx, {}, 0, out, {"run": 2})
+    np.testing.assert_array_equal(redone.strings, whole.strings)
+
+
+def test_a_shard_of_a_sharded_array_reads_its_items(tmp_path, items):
+    save_data(tmp_path / "d.npz", {"x": items, "labels": np.arange(103)}, {}, shard_size=40)
+    x = load_data(tmp_path / "d.npz")["x"]
+    for k, (a, b) in enumerate([(0, 40), (40, 80), (80, 103)]):
+        part = x.shard(k)
+        assert part.shape == (b - a, 4, 5, 3) and part.reads_on_demand
+        np.testing.assert_array_equal(part[3:7], items[a + 3:a + 7])

@@ -63,6 +63,10 @@ class LatentExtractor(Protocol):
                 names: list[str] | None) -> dict[str, Any]:
         """Metrics of the strings against a generator's ground-truth objects; {} for latents without objects."""
 
+    def per_item(self, spec: dict[str, Any]) -> bool:
+        """Whether each image's string depends on that image (and its context) alone under options ``spec``, so a
+        sharded set may be extracted part by part (:func:`kaleido.latents.stage.extract_in_parts`)."""
+
 
 class LatentType:
     """Defaults of :class:`LatentExtractor`: an image latent (``kind = "strings"``) without quality metrics or a
@@ -93,9 +97,12 @@ class LatentType:
                 names: list[str] | None) -> dict[str, Any]:
         return {}
 
+    def per_item(self, spec: dict[str, Any]) -> bool:
+        return False  # the safe default: the whole set in one call
+
 
 #: what an entry must offer (the :class:`LatentExtractor` members); :class:`LatentType` supplies the defaults
-MEMBERS = ("kind", "grammar", "validate", "extract", "extract_strings", "parse", "write", "quality")
+MEMBERS = ("kind", "grammar", "validate", "extract", "extract_strings", "parse", "write", "quality", "per_item")
 KINDS = ("vector", "strings")
 
 

@@ -37,6 +37,8 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--latent", required=True, help="latent type (a key of the experiment's `latents`)")
     parser.add_argument("--data", required=True, type=Path, help="training data npz (data stage output)")
     parser.add_argument("--quality", type=Path, help="also write recovery quality JSON here")
+    parser.add_argument("--workers", type=int, default=1,
+                        help="processes for an offline image extractor over the parts of a sharded set (default 1)")
     args = parser.parse_args(argv)
     cfg, exp = load_stage_config(args)
     if args.latent not in exp["latents"]:
@@ -50,7 +52,7 @@ def main(argv: Sequence[str] | None = None) -> None:
         from kaleido.latents.stage import extract_image_latents
 
         extract_image_latents(extractor, args.latent, data, exp["latents"][args.latent], seed, args.out,
-                              args.quality, {"experiment": args.experiment, "provenance": prov})
+                              args.quality, {"experiment": args.experiment, "provenance": prov}, max(1, args.workers))
         return
     codes = extractor.extract(data["x"], data["labels"], exp["latents"][args.latent], seed)
     save_npz_atomic(args.out, meta=prov, tokens=codes.tokens, vocab_size=np.int64(codes.vocab_size))

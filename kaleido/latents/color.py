@@ -50,6 +50,10 @@ def dominant_colors(image: np.ndarray, k: int, step: int, seed: int) -> list[fmt
 class ColorExtractor(LatentType):
     keys = COMMON_KEYS | set(COLOR_DEFAULTS)
 
+    def per_item(self, spec: dict[str, Any]) -> bool:
+        """Each image's string depends on that image alone: the stage may extract the set in parts."""
+        return True
+
     def validate(self, spec: dict[str, Any], where: str) -> None:
         check_keys(spec, self.keys, where)
         check_common(spec, where, ("offline",))

@@ -23,6 +23,10 @@ PARTS = ("text", "bbox", "voken")
 class CombinedExtractor(LatentType):
     keys = COMMON_KEYS | set(PARTS)
 
+    def per_item(self, spec: dict[str, Any]) -> bool:
+        """Its voken part may fit a codebook on the whole set: one part."""
+        return False
+
     def validate(self, spec: dict[str, Any], where: str) -> None:
         check_keys(spec, self.keys, where)
         check_common(spec, where, ("offline",))

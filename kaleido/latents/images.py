@@ -1,12 +1,16 @@
 """Shared plumbing of the image latent extractors: the string result, option validation, batched iteration.
 
 An image extractor (``kind = "strings"``) maps ``images`` (N, H, W, 3) uint8 RGB to one latent string per image
-(:mod:`kaleido.latents.formats`); :mod:`kaleido.latents.tokenizer` turns the strings into token ids.
+(:mod:`kaleido.latents.formats`); :mod:`kaleido.latents.tokenizer` turns the strings into token ids. Its
+``per_item(spec)`` says whether each image's string depends on that image (and its context) alone, so that the
+stage may extract a large set part by part (:mod:`kaleido.latents.stage`); extractors that fit something on the
+whole set (the offline voken codebook) say False.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator, Mapping
+import functools
+from collections.abc import Callable, Hashable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -36,6 +40,21 @@ class LatentStrings:
     arrays: dict[str, np.ndarray] = field(default_factory=dict)
 
 
+def loaded(factory: Callable[..., Any], path: str, *args: Hashable) -> Any:
+    """``factory(path, *args)`` built once per process while the files of the model directory ``path`` stay the
+    same: a pretrained model that the stage calls again for every part of a large set
+    (:mod:`kaleido.latents.stage`) is loaded once, and replaced weights are noticed."""
+    directory = Path(path).expanduser()
+    state = tuple(sorted((f.name, f.stat().st_size, f.stat().st_mtime_ns) for f in directory.iterdir()
+                         if f.is_file())) if directory.is_dir() else ()
+    return _build(factory, (path, *args), state)
+
+
+@functools.lru_cache(maxsize=4)
+def _build(factory: Callable[..., Any], args: tuple[Hashable, ...], state: tuple[Any, ...]) -> Any:
+    return factory(*args)
+
+
 @dataclass(frozen=True)
 class ImageContext:
     """What an extractor may read besides the pixels: class ids (n,), class names, optional captions (n,)."""
@@ -43,6 +62,11 @@ class ImageContext:
     labels: np.ndarray
     class_names: list[str] | None = None
     captions: np.ndarray | None = None
+
+    def part(self, rows: slice) -> ImageContext:
+        """The context of images ``rows`` of the set (indices restart at 0)."""
+        return ImageContext(labels=self.labels[rows], class_names=self.class_names,
+                            captions=None if self.captions is None else self.captions[rows])
 
     def prompt_subject(self, i: int) -> str:
         if self.captions is not None:

@@ -29,6 +29,7 @@ from kaleido.latents.images import (
     LatentStrings,
     check_common,
     check_segment,
+    loaded,
     map_batched,
     object_names,
     require_files,
@@ -181,6 +182,10 @@ class _ObjectExtractor(LatentType):
     latent = ""
     pretrained_keys: set[str] = set()
 
+    def per_item(self, spec: dict[str, Any]) -> bool:
+        """Each image's string depends on that image alone: the stage may extract the set in parts."""
+        return True
+
     @property
     def keys(self) -> set[str]:
         return COMMON_KEYS | SEGMENT_KEYS | self.pretrained_keys | {"order"}
@@ -242,7 +247,8 @@ class BBoxExtractor(_ObjectExtractor):
             strings = map_batched(images, spec["batch_size"], "bbox (offline)", lambda batch, _: [
                 fmt.format_bbox(ordered(boxes_of_segments(segments_of(img, spec)), spec["order"])) for img in batch])
             return LatentStrings(strings, names=object_names(spec))
-        detector = HFDetector(spec["detector_path"], spec.get("score_threshold", 0.5), object_names(spec))
+        detector = loaded(HFDetector, spec["detector_path"], spec.get("score_threshold", 0.5),
+                          tuple(object_names(spec)))
 
         def run(batch: np.ndarray, _: slice) -> list[str]:
             return [fmt.format_bbox(ordered([fmt.Box(name, *(fmt.to_unit(v) for v in xyxy)) for name, *xyxy in found],
@@ -285,9 +291,9 @@ class BlobExtractor(_ObjectExtractor):
                 fmt.format_blob(ordered([blob_from_mask(s.name, s) for s in segments_of(img, spec)], spec["order"]))
                 for img in batch])
             return LatentStrings(strings, names=object_names(spec))
-        sam = HFSam(spec["sam_path"])
-        detector = HFDetector(spec["detector_path"], spec.get("score_threshold", 0.5), object_names(spec)) \
-            if "detector_path" in spec else None
+        sam = loaded(HFSam, spec["sam_path"])
+        detector = loaded(HFDetector, spec["detector_path"], spec.get("score_threshold", 0.5),
+                          tuple(object_names(spec))) if "detector_path" in spec else None
         h, w = images.shape[1:3]
 
         def run(batch: np.ndarray, _: slice) -> list[str]:

@@ -1,17 +1,28 @@
-"""The latents stage for image data: strings -> shared tokenizer -> ids, written beside the tokenizer directory."""
+"""The latents stage for image data: strings -> shared tokenizer -> ids, written beside the tokenizer directory.
+
+A sharded data set is extracted part by part, one part per data shard, when the extractor's strings are per item
+(:func:`extract_in_parts`): each part's strings are saved beside the output as they are done, so a killed stage
+resumes at the first missing part, and the offline (CPU) extractors run their parts in parallel processes. The
+strings do not depend on the partition: each is a function of its image and context only.
+"""
 
 from __future__ import annotations
 
+import functools
+import json
 import time
+from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from kaleido.latents import EXTRACTORS
 from kaleido.latents import tokenizer as tok
-from kaleido.latents.images import ImageContext
+from kaleido.latents.images import ImageContext, LatentStrings
 from metrics.errors import InputError
-from metrics.io import save_npz_atomic, write_json_atomic
+from metrics.io import load_npz, save_npz_atomic, write_json_atomic
+from metrics.store import ShardedArray
 
 
 def tokenizer_dir(out: Path) -> Path:
@@ -19,9 +30,75 @@ def tokenizer_dir(out: Path) -> Path:
     return out.with_name(f"{out.stem}_tokenizer")
 
 
+def part_paths(out: Path, count: int) -> list[Path]:
+    """``<out stem>.part-00003-of-00129.npz`` beside ``out``: the strings of each part of the set."""
+    return [out.with_name(f"{out.stem}.part-{k:05d}-of-{count:05d}.npz") for k in range(count)]
+
+
+def _extract_part(latent: str, spec: dict[str, Any], seed: int, images: ShardedArray, ctx: ImageContext,
+                  k: int) -> LatentStrings:
+    """Shard ``k``'s strings, its images still read batch by batch (a module-level function, so that a worker
+    process can run it)."""
+    rows = slice(int(images.starts[k]), int(images.starts[k + 1]))
+    return EXTRACTORS.get(latent).extract_strings(images.shard(k), ctx.part(rows), spec, seed)
+
+
+def _one_thread() -> None:
+    """Worker initializer: one BLAS / OpenMP thread per process (the stage's ``--workers`` processes share the job's
+    cores; Snakemake sets ``OMP_NUM_THREADS`` to all of them)."""
+    from threadpoolctl import threadpool_limits
+
+    threadpool_limits(1)
+
+
+def extract_in_parts(extractor: Any, latent: str, images: Any, ctx: ImageContext, spec: dict[str, Any], seed: int,
+                     out: Path, key: dict[str, Any], workers: int = 1) -> LatentStrings:
+    """The extractor's strings of every image, part by part when ``images`` is a sharded set and the strings are
+    per item (else in one call).
+
+    Finished parts are kept in :func:`part_paths` files whose meta is ``key`` (the stage's provenance: a rerun with
+    another config or code recomputes them); offline extractors run ``workers`` parts at a time in processes.
+    """
+    if not isinstance(images, ShardedArray) or len(images.files) < 2 or not extractor.per_item(spec):
+        return extractor.extract_strings(images, ctx, spec, seed)
+    paths = part_paths(out, len(images.files))
+    stamp = json.dumps(key, sort_keys=True)
+
+    def finished(path: Path) -> bool:
+        if not path.is_file():
+            return False
+        try:
+            return json.dumps(load_npz(path, required=("strings",))["meta"], sort_keys=True) == stamp
+        except (InputError, OSError, KeyError):
+            return False
+
+    todo = [k for k, path in enumerate(paths) if not finished(path)]
+    run = functools.partial(_extract_part, latent, spec, seed, images, ctx)
+    parallel = workers > 1 and len(todo) > 1 and spec.get("source", "offline") == "offline"
+    pool = ProcessPoolExecutor(max_workers=min(workers, len(todo)), initializer=_one_thread) if parallel else None
+    try:
+        results = (pool.map if pool is not None else map)(run, todo)
+        for k, part in zip(todo, results, strict=True):
+            save_npz_atomic(paths[k], meta=key, strings=part.strings, names=np.array(part.names, dtype=str),
+                            added_tokens=np.array(part.added_tokens, dtype=str))
+    finally:
+        if pool is not None:
+            pool.shutdown(cancel_futures=True)
+    parts = [load_npz(path, required=("strings", "names", "added_tokens")) for path in paths]
+    for path, part in zip(paths[1:], parts[1:], strict=True):
+        if any(list(part[key]) != list(parts[0][key]) for key in ("names", "added_tokens")):
+            raise InputError(f"{path}: its object names / added tokens differ from {paths[0]}'s; delete the part "
+                             "files and rerun")
+    strings = np.concatenate([part["strings"] for part in parts]) if parts else np.zeros(0, dtype="<U1")
+    return LatentStrings(strings, names=[str(n) for n in parts[0]["names"]],
+                         added_tokens=[str(t) for t in parts[0]["added_tokens"]])
+
+
 def extract_image_latents(extractor: Any, latent: str, data: dict[str, Any], spec: dict[str, Any], seed: int,
-                          out: Path, quality_path: Path | None, header: dict[str, Any]) -> dict[str, Any]:
-    """Run ``extractor`` on ``data["x"]`` (n, H, W, 3) uint8, write ``out`` (+ tokenizer dir, + quality JSON)."""
+                          out: Path, quality_path: Path | None, header: dict[str, Any],
+                          workers: int = 1) -> dict[str, Any]:
+    """Run ``extractor`` on ``data["x"]`` (n, H, W, 3) uint8 (:func:`extract_in_parts`), write ``out`` (+ tokenizer
+    dir, + quality JSON), then remove the part files."""
     from kaleido.latents.quality import ground_truth, latent_quality
 
     images = data["x"]
@@ -31,7 +108,7 @@ def extract_image_latents(extractor: Any, latent: str, data: dict[str, Any], spe
                        class_names=[str(c) for c in data["class_names"]] if "class_names" in data else None,
                        captions=data.get("captions"))
     start = time.perf_counter()
-    result = extractor.extract_strings(images, ctx, spec, seed)
+    result = extract_in_parts(extractor, latent, images, ctx, spec, seed, Path(out), header["provenance"], workers)
     seconds = time.perf_counter() - start
     tokenizer = tok.build(spec.get("tokenizer", "offline"), list(result.strings), result.added_tokens)
     input_ids, attention_mask = tok.encode(tokenizer, list(result.strings))
@@ -56,4 +133,6 @@ def extract_image_latents(extractor: Any, latent: str, data: dict[str, Any], spe
     if quality_path:
         write_json_atomic(quality_path, {"experiment": header["experiment"], "latent": latent, "metrics": metrics,
                                          "provenance": header["provenance"]})
+    for path in Path(out).parent.glob(f"{Path(out).stem}.part-*-of-*.npz"):
+        path.unlink(missing_ok=True)
     return metrics

@@ -27,6 +27,7 @@ from kaleido.latents.images import (
     LatentStrings,
     check_common,
     check_segment,
+    loaded,
     map_batched,
     require_files,
     segment_options,
@@ -133,6 +134,10 @@ class Captioner:
 class TextExtractor(LatentType):
     keys = COMMON_KEYS | SEGMENT_KEYS | set(TEXT_DEFAULTS) | {"captioner_path"}
 
+    def per_item(self, spec: dict[str, Any]) -> bool:
+        """Each image's string depends on that image alone: the stage may extract the set in parts."""
+        return True
+
     def validate(self, spec: dict[str, Any], where: str) -> None:
         check_keys(spec, self.keys, where)
         check_common(spec, where, ("offline", "pretrained"))
@@ -160,7 +165,7 @@ class TextExtractor(LatentType):
         check_images(images)
         spec = {**COMMON_DEFAULTS, **TEXT_DEFAULTS, **spec}
         if spec["source"] == "pretrained":
-            captioner = Captioner(spec["captioner_path"], spec["prompt"], spec["max_new_tokens"])
+            captioner = loaded(Captioner, spec["captioner_path"], spec["prompt"], spec["max_new_tokens"])
             strings = map_batched(images, spec["batch_size"], "text (captioner)", lambda batch, sl: captioner(
                 batch, [ctx.prompt_subject(i) for i in range(sl.start, sl.stop)]))
             return LatentStrings(strings)

@@ -62,6 +62,10 @@ def nearest(feats: np.ndarray, codebook: np.ndarray) -> np.ndarray:
 class VokenExtractor(LatentType):
     keys = COMMON_KEYS | set(VOKEN_DEFAULTS) | {"vq_path"}
 
+    def per_item(self, spec: dict[str, Any]) -> bool:
+        """The offline codebook is fit on the whole set; the pretrained encoder is loaded per call: one part."""
+        return False
+
     def validate(self, spec: dict[str, Any], where: str) -> None:
         check_keys(spec, self.keys, where)
         check_common(spec, where, ("offline", "pretrained"))

@@ -10,9 +10,10 @@ rule latents:
     params:
         spec=spec("latents", latent="latent"),
         code=code("kaleido.latents"),
+    threads: res("latents", "cpus_per_task")
     resources:
         mem_mb=res("latents", "mem_mb"),
         runtime=res("latents", "runtime"),
     shell:
         "{PYTHON} -m kaleido.latents --config {CONFIG_FILE} --experiment {wildcards.exp} --latent {wildcards.latent}"
-        " --data {input.data} --out {output.tokens} --quality {output.quality} > {log} 2>&1"
+        " --data {input.data} --out {output.tokens} --quality {output.quality} --workers {threads} > {log} 2>&1"
