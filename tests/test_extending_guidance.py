@@ -7,6 +7,7 @@ method that uses it. The config names the module under ``plugins:``; nothing in 
 from __future__ import annotations
 
 import numpy as np
+import pytest
 import yaml
 from stage_helpers import run_module, train_cmd
 
@@ -47,6 +48,7 @@ def _sample(tmp, config, method, weight, out):
                        "--out", out], tmp)
 
 
+@pytest.mark.slow
 def test_a_guidance_scheme_in_its_own_module_runs_through_the_stages(tmp_path, tiny_config):
     (tmp_path / "ramp_guidance.py").write_text(PLUGIN)  # `python -m` finds modules in the working directory
     tiny_config["plugins"] = ["ramp_guidance"]

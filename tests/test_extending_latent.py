@@ -78,6 +78,7 @@ print(" ".join(sampled))
 '''
 
 
+@pytest.mark.slow
 def test_a_latent_type_in_its_own_module_runs_through_the_stages(tmp_path):
     plugins = tmp_path / "plugins"
     plugins.mkdir()

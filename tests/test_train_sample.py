@@ -39,6 +39,7 @@ def test_loss_decreases_and_model_loads(tiny):
         checkpoint.load_denoiser(tmp / "stale.pt")
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("device", ["cpu", pytest.param("cuda", marks=[pytest.mark.gpu, pytest.mark.skipif(
     not torch.cuda.is_available(), reason="needs a CUDA device")])])
 def test_killed_training_resumes_to_identical_weights(tiny, device):
