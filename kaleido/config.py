@@ -279,8 +279,8 @@ STAGE_PLUGIN_KINDS["edit"] = STAGE_PLUGIN_KINDS["sample"] | {"latent edit"}
 
 def plugin_sources(cfg: dict[str, Any], stage: str | None = None) -> dict[str, str]:
     """{plugin module: SHA-256 (16 hex digits) of its source file} of the plugins that may change ``stage``'s output
-    (None: all): those that added to a registry the stage reads (:data:`STAGE_PLUGIN_KINDS`), and those whose
-    registries are unknown (added to none, or imported before :func:`metrics.registry.load_plugins` saw them).
+    (None: all): those that registered entries in a registry the stage reads (:data:`STAGE_PLUGIN_KINDS`), and those
+    that registered nothing themselves (what they change is unknown).
     Part of the stage's slice, so adding or editing a metric plugin reruns the metrics, not the training."""
     out = {}
     for name in plugin_names(cfg.get("plugins", [])):

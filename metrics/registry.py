@@ -21,12 +21,13 @@ T = TypeVar("T")
 class Registry(Generic[T]):
     """Maps names to objects; refuses duplicates and answers unknown names with the accepted ones."""
 
-    #: every registry made, so :func:`load_plugins` can tell which kinds a plugin adds to
+    #: every registry made, so :func:`plugin_kinds` can tell which kinds a plugin adds to
     instances: list[Registry] = []
 
     def __init__(self, kind: str) -> None:
         self.kind = kind
         self._entries: dict[str, T] = {}
+        self._origins: dict[str, str | None] = {}  # name -> the module outside the packages that registered it
         Registry.instances.append(self)
 
     def register(self, name: str) -> Callable[[T], T]:
@@ -36,6 +37,7 @@ class Registry(Generic[T]):
             if name in self._entries:
                 raise ValueError(f"{self.kind} {name!r} is already registered")
             self._entries[name] = obj
+            self._origins[name] = _registering_module()
             return obj
 
         return add
@@ -82,14 +84,24 @@ def resolve(ref: Callable | str) -> Callable:
     return getattr(importlib.import_module(module), name)
 
 
-#: plugin module -> the kinds of registry (``Registry.kind``) its import added entries to
-_PLUGIN_KINDS: dict[str, frozenset[str]] = {}
+def _registering_module() -> str | None:
+    """The module whose code registers an entry: the innermost caller outside ``kaleido`` and ``metrics`` (a plugin,
+    however and whenever it was imported), or None when a module of the packages registers it at import (built in).
+    Functions of the packages on the way (``register_metric``, a registry's checks) are passed through."""
+    frame = sys._getframe(2)
+    while frame is not None:
+        module = frame.f_globals.get("__name__", "")
+        if module.split(".")[0] not in ("kaleido", "metrics"):
+            return module
+        if frame.f_code.co_name == "<module>":
+            return None
+        frame = frame.f_back
+    return None
 
 
-def plugin_kinds(name: str) -> frozenset[str] | None:
-    """The registry kinds plugin ``name`` added to when :func:`load_plugins` imported it (None: not imported by it,
-    e.g. already imported by other code, so unknown)."""
-    return _PLUGIN_KINDS.get(name)
+def plugin_kinds(name: str) -> frozenset[str]:
+    """The kinds of registry (``Registry.kind``) module ``name`` registered entries in (empty: none)."""
+    return frozenset(registry.kind for registry in Registry.instances if name in registry._origins.values())
 
 
 def load_plugins(extra: Iterable[str] = ()) -> list[str]:
@@ -100,9 +112,6 @@ def load_plugins(extra: Iterable[str] = ()) -> list[str]:
     """
     names = plugin_names(extra)
     for name in names:
-        if name in sys.modules:
-            continue
-        before = [(registry, len(registry)) for registry in Registry.instances]
         try:
             importlib.import_module(name)
         except ModuleNotFoundError as err:
@@ -110,5 +119,4 @@ def load_plugins(extra: Iterable[str] = ()) -> list[str]:
                 raise ImportError(f"plugin module {name!r} (from ${PLUGINS_ENV} or the config's plugins) was not "
                                   f"found; put it in the working directory or on PYTHONPATH") from None
             raise
-        _PLUGIN_KINDS[name] = frozenset(registry.kind for registry, size in before if len(registry) > size)
     return names

@@ -302,3 +302,23 @@ def test_the_sample_batch_size_is_a_speed_setting_outside_the_slice(default_conf
     assert config.stage_spec(cfg, "toy2d", "sample", method="mdm") == before
     paper = config.load(REPO / "config" / "imagenet256.yaml")
     assert paper["experiments"]["imagenet256"]["sampler"]["batch_size"] == 64  # not the 2048 of the toy
+
+
+def test_a_registry_records_the_plugin_module_that_registered_an_entry(tmp_path, monkeypatch):
+    """What a plugin registered (so which stage slices hold its source) does not depend on who imported it first."""
+    import sys
+    import types
+
+    from metrics.registry import Registry, load_plugins, plugin_kinds
+
+    holder = types.ModuleType("widget_registry")
+    holder.WIDGETS = Registry("widget")
+    monkeypatch.setitem(sys.modules, "widget_registry", holder)
+    (tmp_path / "widget_plugin.py").write_text("from widget_registry import WIDGETS\nWIDGETS.register('w')(object())\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    import widget_plugin  # noqa: F401  (imported by other code before load_plugins sees it)
+
+    assert load_plugins(["widget_plugin"]) == ["widget_plugin"] and plugin_kinds("widget_plugin") == {"widget"}
+    assert plugin_kinds("kaleido.latents.color") == frozenset()  # built-in entries have no plugin origin
+    monkeypatch.delitem(sys.modules, "widget_plugin")
+    Registry.instances.remove(holder.WIDGETS)
