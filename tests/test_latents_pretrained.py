@@ -6,6 +6,8 @@ tokenizer) into a temp dir and runs the extractor through its real loading code.
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 from latent_images import draw
@@ -15,6 +17,7 @@ from kaleido.latents import formats as fmt
 from kaleido.latents.images import ImageContext
 from metrics.errors import InputError
 
+REPO = Path(__file__).resolve().parent.parent
 torch = pytest.importorskip("torch")
 transformers = pytest.importorskip("transformers")
 
@@ -171,7 +174,8 @@ def test_vq_tokenizer(tmp_path, data, export):
         EXTRACTORS.get("voken").extract_strings(data["x"], _ctx(data), spec, 0)
 
 
-def test_owlvit_queried_with_object_names(tmp_path, data):
+def _tiny_owlvit(path):
+    """A random-init OWL-ViT with a letters-only CLIP tokenizer, saved like a hub checkpoint at ``path``."""
     from transformers import (
         CLIPTokenizer,
         OwlViTConfig,
@@ -191,10 +195,15 @@ def test_owlvit_queried_with_object_names(tmp_path, data):
                        vision_config=dict(hidden_size=16, intermediate_size=32, num_hidden_layers=1,
                                           num_attention_heads=2, image_size=32, patch_size=8), projection_dim=16)
     torch.manual_seed(0)
-    OwlViTForObjectDetection(cfg).save_pretrained(tmp_path / "owl")
+    OwlViTForObjectDetection(cfg).save_pretrained(path)
     OwlViTProcessor(image_processor=OwlViTImageProcessor(size={"height": 32, "width": 32},
                                                          crop_size={"height": 32, "width": 32}),
-                    tokenizer=tokenizer).save_pretrained(tmp_path / "owl")
+                    tokenizer=tokenizer).save_pretrained(path)
+    return path
+
+
+def test_owlvit_queried_with_object_names(tmp_path, data):
+    _tiny_owlvit(tmp_path / "owl")
     spec = {"source": "pretrained", "detector_path": str(tmp_path / "owl"), "score_threshold": 1e-6,
             "palette": {"red": [255, 0, 0], "blue": [0, 0, 255]}, "shapes": ["circle", "square"],
             "order": "found"}  # the detector's own (score) order, compared with it below
@@ -207,3 +216,30 @@ def test_owlvit_queried_with_object_names(tmp_path, data):
 
     direct = HFDetector(spec["detector_path"], 1e-6, res.names)(data["x"][:1])[0]
     assert [b.name for b in parsed[0]] == [name for name, *_ in direct]
+
+
+def test_the_imagenet_detector_is_asked_for_each_image_s_own_class(tmp_path, data, monkeypatch):
+    """``queries: class_name`` (config/imagenet256.yaml): OWL is asked for the image's class_map name, and the
+    strings name only classes, never the shapes vocabulary."""
+    from kaleido import config
+    from kaleido.latents.objects import HFDetector
+
+    paper = config.load(REPO / "config" / "imagenet256.yaml")["experiments"]["imagenet256"]["latents"]
+    assert paper["bbox"]["queries"] == paper["blob"]["queries"] == "class_name"
+    asked = []
+    call = HFDetector.__call__
+    monkeypatch.setattr(HFDetector, "__call__", lambda self, images, queries=None: asked.extend(queries) or
+                        call(self, images, queries))
+    classes = ["rhinoceros beetle", "Tench, Tinca tinca"]
+    spec = {"source": "pretrained", "detector_path": str(_tiny_owlvit(tmp_path / "owl")), "score_threshold": 1e-6,
+            "queries": "class_name", "order": "found"}
+    EXTRACTORS.get("bbox").validate(spec, "bbox")
+    labels = np.arange(len(data["x"])) % 2
+    res = EXTRACTORS.get("bbox").extract_strings(data["x"], ImageContext(labels, classes), spec, 0)
+    assert res.names == ["rhinoceros beetle", "tench tinca tinca"]
+    assert asked == [[res.names[label]] for label in labels]  # each image: its own class, nothing else
+    for label, text in zip(labels, res.strings, strict=True):
+        assert {box.name for box in fmt.parse_bbox(str(text), res.names)} <= {res.names[label]}
+    with pytest.raises(InputError, match="class_map"):
+        EXTRACTORS.get("bbox").extract_strings(data["x"], ImageContext(labels, None), spec, 0)
+

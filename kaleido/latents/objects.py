@@ -37,9 +37,12 @@ from kaleido.latents.images import (
 )
 from kaleido.latents.quality import GTObject, blob_box, object_quality
 from kaleido.latents.segment import Segment, segment_image
+from metrics.errors import InputError
 from metrics.features import check_images
 
-DETECTOR_KEYS = {"detector_path", "score_threshold"}
+DETECTOR_KEYS = {"detector_path", "score_threshold", "queries"}
+#: what an open-vocabulary detector is queried with (``queries``): the offline vocabulary, or the image's class name
+QUERIES = ("palette", "class_name")
 #: how the objects of one image are listed: largest first (default: the salient object leads the string, so the
 #: prior decides it first), or as found (the offline finder: top-to-bottom, left-to-right; a detector: by score)
 ORDERS = ("area", "found")
@@ -87,13 +90,15 @@ class HFDetector:
     """A transformers object detector loaded from a local directory; boxes in [0, 1] image coordinates.
 
     Closed-set detectors (``AutoModelForObjectDetection``: DETR family) name objects by their ``id2label``;
-    open-vocabulary OWL-ViT / OWLv2 (``AutoModelForZeroShotObjectDetection``) are queried with ``queries`` (the
-    object vocabulary, e.g. every '<colour> <shape>') and name objects by the matching query.
+    open-vocabulary OWL-ViT / OWLv2 (``AutoModelForZeroShotObjectDetection``) are queried with text and name
+    objects by the matching query: ``vocabulary`` (every name a latent may hold, e.g. every '<colour> <shape>', or
+    every class name) is the default query of every image; :meth:`__call__` takes per-image queries instead (the
+    image's own class name).
     """
 
     ZERO_SHOT = ("owlvit", "owlv2")
 
-    def __init__(self, path: str, score_threshold: float, queries: list[str]) -> None:
+    def __init__(self, path: str, score_threshold: float, vocabulary: tuple[str, ...]) -> None:
         import json
 
         from transformers import (
@@ -112,37 +117,52 @@ class HFDetector:
         if self.zero_shot:
             self.processor = AutoProcessor.from_pretrained(directory)
             self.model = AutoModelForZeroShotObjectDetection.from_pretrained(directory).eval()
-            self.names = list(queries)
+            self.names = list(vocabulary)
         else:
             self.processor = AutoImageProcessor.from_pretrained(directory)
             self.model = AutoModelForObjectDetection.from_pretrained(directory).eval()
             self.names = sorted({clean_name(v) for v in self.model.config.id2label.values()})
         self.threshold = score_threshold
 
-    def __call__(self, images: np.ndarray) -> list[list[tuple[str, float, float, float, float]]]:
-        """images (n, H, W, 3) uint8 -> per image [(name, x1, y1, x2, y2)], coordinates in [0, 1], best first."""
+    def __call__(self, images: np.ndarray, queries: list[list[str]] | None = None
+                 ) -> list[list[tuple[str, float, float, float, float]]]:
+        """images (n, H, W, 3) uint8 -> per image [(name, x1, y1, x2, y2)], coordinates in [0, 1], best first.
+        ``queries``: per image, the names an open-vocabulary detector looks for (None: the whole vocabulary)."""
         import torch
 
         h, w = images.shape[1:3]
-        sizes = [(h, w)] * len(images)
+        if queries is not None and not self.zero_shot:
+            raise InputError("queries: class_name needs an open-vocabulary detector (OWL-ViT / OWLv2); a closed-set "
+                             "detector names objects by its own labels")
+        queries = [self.names] * len(images) if queries is None else queries
+        results: list[Any] = [None] * len(images)
         with torch.inference_mode():
             if self.zero_shot:
-                queries = [self.names] * len(images)
-                inputs = self.processor(text=queries, images=list(images), return_tensors="pt", padding=True)
-                outputs = self.model(**inputs)
-                results = self.processor.post_process_grounded_object_detection(
-                    outputs, threshold=self.threshold, target_sizes=sizes, text_labels=queries)
+                # one forward per distinct query list (the processor pads texts per image, so images asked for
+                # different names cannot share a batch); an image's boxes do not depend on its batch-mates
+                groups: dict[tuple[str, ...], list[int]] = {}
+                for i, asked in enumerate(queries):
+                    groups.setdefault(tuple(asked), []).append(i)
+                for asked, rows in groups.items():
+                    texts = [list(asked)] * len(rows)
+                    inputs = self.processor(text=texts, images=[images[i] for i in rows], return_tensors="pt",
+                                            padding=True)
+                    found = self.processor.post_process_grounded_object_detection(
+                        self.model(**inputs), threshold=self.threshold, target_sizes=[(h, w)] * len(rows),
+                        text_labels=texts)
+                    for i, res in zip(rows, found, strict=True):
+                        results[i] = res
             else:
                 inputs = self.processor(images=list(images), return_tensors="pt")
                 outputs = self.model(**inputs)
                 results = self.processor.post_process_object_detection(outputs, threshold=self.threshold,
-                                                                       target_sizes=sizes)
+                                                                       target_sizes=[(h, w)] * len(images))
         out = []
-        for res in results:
+        for res, asked in zip(results, queries, strict=True):
             found = []
             for k in np.argsort(-res["scores"].numpy(), kind="stable"):
                 x1, y1, x2, y2 = res["boxes"][k].tolist()
-                label = self.names[int(res["labels"][k])] if self.zero_shot else \
+                label = asked[int(res["labels"][k])] if self.zero_shot else \
                     clean_name(self.model.config.id2label[int(res["labels"][k])])
                 x1, x2 = sorted((min(max(x1 / w, 0.0), 1.0), min(max(x2 / w, 0.0), 1.0)))
                 y1, y2 = sorted((min(max(y1 / h, 0.0), 1.0), min(max(y2 / h, 0.0), 1.0)))
@@ -178,6 +198,25 @@ class HFSam:
 # --- extractors -----------------------------------------------------------------------------------------------
 
 
+def detector_vocabulary(spec: dict[str, Any], ctx: ImageContext) -> tuple[str, ...]:
+    """Every name the detector may write: the offline vocabulary, or the set's class names (``queries:
+    class_name``, cleaned to the formats' name alphabet)."""
+    if spec.get("queries", "palette") == "palette":
+        return tuple(object_names(spec))
+    if not ctx.class_names:
+        raise InputError("queries: class_name needs the data set's class names (imagefolder: its class_map)")
+    return tuple(clean_name(name) for name in ctx.class_names)
+
+
+def image_queries(spec: dict[str, Any], ctx: ImageContext, rows: slice,
+                  vocabulary: tuple[str, ...]) -> list[list[str]] | None:
+    """Per image of ``rows``, what the detector is asked to find: its own class name (``queries: class_name``), or
+    None (the whole vocabulary)."""
+    if spec.get("queries", "palette") == "palette":
+        return None
+    return [[vocabulary[int(label)]] for label in ctx.labels[rows]]
+
+
 class _ObjectExtractor(LatentType):
     latent = ""
     pretrained_keys: set[str] = set()
@@ -197,6 +236,7 @@ class _ObjectExtractor(LatentType):
         check_common(spec, where, ("offline", "pretrained"))
         check_segment(spec, where)
         check_choice(spec, "order", where, ORDERS)
+        check_choice(spec, "queries", where, QUERIES)
         check_number(spec, "score_threshold", where)
         for key in self.pretrained_keys - {"score_threshold"}:
             if key in spec and (not isinstance(spec[key], str) or not spec[key]):
@@ -247,13 +287,13 @@ class BBoxExtractor(_ObjectExtractor):
             strings = map_batched(images, spec["batch_size"], "bbox (offline)", lambda batch, _: [
                 fmt.format_bbox(ordered(boxes_of_segments(segments_of(img, spec)), spec["order"])) for img in batch])
             return LatentStrings(strings, names=object_names(spec))
-        detector = loaded(HFDetector, spec["detector_path"], spec.get("score_threshold", 0.5),
-                          tuple(object_names(spec)))
+        vocabulary = detector_vocabulary(spec, ctx)
+        detector = loaded(HFDetector, spec["detector_path"], spec.get("score_threshold", 0.5), vocabulary)
 
-        def run(batch: np.ndarray, _: slice) -> list[str]:
+        def run(batch: np.ndarray, rows: slice) -> list[str]:
             return [fmt.format_bbox(ordered([fmt.Box(name, *(fmt.to_unit(v) for v in xyxy)) for name, *xyxy in found],
                                             spec["order"]))
-                    for found in detector(batch)]
+                    for found in detector(batch, image_queries(spec, ctx, rows, vocabulary))]
 
         return LatentStrings(map_batched(images, spec["batch_size"], "bbox (detector)", run), names=detector.names)
 
@@ -292,13 +332,14 @@ class BlobExtractor(_ObjectExtractor):
                 for img in batch])
             return LatentStrings(strings, names=object_names(spec))
         sam = loaded(HFSam, spec["sam_path"])
+        vocabulary = detector_vocabulary(spec, ctx)
         detector = loaded(HFDetector, spec["detector_path"], spec.get("score_threshold", 0.5),
-                          tuple(object_names(spec))) if "detector_path" in spec else None
+                          vocabulary) if "detector_path" in spec else None
         h, w = images.shape[1:3]
 
-        def run(batch: np.ndarray, _: slice) -> list[str]:
+        def run(batch: np.ndarray, rows: slice) -> list[str]:
             if detector is not None:
-                found = detector(batch)
+                found = detector(batch, image_queries(spec, ctx, rows, vocabulary))
             else:
                 found = [[(s.name, *s.box()) for s in segments_of(img, spec)] for img in batch]
             out = []
