@@ -125,16 +125,24 @@ def block_defaults(block: str) -> dict[str, Any]:
     return {k: copy.deepcopy(v["default"]) for k, v in props.items() if "default" in v}
 
 
-def _absent_means(block: str) -> dict[str, Any]:
-    """{setting: value} of the experiment block's settings marked ``x-absent-means``."""
-    props = schema()["$defs"]["experiment"]["properties"].get(block, {}).get("properties", {})
-    return {k: v["x-absent-means"] for k, v in props.items() if isinstance(v, dict) and "x-absent-means" in v}
+def _block_settings(block: str) -> dict[str, Any]:
+    """The schema properties of experiment block ``block``."""
+    return schema()["$defs"]["experiment"]["properties"].get(block, {}).get("properties", {})
 
 
 def _as_before(block: str, values: dict[str, Any]) -> dict[str, Any]:
-    """``values`` of experiment block ``block`` without the settings that hold their ``x-absent-means`` value."""
-    absent = _absent_means(block)
-    return {k: v for k, v in values.items() if not (k in absent and absent[k] == v)}
+    """``values`` of experiment block ``block`` as a slice holds them: without the settings that hold their
+    ``x-absent-means`` value, and without those marked ``x-not-in-slice`` (speed and memory only, never the
+    output: ``sampler.batch_size``)."""
+    props = _block_settings(block)
+
+    def kept(key: str, value: Any) -> bool:
+        prop = props.get(key)
+        if not isinstance(prop, dict):
+            return True
+        return not prop.get("x-not-in-slice") and not ("x-absent-means" in prop and prop["x-absent-means"] == value)
+
+    return {k: v for k, v in values.items() if kept(k, v)}
 
 
 def _key_path(parts: Any) -> str:
@@ -492,14 +500,9 @@ def _train_slice(cfg: dict[str, Any], exp: dict[str, Any], keys: dict[str, str])
             "train_steps": train_steps(exp, role)}
 
 
-#: sampler settings that change speed and memory only (samples depend on the index alone): never in a slice
-SAMPLER_SPEED_ONLY = frozenset({"batch_size"})
-
-
 def _sample_slice(cfg: dict[str, Any], exp: dict[str, Any], keys: dict[str, str]) -> dict[str, Any]:
     method = METHODS.get(keys["method"])
-    sampler = {k: v for k, v in _block(exp, "sampler").items() if k not in SAMPLER_SPEED_ONLY}
-    out = {"diffusion": _block(exp, "diffusion"), "sampler": sampler, "num_samples": exp["num_samples"],
+    out = {"diffusion": _block(exp, "diffusion"), "sampler": _block(exp, "sampler"), "num_samples": exp["num_samples"],
            "shard_size": exp["shard_size"], "guidance_scheme": method.guidance}
     if SCHEMES.get(method.guidance).options is not None:  # only the settings of the scheme it runs
         out[method.guidance] = _block(exp, method.guidance)
