@@ -240,6 +240,7 @@ def validate(cfg: dict[str, Any]) -> dict[str, Any]:
         if extra:
             raise ConfigError(f"{where}.sampler: {extra} do not apply to sampler {exp['sampler']['name']!r}; its "
                               f"options: {list(mine) or 'none'}")
+        _check_shifted_schedule(exp, f"{where}.diffusion")
         if exp["guidance_interval"]["sigma_lo"] >= exp["guidance_interval"]["sigma_hi"]:
             raise ConfigError(f"{where}.guidance_interval: sigma_lo={exp['guidance_interval']['sigma_lo']} must be "
                               f"smaller than sigma_hi={exp['guidance_interval']['sigma_hi']}")
@@ -255,6 +256,19 @@ def validate(cfg: dict[str, Any]) -> dict[str, Any]:
                               f"{exp['methods']}")
         _check_report_guidance(exp, f"{where}.report")
     return cfg
+
+
+def _check_shifted_schedule(exp: dict[str, Any], where: str) -> None:
+    """A per-resolution shifted schedule needs image models (their nested levels are what it shifts)."""
+    from kaleido.models.archs import IMAGE_ARCHS
+
+    if not exp["diffusion"]["schedule_shifted"]:
+        return
+    vectors = sorted(role for role, model in exp["models"].items() if model["arch"] not in IMAGE_ARCHS)
+    if vectors:
+        raise ConfigError(f"{where}.schedule_shifted: true shifts the schedule per image resolution level, but "
+                          f"models {vectors} are vector architectures; accepted: models of {sorted(IMAGE_ARCHS)} "
+                          "only, or schedule_shifted: false")
 
 
 def _import_plugins(names: Any) -> None:

@@ -17,7 +17,7 @@ from tqdm import tqdm
 from kaleido.diffusion import SAMPLERS
 from kaleido.diffusion.losses import output_to_eps
 from kaleido.diffusion.samplers import run_sampler
-from kaleido.diffusion.schedule import Schedule
+from kaleido.diffusion.schedule import Schedule, in_base_space
 from kaleido.guidance import SCHEMES, STREAM_DIFFUSION, STREAM_PRIOR, GuidanceInputs
 from kaleido.guidance import schemes as _builtin_schemes  # noqa: F401  (named by reference: in sample's code hash)
 from kaleido.latents import grammar
@@ -71,7 +71,7 @@ def generate(exp: dict[str, Any], seed: int, method: str, weight: float, indices
     """
     spec = METHODS.get(method)
     main, guide = models[spec.model], models.get(spec.guide_model) if spec.guide_model else None
-    schedule = Schedule.from_spec(exp["diffusion"]["schedule"], exp["diffusion"]["timesteps"])
+    schedule = Schedule.for_model(exp["diffusion"], main.level_layout)
     prediction = exp["diffusion"]["prediction"]
     index_all = torch.as_tensor(list(indices), dtype=torch.int64)  # on the CPU: the counter RNG runs there
     device = next((t.device for t in (*main.parameters(), *main.buffers())), torch.device("cpu"))
@@ -104,13 +104,14 @@ def generate(exp: dict[str, Any], seed: int, method: str, weight: float, indices
                                 if spec.interval else None, alphas_cumprod=schedule.alphas_cumprod)
         if guide is not None:
             inputs.guide, inputs.y_guide = guide_net, guide.encode(labels)[0]
-        eps_fn = SCHEMES.get(spec.guidance)(inputs)
+        # a shifted schedule is sampled in the base schedule's space, exactly (kaleido.diffusion.schedule)
+        eps_fn, clip_x0, to_data = in_base_space(schedule, SCHEMES.get(spec.guidance)(inputs), main.clip_x0, device)
         noise_fn = lambda k, index=index: counter_normal(  # noqa: E731
             seed, index, STREAM_DIFFUSION, k, (main.data_dim,)).to(device)
         sampler = exp["sampler"]
-        xs.append(run_sampler(sampler["name"], eps_fn, schedule, sampler["steps"], noise_fn,
-                              {k: sampler[k] for k in SAMPLERS.get(sampler["name"]).options if k in sampler},
-                              clip_x0=main.clip_x0).cpu())
+        xs.append(to_data(run_sampler(sampler["name"], eps_fn, schedule, sampler["steps"], noise_fn,
+                                      {k: sampler[k] for k in SAMPLERS.get(sampler["name"]).options if k in sampler},
+                                      clip_x0=clip_x0)).cpu())
     out = {"x": main.model_to_data(torch.cat(xs)), "labels": (index_all % main.num_classes).numpy(),
            "index": index_all.numpy()}
     if toks:

@@ -28,7 +28,7 @@ from tqdm import tqdm
 
 from kaleido import checkpoint, distributed
 from kaleido.data.batches import LoaderSettings, StepBatches, stream
-from kaleido.diffusion.losses import diffusion_target, noised
+from kaleido.diffusion.losses import loss_pair, noised
 from kaleido.diffusion.schedule import Schedule
 from kaleido.preemption import Preempted, PreemptionFlag
 from kaleido.seeding import derive_seed
@@ -121,11 +121,11 @@ def train(spec: dict[str, Any], x: Any, labels: np.ndarray, tokens: np.ndarray |
         raise InputError(f"train.batch_size={batch} must be divisible by the number of processes "
                          f"({group.world_size}) x train.grad_accum ({accum})")
     device = group.device
-    schedule = Schedule.from_spec(spec["diffusion"]["schedule"], spec["diffusion"]["timesteps"])
-    prediction = spec["diffusion"]["prediction"]
+    prediction, loss_target = spec["diffusion"]["prediction"], spec["diffusion"].get("loss_target", "prediction")
     seed = derive_seed(spec["experiment"], spec["seed"], "train", spec["role"], spec["latent"])
     torch.manual_seed(seed)  # parameter init
     model = checkpoint.build_denoiser(meta).to(device)
+    schedule = Schedule.for_model(spec["diffusion"], model.level_layout)
     ema = copy.deepcopy(model).requires_grad_(False)
     opt = torch.optim.Adam(param_groups(model, tr), betas=(0.9, 0.99), eps=1e-8)  # paper's Adam settings
     step, log = 0, []
@@ -177,8 +177,8 @@ def train(spec: dict[str, Any], x: Any, labels: np.ndarray, tokens: np.ndarray |
             with sync:
                 with autocast():
                     output, logits = objective(x_t, t, y_cls, z, drop_rank[part])
-                target = diffusion_target(prediction, x0, noise, sqrt_ab, sqrt_1mab)
-                loss_diff = model.loss(output.float(), target)
+                loss_diff = model.loss(*loss_pair(prediction, loss_target, output.float(), x0, noise, x_t, sqrt_ab,
+                                                  sqrt_1mab))
                 loss_ar = model.prior.loss(logits.float(), z) if logits is not None else torch.zeros((), device=device)
                 loss = loss_diff + tr["ar_loss_weight"] * loss_ar
                 (loss / accum).backward()

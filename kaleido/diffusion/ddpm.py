@@ -16,14 +16,16 @@ EpsFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 NoiseFn = Callable[[int], torch.Tensor]
 
 
-def predicted_x0(x: torch.Tensor, eps: torch.Tensor, abar: float, clip_x0: float | None) -> torch.Tensor:
-    """x̂_0 = (x_t - √(1-ᾱ) ε̂) / √ᾱ, clamped to [-clip_x0, clip_x0] when given."""
+def predicted_x0(x: torch.Tensor, eps: torch.Tensor, abar: float, clip_x0: float | torch.Tensor | None
+                 ) -> torch.Tensor:
+    """x̂_0 = (x_t - √(1-ᾱ) ε̂) / √ᾱ, clamped to [-clip_x0, clip_x0] when given (a float, or a per-element bound
+    broadcast against x)."""
     x0 = (x - (1.0 - abar) ** 0.5 * eps) / abar**0.5
     return x0 if clip_x0 is None else x0.clamp(-clip_x0, clip_x0)
 
 
 def ddpm_sample(eps_fn: EpsFn, schedule: Schedule, steps: int, noise_fn: NoiseFn, progress: bool = False,
-                clip_x0: float | None = None) -> torch.Tensor:
+                clip_x0: float | torch.Tensor | None = None) -> torch.Tensor:
     """Draw x_0 (B, D) from x_T = noise_fn(steps) with ``steps`` ancestral steps (posterior variance β̃).
 
     With ``steps < T`` the chain uses the respaced ᾱ of the chosen timesteps, as in improved DDPM.

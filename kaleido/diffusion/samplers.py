@@ -42,7 +42,7 @@ def _eps_from_x0(x: torch.Tensor, x0: torch.Tensor, ab: float) -> torch.Tensor:
 
 
 def ddim_sample(eps_fn: EpsFn, schedule: Schedule, steps: int, noise_fn: NoiseFn, progress: bool = False,
-                clip_x0: float | None = None, eta: float = 0.0) -> torch.Tensor:
+                clip_x0: float | torch.Tensor | None = None, eta: float = 0.0) -> torch.Tensor:
     """DDIM from x_T = noise_fn(steps) over the respaced grid; step k's fresh noise (η > 0) is noise_fn(k)."""
     grid = schedule.respaced(steps)
     abar = schedule.alphas_cumprod[grid]
@@ -62,7 +62,7 @@ def ddim_sample(eps_fn: EpsFn, schedule: Schedule, steps: int, noise_fn: NoiseFn
 
 
 def heun_sample(eps_fn: EpsFn, schedule: Schedule, steps: int, noise_fn: NoiseFn, progress: bool = False,
-                clip_x0: float | None = None) -> torch.Tensor:
+                clip_x0: float | torch.Tensor | None = None) -> torch.Tensor:
     """Heun's method on the probability-flow ODE from x_T = noise_fn(steps) (deterministic after x_T)."""
     grid = schedule.respaced(steps)
     abar = schedule.alphas_cumprod[grid]
@@ -89,6 +89,7 @@ def heun_sample(eps_fn: EpsFn, schedule: Schedule, steps: int, noise_fn: NoiseFn
 
 
 def run_sampler(name: str, eps_fn: EpsFn, schedule: Schedule, steps: int, noise_fn: NoiseFn,
-                options: dict[str, Any], progress: bool = False, clip_x0: float | None = None) -> torch.Tensor:
+                options: dict[str, Any], progress: bool = False, clip_x0: float | torch.Tensor | None = None
+                ) -> torch.Tensor:
     """Sample with the registered sampler ``name``; ``options`` are its own settings (``eta``)."""
     return SAMPLERS.get(name)(eps_fn, schedule, steps, noise_fn, progress=progress, clip_x0=clip_x0, **options)

@@ -20,7 +20,7 @@ from torch import nn
 from kaleido.errors import ConfigError
 from kaleido.models.archs import ARCHS
 from kaleido.models.interface import not_model_input
-from kaleido.models.t5 import T5ContextEncoder, T5LatentPrior, t5_config
+from kaleido.models.t5 import T5ContextEncoder, T5LatentPrior, build_t5_prior
 from kaleido.models.unet import image_pyramid, multiresolution_loss
 from kaleido.models.unet_sizes import level_resolutions
 from metrics.errors import InputError
@@ -31,9 +31,12 @@ class ImageDenoiser(nn.Module):
 
     arch keys: ``arch`` ("unet" | "nested_unet"), ``size`` (kaleido.models.unet_sizes.UNET_SIZES) and UNet overrides,
     ``cond_dim`` (common condition width; default 64), ``context`` (T5ContextEncoder spec: encoder, tokenizer,
-    max_length, seed), ``prior`` ({"size": T5_SIZES name} random init; default "t5_tiny"), ``prior_seed``,
-    ``pad_id`` / ``eos_id`` of the latent tokenizer (default 0 / 1).
+    max_length, seed), ``prior`` ({"size": T5_SIZES name} random init, default "t5_tiny"; or {"pretrained": a T5 /
+    Flan-T5 checkpoint}, its decoder with the vocabulary resized: :func:`kaleido.models.t5.build_t5_prior`),
+    ``prior_seed``, ``pad_id`` / ``eos_id`` of the latent tokenizer (default 0 / 1).
     data_shape: [H, W, C] (H == W, power-of-two friendly). class_names: the text fed to T5 for each class id.
+    ``pretrained_prior``: load a pretrained prior's checkpoint weights (False: its architecture only, for a model
+    whose state dict is loaded next: sampling, resuming).
     """
 
     #: samples live in [-1, 1] (the images' range): x0 is clipped there while sampling
@@ -41,7 +44,7 @@ class ImageDenoiser(nn.Module):
 
     def __init__(self, arch: dict[str, Any], data_shape: list[int], num_classes: int, vocab_size: int = 0,
                  seq_len: int = 0, class_names: list[str] | None = None,
-                 latent_grammar: dict[str, Any] | None = None) -> None:
+                 latent_grammar: dict[str, Any] | None = None, pretrained_prior: bool = True) -> None:
         super().__init__()
         if len(data_shape) != 3 or data_shape[0] != data_shape[1]:
             raise ConfigError(f"data_shape must be [H, W, C] with H == W, got {data_shape}")
@@ -51,6 +54,7 @@ class ImageDenoiser(nn.Module):
         self.num_classes, self.vocab_size, self.seq_len, self.channels = num_classes, vocab_size, seq_len, channels
         self.resolutions = level_resolutions(arch, height)
         self.data_dim = sum(channels * r * r for r in self.resolutions)
+        self.level_layout = [(channels * r * r, r) for r in self.resolutions]
         width = int(arch.get("cond_dim", 64))
         encoder = T5ContextEncoder(arch.get("context", {}), texts=list(class_names) if class_names else None)
         self._frozen = [encoder]  # a list hides the frozen T5 from state_dict / optimiser / .to()
@@ -69,12 +73,7 @@ class ImageDenoiser(nn.Module):
         self.prior: T5LatentPrior | None = None
         self.latent_grammar = latent_grammar  # kaleido.latents.grammar.grammar_meta's record, or None
         if vocab_size:
-            pspec = arch.get("prior", {"size": "t5_tiny"})
-            with torch.random.fork_rng(devices=[]):
-                torch.manual_seed(int(arch.get("prior_seed", 0)))
-                self.prior = T5LatentPrior(t5_config(pspec.get("size", "t5_tiny"), vocab_size), vocab_size,
-                                           encoder.dim, pad_id=int(arch.get("pad_id", 0)),
-                                           eos_id=arch.get("eos_id", 1))
+            self.prior = build_t5_prior(arch, vocab_size, encoder.dim, load_weights=pretrained_prior)
             self.dec_proj = nn.Linear(self.prior.dim, width)
             self.lat_pad = nn.Parameter(torch.zeros(width))
             self.null_lat = nn.Parameter(torch.randn(seq_len, width) * 0.02)

@@ -48,6 +48,9 @@ class Denoiser(Protocol):
     #: the bbox/blob grammar record the prior's sampling can be constrained by
     #: (:func:`kaleido.latents.grammar.grammar_meta`), or None
     latent_grammar: dict[str, Any] | None
+    #: (elements, resolution) of each nested resolution level of the flat vector, outermost first (what a
+    #: per-resolution shifted schedule needs: :meth:`kaleido.diffusion.schedule.Schedule.for_model`); None for vectors
+    level_layout: list[tuple[int, int]] | None
 
     @property
     def uses_latent(self) -> bool:
@@ -90,6 +93,7 @@ class VectorData:
 
     clip_x0: float | None = None
     latent_grammar: dict[str, Any] | None = None
+    level_layout: list[tuple[int, int]] | None = None
 
     def data_to_model(self, x: np.ndarray | torch.Tensor) -> torch.Tensor:
         """Vectors (n, ...) (numpy, or a tensor on any device) flattened to (n, D) float32 on the input's device;
