@@ -36,11 +36,13 @@ def load(path: str | Path, map_location: str | torch.device = "cpu") -> dict[str
                          "the training step") from None
 
 
-def build_denoiser(meta: dict[str, Any]) -> Denoiser:
+def build_denoiser(meta: dict[str, Any], pretrained_weights: bool = True) -> Denoiser:
     """A fresh denoiser with the architecture recorded in a checkpoint's ``meta``.
 
     Image archs (``meta["arch"]["arch"]`` in IMAGE_ARCHS) build an ImageDenoiser from ``data_shape`` [H, W, C],
     ``num_classes``, ``vocab_size`` (0 = MDM), ``seq_len`` and ``class_names``; others the toy ConditionalDenoiser.
+    ``pretrained_weights=False``: a pretrained AR prior (``prior.pretrained``) gets its architecture only, not its
+    checkpoint's weights, for a caller that loads a state dict next (the model file holds the whole resized prior).
     """
     from kaleido.models.archs import IMAGE_ARCHS
 
@@ -49,7 +51,8 @@ def build_denoiser(meta: dict[str, Any]) -> Denoiser:
 
         return ImageDenoiser(meta["arch"], data_shape=meta["data_shape"], num_classes=meta["num_classes"],
                              vocab_size=meta.get("vocab_size", 0), seq_len=meta.get("seq_len", 0),
-                             class_names=meta.get("class_names"), latent_grammar=meta.get("latent_grammar"))
+                             class_names=meta.get("class_names"), latent_grammar=meta.get("latent_grammar"),
+                             pretrained_prior=pretrained_weights)
     return ConditionalDenoiser(meta["arch"], data_dim=meta["data_dim"], num_classes=meta["num_classes"],
                                vocab_size=meta["vocab_size"], seq_len=meta["seq_len"])
 
@@ -59,7 +62,7 @@ def load_denoiser(path: str | Path, device: str | torch.device = "cpu") -> tuple
     ckpt = load(path, device)
     if "ema" not in ckpt or "meta" not in ckpt:
         raise InputError(f"{path}: not a finished model file (keys {sorted(ckpt)}); rerun the training step")
-    model = build_denoiser(ckpt["meta"])
+    model = build_denoiser(ckpt["meta"], pretrained_weights=False)  # every weight comes from the file
     try:
         model.load_state_dict(ckpt["ema"])
     except RuntimeError as err:  # the model code changed since this file was trained

@@ -36,6 +36,7 @@ from kaleido.latents import EXTRACTORS
 from kaleido.latents.edits import EDITS
 from kaleido.methods import METHODS, NO_LATENT, ROLES
 from kaleido.models.archs import ARCHS
+from kaleido.models.t5_sizes import prior_source
 from metrics.features import FEATURE_NETS
 from metrics.metric_registry import config_properties
 from metrics.registry import load_plugins, plugin_kinds, plugin_names
@@ -212,6 +213,11 @@ def validate(cfg: dict[str, Any]) -> dict[str, Any]:
     if problems:
         raise ConfigError("invalid configuration:\n  " + "\n  ".join(problems))
     cfg = with_defaults(cfg)
+    misplaced = sorted(rule for rule, block in cfg.get("resources", {}).items()
+                       if "jobs" in block and rule != "latents")
+    if misplaced:
+        raise ConfigError(f"config.resources.{misplaced[0]}.jobs: only resources.latents takes `jobs` (the latent "
+                          "extraction jobs); sampling is split by the experiment's shard_size")
     for name, exp in cfg["experiments"].items():
         where = f"config.experiments.{name}"
         DATASETS.get(exp["data"]["name"]).validate(exp["data"], f"{where}.data")
@@ -226,6 +232,9 @@ def validate(cfg: dict[str, Any]) -> dict[str, Any]:
             if ROLES.get(METHODS.get(method).model).uses_latent and not exp["latents"]:
                 raise ConfigError(f"{where}.methods: method {method!r} needs at least one latent type under "
                                   f"{where}.latents; accepted latent types: {EXTRACTORS.names()}")
+        for role, model in exp["models"].items():
+            if "prior" in model:  # exactly one of size / pretrained
+                prior_source(model["prior"], f"{where}.models.{role}.prior")
         for scheme in SCHEMES.names():
             check = SCHEMES.get(scheme).check
             problem = check(exp[scheme]) if check else None
@@ -438,6 +447,17 @@ class Run:
     method: str
     latent: str
     guidance: str  # formatted, as in paths
+
+
+def latent_jobs(cfg: dict[str, Any], exp: dict[str, Any], latent: str) -> int:
+    """Extraction jobs of ``latent``: ``resources.latents.jobs`` where the experiment's images are sharded
+    (``data.shard_size``) and the extractor's strings are per image; else 1 (the stage's one job extracts all)."""
+    jobs = int(cfg.get("resources", {}).get("latents", {}).get("jobs", 1))
+    extractor = EXTRACTORS.get(latent)
+    spec = exp["latents"][latent]
+    if jobs <= 1 or not exp["data"].get("shard_size") or extractor.kind != "strings" or not extractor.per_item(spec):
+        return 1
+    return jobs
 
 
 def latents_of(exp: dict[str, Any], method: str) -> list[str]:

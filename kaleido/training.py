@@ -123,14 +123,15 @@ def train(spec: dict[str, Any], x: Any, labels: np.ndarray, tokens: np.ndarray |
     device = group.device
     prediction, loss_target = spec["diffusion"]["prediction"], spec["diffusion"].get("loss_target", "prediction")
     seed = derive_seed(spec["experiment"], spec["seed"], "train", spec["role"], spec["latent"])
+    ckpt_path = run_dir / "checkpoint.pt"
+    state = _resumable_checkpoint(ckpt_path, meta["config_hash"], device, group.rank == 0)
     torch.manual_seed(seed)  # parameter init
-    model = checkpoint.build_denoiser(meta).to(device)
+    # a resumed run takes every weight from its checkpoint: a pretrained prior's checkpoint is not read again
+    model = checkpoint.build_denoiser(meta, pretrained_weights=state is None).to(device)
     schedule = Schedule.for_model(spec["diffusion"], model.level_layout)
     ema = copy.deepcopy(model).requires_grad_(False)
     opt = torch.optim.Adam(param_groups(model, tr), betas=(0.9, 0.99), eps=1e-8)  # paper's Adam settings
     step, log = 0, []
-    ckpt_path = run_dir / "checkpoint.pt"
-    state = _resumable_checkpoint(ckpt_path, meta["config_hash"], device, group.rank == 0)
     if state is not None:
         model.load_state_dict(state["model"])
         ema.load_state_dict(state["ema"])

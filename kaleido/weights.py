@@ -48,6 +48,8 @@ from metrics.weights import WEIGHTS, HubRepo, WeightFile, WeightsDigestError
 
 #: config keys of a latent extractor's spec and of a model's ``context`` that name a pretrained model
 PRETRAINED_KEYS = ("captioner_path", "detector_path", "sam_path", "vq_path", "tokenizer", "encoder")
+#: config keys of a model's ``prior`` that name a pretrained model (``size`` is a random-init T5 size)
+PRIOR_KEYS = ("pretrained",)
 #: values of those keys that name no file: the in-stage tokenizer, random-init T5 sizes
 NOT_PRETRAINED = ("offline", *T5_SIZES)
 #: files of other frameworks in a hub repository, never read by the PyTorch loaders (flan-t5-xl would triple in size)
@@ -101,8 +103,8 @@ def feature_artifacts(exp: dict[str, Any], net: str) -> list[Artifact]:
     return out
 
 
-def _spec_artifacts(spec: dict[str, Any], where: str) -> list[Artifact]:
-    return [_named(spec[key], f"{where}.{key}") for key in PRETRAINED_KEYS
+def _spec_artifacts(spec: dict[str, Any], where: str, keys: tuple[str, ...] = PRETRAINED_KEYS) -> list[Artifact]:
+    return [_named(spec[key], f"{where}.{key}") for key in keys
             if isinstance(spec.get(key), str) and spec[key] not in NOT_PRETRAINED]
 
 
@@ -113,8 +115,10 @@ def latent_artifacts(exp: dict[str, Any], latent: str) -> list[Artifact]:
 
 
 def model_artifacts(exp: dict[str, Any], role: str) -> list[Artifact]:
-    """The pretrained context encoder / tokenizer of model ``role`` (none for random-init sizes)."""
-    return _spec_artifacts(exp["models"][role].get("context", {}), f"models.{role}.context")
+    """The pretrained context encoder / tokenizer and AR prior of model ``role`` (none for random-init sizes)."""
+    model = exp["models"][role]
+    return (_spec_artifacts(model.get("context", {}), f"models.{role}.context")
+            + _spec_artifacts(model.get("prior", {}), f"models.{role}.prior", PRIOR_KEYS))
 
 
 def stage_artifacts(cfg: dict[str, Any], name: str, stage: str, **keys: str) -> list[Artifact]:

@@ -89,16 +89,19 @@ def test_slurm_profile_dry_run_lists_every_stage(tmp_path, default_config):
 
 
 def test_imagenet_config_dry_run_job_count(tmp_path, repo):
-    """The paper-scale config plans 1068 jobs (features on three networks, 9 pretrained artifacts) but submits few:
-    900 sampling shards go in 113 groups, and the weights jobs run where Snakemake runs."""
+    """The paper-scale config plans 1116 jobs (features on three networks, 9 pretrained artifacts, 16 extraction jobs
+    for each of the 3 per-image latent types) but submits few: 900 sampling shards go in 113 groups, and the weights
+    jobs run where Snakemake runs."""
     workdir = make_workdir(tmp_path)
     (workdir / "config" / "config.yaml").write_text((repo / "config" / "imagenet256.yaml").read_text())
     proc = snakemake(workdir, "-n", "--profile", "slurm", "reports/table1.csv")
     counts = job_counts(proc)
     assert counts["sample"] == 900 and counts["train"] == 6 and counts["weights"] == 9, counts
-    assert sum(counts.values()) == 1068, counts
+    assert counts["latents_job"] == 48 and counts["latents"] == 4, counts
+    assert sum(counts.values()) == 1116, counts
     planned = submitted_jobs(proc.stdout + proc.stderr)
-    assert planned == {"data": 1, "latents": 4, "train": 6, "features_reference": 3, "group:sample_shards": 113,
+    assert planned == {"data": 1, "latents_job": 48, "latents": 4, "train": 6, "features_reference": 3,
+                       "group:sample_shards": 113,
                        "group:features": 14, "group:metrics": 2}, planned
 
 

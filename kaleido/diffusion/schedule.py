@@ -117,7 +117,8 @@ def in_base_space(schedule: Schedule, eps_fn: EpsFn, clip_x0: float | None, devi
     c_i(t) = √(1-ᾱ'_i) / √(1-ᾱ). The noise ε is the same in both, so DDPM's posterior, DDIM's update and the
     probability-flow ODE of y are those of x rescaled (Kingma et al. 2021, §3 "equivalence of diffusion
     specifications"). Returns (ε̂ as a function of (y_t, t), the clamp bound of ŷ_0 (clip_x0 / √s, (1, D) on
-    ``device`` in the samples' ``dtype``), and the map y_0 -> x_0). With an unshifted schedule everything passes through unchanged.
+    ``device`` in the samples' ``dtype``), and the map y_0 -> x_0). With an unshifted schedule everything passes
+    through unchanged.
     """
     if schedule.snr_divisor is None:
         return eps_fn, clip_x0, lambda y: y

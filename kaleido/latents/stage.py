@@ -4,6 +4,10 @@ A sharded data set is extracted part by part, one part per data shard, when the 
 (:func:`extract_in_parts`): each part's strings are saved beside the output as they are done, so a killed stage
 resumes at the first missing part, and the offline (CPU) extractors run their parts in parallel processes. The
 strings do not depend on the partition: each is a function of its image and context only.
+
+At scale the parts are spread over extraction jobs (``resources.latents.jobs``; the CLI's ``--job k --jobs K``,
+:func:`job_shards`): each job writes its data shards' part files and a done record, and the stage's final job only
+reads the parts, builds the tokenizer and writes the token file (the index training reads).
 """
 
 from __future__ import annotations
@@ -51,28 +55,39 @@ def _one_thread() -> None:
     threadpool_limits(1)
 
 
-def extract_in_parts(extractor: Any, latent: str, images: Any, ctx: ImageContext, spec: dict[str, Any], seed: int,
-                     out: Path, key: dict[str, Any], workers: int = 1) -> LatentStrings:
-    """The extractor's strings of every image, part by part when ``images`` is a sharded set and the strings are
-    per item (else in one call).
+def job_shards(count: int, job: int, jobs: int) -> list[int]:
+    """The data shards extraction job ``job`` of ``jobs`` owns: contiguous, near-equal blocks of ``range(count)``
+    (a job past the last shard owns none)."""
+    if not 0 <= job < jobs:
+        raise InputError(f"--job {job} is outside 0..{jobs - 1} (--jobs {jobs})")
+    return [int(k) for k in np.array_split(np.arange(count), jobs)[job]]
 
-    Finished parts are kept in :func:`part_paths` files whose meta is ``key`` (the stage's provenance: a rerun with
-    another config or code recomputes them); offline extractors run ``workers`` parts at a time in processes.
+
+def splits_by_part(extractor: Any, images: Any, spec: dict[str, Any]) -> bool:
+    """Whether ``images`` is extracted part by part (one part per data shard): a sharded set of >= 2 shards and an
+    extractor whose strings are per item."""
+    return isinstance(images, ShardedArray) and len(images.files) >= 2 and extractor.per_item(spec)
+
+
+def _finished(path: Path, stamp: str) -> bool:
+    if not path.is_file():
+        return False
+    try:
+        return json.dumps(load_npz(path, required=("strings",))["meta"], sort_keys=True) == stamp
+    except (InputError, OSError, KeyError):
+        return False
+
+
+def extract_parts(latent: str, images: ShardedArray, ctx: ImageContext, spec: dict[str, Any], seed: int, out: Path,
+                  key: dict[str, Any], shards: list[int], workers: int = 1) -> list[Path]:
+    """Write the :func:`part_paths` file of each data shard in ``shards`` not already finished under ``key`` (the
+    stage's provenance: a rerun with another config or code recomputes it); return those shards' part files.
+
+    Offline extractors run ``workers`` parts at a time in processes; pretrained ones run in this process (the GPU).
     """
-    if not isinstance(images, ShardedArray) or len(images.files) < 2 or not extractor.per_item(spec):
-        return extractor.extract_strings(images, ctx, spec, seed)
     paths = part_paths(out, len(images.files))
     stamp = json.dumps(key, sort_keys=True)
-
-    def finished(path: Path) -> bool:
-        if not path.is_file():
-            return False
-        try:
-            return json.dumps(load_npz(path, required=("strings",))["meta"], sort_keys=True) == stamp
-        except (InputError, OSError, KeyError):
-            return False
-
-    todo = [k for k, path in enumerate(paths) if not finished(path)]
+    todo = [k for k in shards if not _finished(paths[k], stamp)]
     run = functools.partial(_extract_part, latent, spec, seed, images, ctx)
     parallel = workers > 1 and len(todo) > 1 and spec.get("source", "offline") == "offline"
     pool = ProcessPoolExecutor(max_workers=min(workers, len(todo)), initializer=_one_thread) if parallel else None
@@ -84,6 +99,17 @@ def extract_in_parts(extractor: Any, latent: str, images: Any, ctx: ImageContext
     finally:
         if pool is not None:
             pool.shutdown(cancel_futures=True)
+    return [paths[k] for k in shards]
+
+
+def extract_in_parts(extractor: Any, latent: str, images: Any, ctx: ImageContext, spec: dict[str, Any], seed: int,
+                     out: Path, key: dict[str, Any], workers: int = 1) -> LatentStrings:
+    """The extractor's strings of every image, part by part when :func:`splits_by_part` (else in one call): the
+    parts the stage's extraction jobs (``--job``) have finished are read, the others extracted here
+    (:func:`extract_parts`)."""
+    if not splits_by_part(extractor, images, spec):
+        return extractor.extract_strings(images, ctx, spec, seed)
+    paths = extract_parts(latent, images, ctx, spec, seed, out, key, list(range(len(images.files))), workers)
     parts = [load_npz(path, required=("strings", "names", "added_tokens")) for path in paths]
     for path, part in zip(paths[1:], parts[1:], strict=True):
         if any(list(part[key]) != list(parts[0][key]) for key in ("names", "added_tokens")):
@@ -92,6 +118,13 @@ def extract_in_parts(extractor: Any, latent: str, images: Any, ctx: ImageContext
     strings = np.concatenate([part["strings"] for part in parts]) if parts else np.zeros(0, dtype="<U1")
     return LatentStrings(strings, names=[str(n) for n in parts[0]["names"]],
                          added_tokens=[str(t) for t in parts[0]["added_tokens"]])
+
+
+def image_context(data: dict[str, Any]) -> ImageContext:
+    """The per-image context (labels, class names, captions) the extractors read from a loaded data set."""
+    return ImageContext(labels=data["labels"],
+                        class_names=[str(c) for c in data["class_names"]] if "class_names" in data else None,
+                        captions=data.get("captions"))
 
 
 def extract_image_latents(extractor: Any, latent: str, data: dict[str, Any], spec: dict[str, Any], seed: int,
@@ -104,9 +137,7 @@ def extract_image_latents(extractor: Any, latent: str, data: dict[str, Any], spe
     images = data["x"]
     if images.ndim != 4:
         raise InputError(f"latent {latent!r} needs image data x (N, H, W, 3) uint8; got x of shape {images.shape}")
-    ctx = ImageContext(labels=data["labels"],
-                       class_names=[str(c) for c in data["class_names"]] if "class_names" in data else None,
-                       captions=data.get("captions"))
+    ctx = image_context(data)
     start = time.perf_counter()
     result = extract_in_parts(extractor, latent, images, ctx, spec, seed, Path(out), header["provenance"], workers)
     seconds = time.perf_counter() - start

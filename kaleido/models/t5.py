@@ -2,6 +2,8 @@
 
 Tiny configs are randomly initialised from a seeded :class:`transformers.T5Config` (no download); the paper's
 configs (``t5-xl``) load from a local directory or the local Hugging Face cache only, with a clear error if absent.
+The prior is either a random-init size or the decoder of a pretrained T5 / Flan-T5 checkpoint with its vocabulary
+resized to the latent tokenizer's (:func:`build_t5_prior`).
 
 Shapes: texts list[str] of length B; encoder states (B, S, C_enc) float32; mask (B, S) bool (True = real token);
 latent token ids (B, L) int64 in [0, vocab_size).
@@ -18,7 +20,7 @@ from torch import nn
 
 from kaleido.errors import ConfigError
 from kaleido.models.conditioning import filter_logits
-from kaleido.models.t5_sizes import T5_SIZES
+from kaleido.models.t5_sizes import DEFAULT_PRIOR, T5_SIZES, prior_source
 from kaleido.pretrained import resolve
 from kaleido.rng import counter_uniform
 from metrics.errors import InputError
@@ -72,6 +74,39 @@ def build_t5_encoder(spec: dict[str, Any], vocab_size: int) -> Any:
         raise _hf_missing(name, "T5 encoder weights", err) from None
 
 
+def pretrained_t5_config(name: str) -> Any:
+    """The T5Config of checkpoint ``name`` (a save_pretrained directory or a local HF name; config.json only)."""
+    from transformers import AutoConfig, T5Config
+
+    try:
+        config = AutoConfig.from_pretrained(resolve(name, "T5 prior"), local_files_only=True)
+    except (OSError, ValueError) as err:
+        raise _hf_missing(name, "T5 prior checkpoint", err) from None
+    if not isinstance(config, T5Config):
+        raise ConfigError(f"prior.pretrained {name!r} is a {config.model_type!r} model; accepted: a T5 / Flan-T5 "
+                          "checkpoint (model_type 't5', e.g. google/flan-t5-xl or google-t5/t5-large)")
+    return config
+
+
+def scales_decoder_output(config: Any) -> bool:
+    """Whether T5 multiplies the decoder's output by d_model**-0.5 before the LM head: T5 v1.0 (whose LM head is its
+    tied input embedding) does, T5 v1.1 / Flan-T5 (untied) do not. transformers >= 5 records this as
+    ``scale_decoder_outputs`` and always reports ``tie_word_embeddings``; earlier versions read it from
+    ``tie_word_embeddings``."""
+    return bool(getattr(config, "scale_decoder_outputs", config.tie_word_embeddings))
+
+
+def resize_rows(weight: torch.Tensor, rows: int) -> torch.Tensor:
+    """An embedding / LM-head matrix (V, d) resized to (rows, d): row i < min(V, rows) is row i of ``weight``; rows
+    past V are the mean of all V rows (what HF's ``resize_token_embeddings(mean_resizing=True)`` draws them around,
+    without its 1e-9-scaled noise, so the result is the same whatever the seed)."""
+    out = weight.new_empty(rows, weight.shape[1])
+    kept = min(rows, weight.shape[0])
+    out[:kept] = weight[:kept]
+    out[kept:] = weight.mean(dim=0, dtype=torch.float64).to(weight.dtype)
+    return out
+
+
 class T5ContextEncoder(nn.Module):
     """Frozen T5 encoder over class names or captions: texts -> (states (B, S, C), mask (B, S) bool).
 
@@ -118,8 +153,10 @@ class T5LatentPrior(nn.Module):
     """p_AR(z | c): a T5 decoder stack + LM head over latent token ids, cross-attending to encoder states.
 
     ``config``: a T5Config (its ``vocab_size`` is replaced by ``vocab_size``, the latent tokenizer's size incl. added
-    tokens); ``enc_dim``: width of the encoder states (projected to d_model when different). Token
-    ``config.decoder_start_token_id`` starts every sequence; ``pad_id`` marks padding after EOS.
+    tokens); ``enc_dim``: width of the encoder states (projected to d_model when different, else the identity).
+    Token ``config.decoder_start_token_id`` starts every sequence; ``pad_id`` marks padding after EOS. The decoder's
+    output is scaled by d_model**-0.5 before the LM head where the config says so (:func:`scales_decoder_output`).
+    :meth:`from_pretrained` starts it from a T5 / Flan-T5 checkpoint's decoder.
     """
 
     def __init__(self, config: Any, vocab_size: int, enc_dim: int, pad_id: int = 0, eos_id: int | None = 1) -> None:
@@ -137,6 +174,55 @@ class T5LatentPrior(nn.Module):
         self.enc_proj = nn.Linear(enc_dim, cfg.d_model) if enc_dim != cfg.d_model else nn.Identity()
         self.lm_head = nn.Linear(cfg.d_model, vocab_size, bias=False)
         self.dim = int(cfg.d_model)
+        self.output_scale = self.dim ** -0.5 if scales_decoder_output(cfg) else 1.0
+
+    @classmethod
+    def from_pretrained(cls, name: str, vocab_size: int, enc_dim: int, pad_id: int = 0, eos_id: int | None = 1,
+                        load_weights: bool = True) -> T5LatentPrior:
+        """The decoder of T5 / Flan-T5 checkpoint ``name`` (a save_pretrained directory or a local HF name, read
+        with ``local_files_only``), its vocabulary resized to ``vocab_size`` rows (:func:`resize_rows`: ids the
+        checkpoint has rows for keep them, the latent tokenizer's further ids start at the mean row).
+
+        Takes the decoder blocks and final layer norm, the shared embedding (the decoder's input embedding) and the
+        LM head. A checkpoint whose LM head is its embedding (T5 v1.0: it scales the decoder output) keeps them
+        one tied parameter; T5 v1.1 / Flan-T5 keep two. Dropout is off, as in the random-init sizes: the training
+        loop's draws are a function of (seed, step), and dropout's would come from the global generator.
+        ``load_weights=False`` reads config.json only: the same architecture, randomly initialised, for a state
+        dict to fill (sampling, resuming).
+        """
+        config = pretrained_t5_config(name)
+        config.dropout_rate = 0.0
+        prior = cls(config, vocab_size, enc_dim, pad_id=pad_id, eos_id=eos_id)
+        if scales_decoder_output(config):  # T5 v1.0: tied input and output embeddings
+            prior.lm_head.weight = prior.decoder.embed_tokens.weight
+        if load_weights:
+            prior._load_checkpoint(name)
+        return prior
+
+    @property
+    def tied(self) -> bool:
+        """Whether the LM head is the decoder's input embedding (one parameter)."""
+        return self.lm_head.weight is self.decoder.embed_tokens.weight
+
+    @torch.no_grad()
+    def _load_checkpoint(self, name: str) -> None:
+        """Copy the decoder stack, embedding (V_ckpt, d) and LM head (V_ckpt, d) of checkpoint ``name`` in, resized
+        to (vocab_size, d)."""
+        from transformers import T5ForConditionalGeneration
+
+        try:
+            source = T5ForConditionalGeneration.from_pretrained(resolve(name, "T5 prior"), local_files_only=True)
+        except (OSError, ValueError) as err:
+            raise _hf_missing(name, "T5 prior weights", err) from None
+        stack = {k: v for k, v in source.decoder.state_dict().items() if not k.startswith("embed_tokens.")}
+        missing, unexpected = self.decoder.load_state_dict(stack, strict=False)
+        if unexpected or set(missing) != {"embed_tokens.weight"}:
+            raise InputError(f"prior.pretrained {name!r}: its decoder does not fit the T5 decoder its config.json "
+                             f"describes (missing {sorted(set(missing) - {'embed_tokens.weight'})}, unexpected "
+                             f"{sorted(unexpected)}); accepted: a T5 / Flan-T5 checkpoint written by save_pretrained")
+        self.decoder.embed_tokens.weight.copy_(resize_rows(source.get_input_embeddings().weight, self.vocab_size))
+        if not self.tied:
+            self.lm_head.weight.copy_(resize_rows(source.get_output_embeddings().weight, self.vocab_size))
 
     def _decode(self, context: tuple[torch.Tensor, torch.Tensor], inp: torch.Tensor) -> torch.Tensor:
         states, mask = context
@@ -164,8 +250,7 @@ class T5LatentPrior(nn.Module):
         """Teacher forcing: next-token logits (B, L, V) for z_1..z_L and final-layer states (B, L, d) at z_1..z_L."""
         start = torch.full((tokens.shape[0], 1), self.start_id, dtype=torch.int64, device=tokens.device)
         h = self._decode(context, torch.cat([start, tokens], dim=1))  # (B, L+1, d)
-        scale = self.dim ** -0.5 if self.config.tie_word_embeddings else 1.0
-        return self.lm_head(h[:, :-1] * scale), h[:, 1:]
+        return self.lm_head(h[:, :-1] * self.output_scale), h[:, 1:]
 
     def loss(self, logits: torch.Tensor, tokens: torch.Tensor) -> torch.Tensor:
         """L_AR: mean cross-entropy over non-pad target tokens (the first pad after the text counts as EOS-less)."""
@@ -191,8 +276,7 @@ class T5LatentPrior(nn.Module):
         step = self._cached_step(context) if use_cache else (lambda prefix: self._decode(context, prefix)[:, -1])
         for k in range(seq_len):
             h = step(ids)
-            scale = self.dim ** -0.5 if self.config.tie_word_embeddings else 1.0
-            logits = self.lm_head(h * scale).double() / temperature
+            logits = self.lm_head(h * self.output_scale).double() / temperature
             if constraint is not None:
                 logits = constraint(ids[:, 1:], logits)
             probs = torch.softmax(filter_logits(logits, top_k, top_p), dim=-1)
@@ -209,3 +293,19 @@ class T5LatentPrior(nn.Module):
                stream: int, temperature: float = 1.0, **kwargs: Any) -> torch.Tensor:
         """Token ids only (the toy LatentPrior.sample signature)."""
         return self.generate(context, seq_len, seed, index, stream, temperature, **kwargs)[0]
+
+
+def build_t5_prior(arch: dict[str, Any], vocab_size: int, enc_dim: int, load_weights: bool = True) -> T5LatentPrior:
+    """The AR prior of image model ``arch``: ``arch["prior"]`` (default ``{"size": "t5_tiny"}``) is ``{size: a
+    T5_SIZES name}`` (random init from ``prior_seed``) or ``{pretrained: a T5 / Flan-T5 checkpoint}`` (its decoder
+    stack and LM head, vocabulary resized to ``vocab_size``; ``load_weights=False`` builds the same architecture from
+    the checkpoint's config.json only, for a model whose weights come from a state dict). ``pad_id`` / ``eos_id``
+    of the latent tokenizer come from ``arch`` (default 0 / 1)."""
+    kind, name = prior_source(arch.get("prior", DEFAULT_PRIOR), "model.prior")
+    pad_id, eos_id = int(arch.get("pad_id", 0)), arch.get("eos_id", 1)
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(int(arch.get("prior_seed", 0)))
+        if kind == "size":
+            return T5LatentPrior(t5_config(name, vocab_size), vocab_size, enc_dim, pad_id=pad_id, eos_id=eos_id)
+        return T5LatentPrior.from_pretrained(name, vocab_size, enc_dim, pad_id=pad_id, eos_id=eos_id,
+                                             load_weights=load_weights)

@@ -53,6 +53,8 @@ wildcard_constraints:
     guidance=r"[0-9][0-9.e+-]*",
     edit=_NAME,
     shard=r"[0-9][0-9][0-9]+",
+    job=r"[0-9]+",
+    jobs=r"[0-9]+",
     artifact=r"[A-Za-z0-9][A-Za-z0-9_.-]*",
 
 
@@ -136,6 +138,15 @@ def weights_spec(name):
                         "allowed_unverified": name in rules["allow_unverified"]})
 
 
+
+
+def latent_job_records(w):
+    """The done records of a latent's extraction jobs (kaleido.config.latent_jobs; none when the stage's one job
+    extracts everything)."""
+    jobs = kcfg.latent_jobs(CFG, kcfg.experiment(CFG, w.exp), w.latent)
+    if jobs <= 1:
+        return []
+    return [f"{RESULTS}/{w.exp}/latents/{w.latent}.job-{k}-of-{jobs}.json" for k in range(jobs)]
 
 
 def train_inputs(w):
