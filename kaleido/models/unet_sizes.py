@@ -10,7 +10,7 @@ from typing import Any
 # (a 256 outer level wrapping a 64 inner UNet, attention only in the inner low-resolution levels) with widths chosen
 # here to give the paper's ~500M parameters (508.9M at cond_dim 1024); it is not a copy of ml-mdm's config file.
 # Parameter counts (cond_dim 64 unless noted): unet_tiny 0.76M, unet_small 18.05M, nested_tiny 0.94M,
-# nested_small 31.74M, mdm_in256 508.86M (cond_dim 1024).
+# nested_small 31.74M, mdm_in256 508.86M (cond_dim 1024), mdm_in256_xs 133.30M (cond_dim 1024).
 UNET_SIZES: dict[str, dict[str, Any]] = {
     "unet_tiny": {"levels": [{"channels": [32, 64], "num_res_blocks": 1, "attn_levels": [1]}],
                   "emb_dim": 64, "heads": 2},
@@ -25,6 +25,11 @@ UNET_SIZES: dict[str, dict[str, Any]] = {
     "mdm_in256": {"levels": [{"channels": [64, 128, 256], "num_res_blocks": 2, "attn_levels": []},
                              {"channels": [256, 512, 1024, 1024], "num_res_blocks": 2, "attn_levels": [2, 3]}],
                   "emb_dim": 1024, "heads": 8},
+    # the autoguidance guide of mdm_in256 (Karras et al. 2024 guide EDM2-S with XS: the same network at half the
+    # channels, ~1/4 of the parameters; mdm_in256 is EDM2-M-sized, so its XS halves its channels likewise)
+    "mdm_in256_xs": {"levels": [{"channels": [32, 64, 128], "num_res_blocks": 2, "attn_levels": []},
+                                {"channels": [128, 256, 512, 512], "num_res_blocks": 2, "attn_levels": [2, 3]}],
+                     "emb_dim": 512, "heads": 8},
 }
 
 
