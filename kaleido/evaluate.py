@@ -41,6 +41,7 @@ from metrics.metric_registry import (
     per_net_metrics,
     resolve_options,
 )
+from metrics.store import npz_member_rows
 
 
 def toy_mode_metrics(samples: np.ndarray, labels: np.ndarray, data_spec: dict[str, Any], min_share: float
@@ -60,7 +61,7 @@ def toy_mode_metrics(samples: np.ndarray, labels: np.ndarray, data_spec: dict[st
 
 
 def network_metrics(real_path: Path, fake_path: Path, exp: dict[str, Any], bootstrap_seed: int,
-                    groups: Sequence[str] | None = None
+                    groups: Sequence[str] | None = None, prdc_reference_seed: int = 0
                     ) -> tuple[dict[str, float], dict[str, tuple[float, float]], np.ndarray | None, dict[str, Any],
                                int]:
     """Metrics of one network's generated features against its reference features, with bootstrap intervals.
@@ -68,30 +69,35 @@ def network_metrics(real_path: Path, fake_path: Path, exp: dict[str, Any], boots
     The registered metrics ``groups`` (:mod:`metrics.metric_registry`; None = every one that applies, with the
     options of the config's ``metrics`` block, else the entry's default). The per-condition ones (MSS and
     per-condition Vendi built in) follow the diversity protocol (``metrics.diversity_conditions`` x
-    ``diversity_per_condition``) when set. Returns (values, ci95, the protocol's rows or None, the metric options
-    used (``kid_subset_size`` capped at the set sizes), the number of reference rows).
+    ``diversity_per_condition``) when set. The reference features are read in place from their ``.npz``
+    (:func:`metrics.store.npz_member_rows`), chunk by chunk, never loaded whole (ImageNet's 1.28M x 2048 are
+    10 GB); ``metrics.prdc_reference`` = N draws P/R/D/C's N reference rows with ``prdc_reference_seed``. Returns
+    (values, ci95, the protocol's rows or None, the metric options used (``kid_subset_size`` capped at the set
+    sizes), the number of reference rows).
     """
     from metrics.suite import compute_with_ci, condition_subset  # torch: the command line answers --help without it
 
     opts = exp["metrics"]
-    real = load_npz(real_path, required=("features",))
+    real_features = npz_member_rows(real_path, "features")
     fake = load_npz(fake_path, required=("features", "labels"))
     if len(fake["features"]) != exp["num_samples"]:
         raise InputError(f"{fake_path}: {len(fake['features'])} generated items, config asks for "
                          f"num_samples={exp['num_samples']}; rerun the sample and features steps")
     options = resolve_options({o.name: opts.get(o.name) for o in all_options()}, selected=groups,
-                              num_real=len(real["features"]), num_fake=len(fake["features"]))
+                              num_real=len(real_features), num_fake=len(fake["features"]))
+    options["prdc_reference_seed"] = prdc_reference_seed
     run = {"bootstrap_resamples": opts["bootstrap_resamples"], "bootstrap_seed": bootstrap_seed,
-           "device": opts["knn_device"], "chunk_size": opts["knn_chunk_size"], **options}
+           "device": opts["knn_device"], "chunk_size": opts["knn_chunk_size"],
+           "key_chunk_size": opts["knn_key_chunk_size"], "knn_precision": opts["knn_precision"], **options}
     try:
-        values, ci95 = compute_with_ci(real["features"], fake["features"], labels_fake=fake["labels"],
+        values, ci95 = compute_with_ci(real_features, fake["features"], labels_fake=fake["labels"],
                                        logits_fake=fake.get("logits"), metrics=groups, **run)
         rows = None
         per_condition_metrics, per_condition_keys = per_condition(groups)
         if (opts["diversity_conditions"] or opts["diversity_per_condition"]) and per_condition_metrics:
             # the paper's 1K x 10 protocol
             rows = condition_subset(fake["labels"], opts["diversity_conditions"], opts["diversity_per_condition"])
-            sub, sub_ci = compute_with_ci(real["features"], fake["features"][rows], labels_fake=fake["labels"][rows],
+            sub, sub_ci = compute_with_ci(real_features, fake["features"][rows], labels_fake=fake["labels"][rows],
                                           metrics=per_condition_metrics, **run)
             for key in per_condition_keys:
                 values[key] = sub[key]
@@ -99,7 +105,7 @@ def network_metrics(real_path: Path, fake_path: Path, exp: dict[str, Any], boots
                     ci95[key] = sub_ci[key]
     except ValueError as err:
         raise InputError(f"metrics of {fake_path} vs {real_path}: {err}") from None
-    return values, ci95, rows, options, len(real["features"])
+    return values, ci95, rows, options, len(real_features)
 
 
 def parser() -> argparse.ArgumentParser:
@@ -125,8 +131,9 @@ def main(argv: Sequence[str] | None = None) -> None:
     spec = config.stage_spec(cfg, args.experiment, "evaluate", method=args.method, latent=args.latent,
                              guidance=args.guidance)
     bootstrap_seed = derive_seed(args.experiment, exp["seed"], "evaluate", "bootstrap")
-    values, ci95, diversity_rows, metric_options, num_reference = network_metrics(args.real, args.fake, exp,
-                                                                                  bootstrap_seed)
+    prdc_reference_seed = derive_seed(args.experiment, exp["seed"], "evaluate", "prdc_reference")
+    values, ci95, diversity_rows, metric_options, num_reference = network_metrics(
+        args.real, args.fake, exp, bootstrap_seed, prdc_reference_seed=prdc_reference_seed)
     kept = per_net_keys()
     for net, real_path, fake_path in args.extra:  # FD, Vendi and MSS on another network: keys "<metric>_<net>"
         extra, extra_ci, *_ = network_metrics(Path(real_path), Path(fake_path), exp, bootstrap_seed,
@@ -162,6 +169,9 @@ def main(argv: Sequence[str] | None = None) -> None:
                            **{k: opts[k] for k in ("modes_min_share", "bootstrap_resamples")},
                            "bootstrap_seed": bootstrap_seed,
                            "num_reference": num_reference,
+                           keys.PRDC_NUM_REFERENCE: (num_reference if metric_options["prdc_reference"] == "full"
+                                                     else metric_options["prdc_reference"]),
+                           keys.PRDC_REFERENCE_SEED: prdc_reference_seed,
                            "diversity_conditions": opts["diversity_conditions"],
                            "diversity_per_condition": opts["diversity_per_condition"],
                            "diversity_num_samples": int(exp["num_samples"] if diversity_rows is None

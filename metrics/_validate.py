@@ -8,32 +8,52 @@ import numpy as np
 import torch
 
 
+def reads_on_demand(features: object) -> bool:
+    """Whether ``features`` is read row block by row block rather than held: a :class:`metrics.store.ShardedArray`
+    (or any array-like marked ``reads_on_demand``) or a ``numpy.memmap``. Such inputs are checked by
+    :func:`check_feature_array` and read in chunks by the metrics that stream (P/R/D/C, FD, KID)."""
+    return bool(getattr(features, "reads_on_demand", False)) or isinstance(features, np.memmap)
+
+
+def check_feature_array(features: object, name: str, *, min_rows: int = 1) -> object:
+    """``features`` itself if its dtype and shape are those of a real (n, d) feature array with at least
+    ``min_rows`` rows and one column, else ValueError naming what is wrong. Reads no values: finiteness is checked
+    by whoever reads them (:func:`as_features`, or chunk by chunk)."""
+    dtype, shape = np.dtype(features.dtype), tuple(features.shape)
+    if dtype.kind == "O" or not (np.issubdtype(dtype, np.number) or dtype == np.bool_):
+        raise ValueError(f"{name}: dtype {dtype} is not numeric; expected a real (n, d) feature array")
+    if np.issubdtype(dtype, np.complexfloating):
+        raise ValueError(f"{name}: complex dtype {dtype}; expected a real (n, d) feature array")
+    if len(shape) != 2:
+        raise ValueError(f"{name}: shape {shape} has {len(shape)} dimension(s); expected a 2-D (n, d) array")
+    if shape[1] == 0:
+        raise ValueError(f"{name}: shape {shape} has no feature columns; expected d >= 1")
+    if shape[0] < min_rows:
+        raise ValueError(f"{name}: shape {shape} has {shape[0]} row(s); at least {min_rows} required")
+    return features
+
+
+def check_finite(array: np.ndarray, name: str, first_row: int = 0) -> None:
+    """ValueError naming the first row (counted from ``first_row``) of (n, d) ``array`` holding NaN or inf."""
+    finite = np.isfinite(array)
+    if not finite.all():
+        bad_rows = np.flatnonzero(~finite.all(axis=1))
+        kind = "NaN" if np.isnan(array).any() else "inf"
+        raise ValueError(
+            f"{name}: {bad_rows.size} row(s) contain {kind} values (first bad row {first_row + bad_rows[0]}); "
+            "all features must be finite"
+        )
+
+
 def as_features(features: object, name: str, *, min_rows: int = 1) -> np.ndarray:
     """Return ``features`` as a float64 array of shape (n, d), or raise ValueError.
 
     Accepts any array-like of real numbers with exactly two dimensions, at least ``min_rows`` rows and at least
     one column, and only finite values.
     """
-    array = np.asarray(features)
-    if array.dtype == object or not (np.issubdtype(array.dtype, np.number) or array.dtype == np.bool_):
-        raise ValueError(f"{name}: dtype {array.dtype} is not numeric; expected a real (n, d) feature array")
-    if np.iscomplexobj(array):
-        raise ValueError(f"{name}: complex dtype {array.dtype}; expected a real (n, d) feature array")
-    if array.ndim != 2:
-        raise ValueError(f"{name}: shape {array.shape} has {array.ndim} dimension(s); expected a 2-D (n, d) array")
-    if array.shape[1] == 0:
-        raise ValueError(f"{name}: shape {array.shape} has no feature columns; expected d >= 1")
-    if array.shape[0] < min_rows:
-        raise ValueError(f"{name}: shape {array.shape} has {array.shape[0]} row(s); at least {min_rows} required")
+    array = check_feature_array(np.asarray(features), name, min_rows=min_rows)
     array = np.asarray(array, dtype=np.float64)
-    finite = np.isfinite(array)
-    if not finite.all():
-        bad_rows = np.flatnonzero(~finite.all(axis=1))
-        kind = "NaN" if np.isnan(array).any() else "inf"
-        raise ValueError(
-            f"{name}: {bad_rows.size} row(s) contain {kind} values (first bad row {bad_rows[0]}); "
-            "all features must be finite"
-        )
+    check_finite(array, name)
     return array
 
 
@@ -96,6 +116,21 @@ def row_norms(x: np.ndarray, name: str) -> np.ndarray:
         raise ValueError(f"{name}: {zero_rows.size} row(s) are all zeros (first: row {zero_rows[0]}); cosine "
                          "similarity needs non-zero feature vectors")
     return norms
+
+
+#: ``prdc_reference`` value for the whole reference set (the paper's protocol)
+FULL_REFERENCE = "full"
+
+
+def check_reference(value: object) -> int | str:
+    """A ``prdc_reference`` value: "full" (the whole reference set) or an integer N >= 2 (a seeded subset of N
+    reference rows), else ValueError naming it and what is accepted."""
+    if value == FULL_REFERENCE:
+        return FULL_REFERENCE
+    if isinstance(value, bool) or not isinstance(value, int | np.integer) or value < 2:
+        raise ValueError(f"prdc_reference={value!r}; expected {FULL_REFERENCE!r} (the whole reference set) or an "
+                         "integer N >= 2 (a seeded subset of N reference rows)")
+    return int(value)
 
 
 def check_order(q: float) -> float:

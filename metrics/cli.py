@@ -21,14 +21,17 @@ import json
 import math
 import os
 import sys
+import zipfile
 from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
 from metrics import keys
 from metrics.io import write_json_atomic
 from metrics.registry import load_plugins
+from metrics.store import npy_rows, npz_member_rows
 
 EXIT_USAGE = 2
 NPZ_FEATURES_KEY = "features"
@@ -42,10 +45,12 @@ RECORDED_PACKAGES = ("torch", "torchvision", "torch-fidelity", "transformers", "
 _MAGIC = {".npy": b"\x93NUMPY", ".npz": b"PK"}
 
 
-def load_array(path: str | os.PathLike[str], npz_key: str) -> np.ndarray:
+def load_array(path: str | os.PathLike[str], npz_key: str, on_demand: bool = False) -> Any:
     """Array stored in ``path``: a ``.npy`` file, or the entry ``npz_key`` of a ``.npz`` archive.
 
-    An empty, truncated or non-numpy file is refused by name (:class:`ValueError`), never unpickled.
+    ``on_demand``: return a :class:`metrics.store.ShardedArray` read in place, row chunk by row chunk (a reference
+    set of 1.28M x 2048 features is never loaded whole); a compressed ``.npz`` entry is loaded. An empty,
+    truncated or non-numpy file is refused by name (:class:`ValueError`), never unpickled.
     """
     path = Path(path)
     if not path.is_file():
@@ -66,10 +71,12 @@ def load_array(path: str | os.PathLike[str], npz_key: str) -> np.ndarray:
         raise ValueError(f"{path}: truncated or unreadable numpy file ({type(error).__name__}: {error}); write it "
                          "again with numpy") from None
     if suffix == ".npy":
-        return loaded
+        return npy_rows(path) if on_demand else loaded
     with loaded:
         if npz_key not in loaded.files:
             raise ValueError(f"{path}: the .npz has keys {sorted(loaded.files)}; expected an array named {npz_key!r}")
+        if on_demand and loaded.zip.getinfo(f"{npz_key}.npy").compress_type == zipfile.ZIP_STORED:
+            return npz_member_rows(path, npz_key)
         return loaded[npz_key]
 
 
@@ -93,6 +100,7 @@ def _run_metrics(args: argparse.Namespace, real: np.ndarray, fake: np.ndarray, l
     options = resolve_options(given, selected=selected, num_real=len(real), num_fake=len(fake))
     values, ci95 = compute_with_ci(real, fake, labels_fake=labels, logits_fake=logits, metrics=selected,
                                    device=args.device, chunk_size=args.chunk_size,
+                                   key_chunk_size=args.key_chunk_size, knn_precision=args.knn_precision,
                                    bootstrap_resamples=getattr(args, "bootstrap_resamples", 0),
                                    bootstrap_seed=getattr(args, "seed", 0), **options)
     record: dict[str, object] = dict(values)
@@ -107,7 +115,7 @@ def _run_metrics(args: argparse.Namespace, real: np.ndarray, fake: np.ndarray, l
 def run_from_features(args: argparse.Namespace) -> int:
     """Handler of ``from-features``: load both sets, compute the chosen metrics (default: every one that applies),
     print (and optionally save) them."""
-    real = load_array(args.real, NPZ_FEATURES_KEY)
+    real = load_array(args.real, NPZ_FEATURES_KEY, on_demand=True)  # read in chunks by the metrics that stream
     fake = load_array(args.fake, NPZ_FEATURES_KEY)
     labels = None if args.labels_fake is None else load_array(args.labels_fake, NPZ_LABELS_KEY)
     logits = None if args.logits_fake is None else load_array(args.logits_fake, NPZ_LOGITS_KEY)
@@ -202,7 +210,14 @@ def _add_metric_options(parser: argparse.ArgumentParser, default_metrics: str) -
     parser.add_argument("--metrics", help=f"comma-separated subset of {','.join(metric_names())} "
                                           f"(default {default_metrics})")
     add_arguments(parser)
-    parser.add_argument("--chunk-size", type=int, default=1024, help="rows per distance block (default 1024)")
+    parser.add_argument("--chunk-size", type=int, default=1024,
+                        help="query rows per k-NN distance block (default 1024)")
+    parser.add_argument("--key-chunk-size", type=int, default=0,
+                        help="key rows per k-NN distance block and rows held on --device at once (default 0: as "
+                             "many as half its free memory holds)")
+    parser.add_argument("--knn-precision", choices=keys.KNN_PRECISIONS, default="auto",
+                        help="k-NN distance filter; pairs it cannot certify are recomputed in float64, so every "
+                             "choice gives the same numbers (default auto: tf32 on CUDA tensor cores, else float32)")
 
 
 def _plugin_parser(default: object = None) -> argparse.ArgumentParser:

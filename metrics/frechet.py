@@ -18,7 +18,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from metrics._validate import as_features, check_device, check_same_dim
+from metrics._validate import as_features, check_device, check_feature_array, check_same_dim, reads_on_demand
 
 # Eigenvalues below -_NEG_EIG_RTOL * max|eigenvalue| are treated as a real error, not rounding.
 _NEG_EIG_RTOL = 1e-9
@@ -26,19 +26,20 @@ _NEG_EIG_RTOL = 1e-9
 _ASYM_RTOL = 1e-6
 
 
-def gaussian_stats(features: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def gaussian_stats(features: np.ndarray, device: str | torch.device | None = None) -> tuple[np.ndarray, np.ndarray]:
     """Mean and unbiased covariance of ``features``, accumulated in float64.
 
     Args:
-        features: (n, d) array, n >= 2 samples of d-dimensional features (any real dtype), or a
-            :class:`metrics.store.ShardedArray` of them (reduced chunk by chunk, :class:`Moments`).
+        features: (n, d) array, n >= 2 samples of d-dimensional features (any real dtype), or an array read on
+            demand (:class:`metrics.store.ShardedArray`, ``numpy.memmap``: reduced 65536 rows at a time,
+            :class:`Moments`, each chunk's products on ``device`` when given).
     Returns:
         ``(mu, sigma)``: mu of shape (d,), sigma of shape (d, d) (``np.cov(rowvar=False)``, divisor n - 1,
         as torch-fidelity's ``fid_features_to_statistics``).
     """
-    if getattr(features, "reads_on_demand", False):  # a feature set in shards: one chunk in memory at a time
+    if reads_on_demand(features):  # a feature set on disk: one chunk in memory at a time
         step = 65536
-        return streaming_gaussian_stats(features[a:a + step] for a in range(0, len(features), step))
+        return streaming_gaussian_stats((features[a:a + step] for a in range(0, len(features), step)), device)
     x = as_features(features, "features", min_rows=2)
     mu = x.mean(axis=0)
     sigma = np.atleast_2d(np.cov(x, rowvar=False))
@@ -60,12 +61,17 @@ class Moments:
     scatter: np.ndarray
 
     @classmethod
-    def of(cls, features: np.ndarray) -> Moments:
-        """Moments of one (n, d) chunk (n >= 1)."""
+    def of(cls, features: np.ndarray, device: str | torch.device | None = None) -> Moments:
+        """Moments of one (n, d) chunk (n >= 1), the scatter product on ``device`` when given (float64 either way)."""
         x = as_features(features, "features")
-        mean = x.mean(axis=0)
-        centred = x - mean
-        return cls(len(x), mean, centred.T @ centred)
+        if device is None or torch.device(device).type == "cpu":
+            mean = x.mean(axis=0)
+            centred = x - mean
+            return cls(len(x), mean, centred.T @ centred)
+        rows = torch.as_tensor(x, device=device)
+        mean_t = rows.mean(dim=0)
+        centred_t = rows - mean_t
+        return cls(len(x), mean_t.cpu().numpy(), (centred_t.T @ centred_t).cpu().numpy())
 
     def merge(self, other: Moments) -> Moments:
         check_same_dim(self.mean[None], other.mean[None])
@@ -81,11 +87,13 @@ class Moments:
         return self.mean, self.scatter / (self.n - 1)
 
 
-def streaming_gaussian_stats(chunks: Iterable[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
-    """Mean and unbiased covariance of the rows of all ``chunks`` (each (n_k, d)), holding one chunk at a time."""
+def streaming_gaussian_stats(chunks: Iterable[np.ndarray], device: str | torch.device | None = None
+                             ) -> tuple[np.ndarray, np.ndarray]:
+    """Mean and unbiased covariance of the rows of all ``chunks`` (each (n_k, d)), holding one chunk at a time
+    (its scatter product on ``device`` when given)."""
     total: Moments | None = None
     for chunk in chunks:
-        part = Moments.of(chunk)
+        part = Moments.of(chunk, device)
         total = part if total is None else total.merge(part)
     if total is None:
         raise ValueError("features: no chunks; expected at least 2 rows")
@@ -164,6 +172,8 @@ def frechet_distance(mu1: np.ndarray, sigma1: np.ndarray, mu2: np.ndarray, sigma
 
 def _gaussian_stats_torch(features: np.ndarray, device: torch.device) -> tuple[np.ndarray, np.ndarray]:
     """:func:`gaussian_stats` with the float64 covariance product on ``device`` (same formula, divisor n - 1)."""
+    if reads_on_demand(features):
+        return gaussian_stats(features, device)
     x = torch.as_tensor(features, dtype=torch.float64, device=device)
     mu = x.mean(dim=0)
     centred = x - mu
@@ -177,10 +187,17 @@ def fd_from_features(real: np.ndarray, fake: np.ndarray, device: str | torch.dev
     ``device``: where the float64 (d, d) covariances are accumulated and decomposed (a CUDA device makes the
     O(n d^2) and O(d^3) parts fast at 50K x 2048).
     """
-    real = as_features(real, "real", min_rows=2)
-    fake = as_features(fake, "fake", min_rows=2)
+    real, fake = _feature_rows(real, "real"), _feature_rows(fake, "fake")
     check_same_dim(real, fake)
     device = check_device(device)
     if device.type == "cpu":
         return frechet_distance(*gaussian_stats(real), *gaussian_stats(fake))
     return frechet_distance(*_gaussian_stats_torch(real, device), *_gaussian_stats_torch(fake, device), device=device)
+
+
+def _feature_rows(features: object, name: str) -> object:
+    """An array read on demand, checked by shape and dtype (its values are checked as its chunks are read), or the
+    features as a checked float64 array."""
+    if reads_on_demand(features):
+        return check_feature_array(features, name, min_rows=2)
+    return as_features(features, name, min_rows=2)

@@ -50,6 +50,12 @@ KID_SUBSETS = "kid_subsets"
 KID_SUBSET_SIZE = "kid_subset_size"
 MSS_INCLUDE_DIAGONAL = "mss_include_diagonal"
 BOOTSTRAP_RESAMPLES = "bootstrap_resamples"
+PRDC_REFERENCE_SEED = "prdc_reference_seed"  # seed of a P/R/D/C reference subset (prdc_reference = N)
+PRDC_NUM_REFERENCE = "prdc_num_reference"  # reference rows P/R/D/C used (all of them for prdc_reference "full")
+
+#: distance-filter precisions of the exact k-NN (metrics.knn_kernels; "auto": TF32 on CUDA tensor cores, else
+#: float32). A setting of speed only: every precision gives the same numbers.
+KNN_PRECISIONS: tuple[str, ...] = ("auto", "float64", "float32", "tf32")
 
 #: top-level key of the metric JSON holding {metric key: [low, high]} percentile-bootstrap 95% intervals
 CI95 = "ci95"

@@ -15,7 +15,14 @@ import numpy as np
 import torch
 
 from metrics import keys
-from metrics._validate import as_features, check_device, check_positive_int, check_same_dim
+from metrics._validate import (
+    as_features,
+    check_device,
+    check_feature_array,
+    check_positive_int,
+    check_same_dim,
+    reads_on_demand,
+)
 
 #: torch-fidelity's defaults (``torch_fidelity.defaults.DEFAULTS``)
 DEFAULT_SUBSETS = 100
@@ -58,7 +65,8 @@ def kid(
     subset_size = check_positive_int(subset_size, "kid_subset_size", minimum=2)
     degree = check_positive_int(degree, "kid_degree")
     device = check_device(device)
-    real = as_features(real, "real")
+    on_demand = reads_on_demand(real)  # a reference on disk: only its subsets are read
+    real = check_feature_array(real, "real") if on_demand else as_features(real, "real")
     fake = as_features(fake, "fake")
     check_same_dim(real, fake)
     for name, array in (("real", real), ("fake", fake)):
@@ -66,12 +74,14 @@ def kid(
             raise ValueError(f"kid_subset_size={subset_size} exceeds the {array.shape[0]} {name} rows; "
                              f"use a subset size <= min(n_real, n_fake)")
     gamma = 1.0 / real.shape[1] if gamma is None else float(gamma)
-    real_t = torch.as_tensor(real, dtype=torch.float64, device=device)
+    real_t = None if on_demand else torch.as_tensor(real, dtype=torch.float64, device=device)
     fake_t = torch.as_tensor(fake, dtype=torch.float64, device=device)
     rng = np.random.RandomState(seed)
     values = np.empty(subsets)
     for i in range(subsets):
         rows_fake = torch.as_tensor(rng.choice(len(fake), subset_size, replace=False), device=device)
-        rows_real = torch.as_tensor(rng.choice(len(real), subset_size, replace=False), device=device)
-        values[i] = _mmd2_unbiased_poly(fake_t[rows_fake], real_t[rows_real], degree, gamma, coef0)
+        rows_real = rng.choice(len(real), subset_size, replace=False)
+        subset_real = (torch.as_tensor(as_features(real[rows_real], "real"), device=device) if real_t is None
+                       else real_t[torch.as_tensor(rows_real, device=device)])
+        values[i] = _mmd2_unbiased_poly(fake_t[rows_fake], subset_real, degree, gamma, coef0)
     return {keys.KID: float(values.mean()), keys.KID_STD: float(values.std())}

@@ -13,7 +13,7 @@ from metrics.inception_score import inception_score
 from metrics.kid import kid
 from metrics.metric_registry import MetricInputs
 from metrics.mss import mss
-from metrics.prdc import prdc
+from metrics.prdc import prdc, reference_rows
 from metrics.vendi import vendi_per_condition, vendi_score
 
 
@@ -21,8 +21,12 @@ def fd(inputs: MetricInputs) -> dict[str, float]:
     return {keys.FD: fd_from_features(inputs.real, inputs.fake, device=inputs.device)}
 
 
-def prdc_metric(inputs: MetricInputs, *, k_pr: int, k_dc: int) -> dict[str, float]:
-    return prdc(inputs.real, inputs.fake, k_pr=k_pr, k_dc=k_dc, chunk_size=inputs.chunk_size, device=inputs.device)
+def prdc_metric(inputs: MetricInputs, *, k_pr: int, k_dc: int, prdc_reference: int | str,
+                prdc_reference_seed: int) -> dict[str, float]:
+    rows = reference_rows(len(inputs.real), prdc_reference, prdc_reference_seed)  # None: the whole reference set
+    real = inputs.real if rows is None else inputs.real[rows]
+    return prdc(real, inputs.fake, k_pr=k_pr, k_dc=k_dc, chunk_size=inputs.chunk_size, device=inputs.device,
+                key_chunk_size=inputs.key_chunk_size, precision=inputs.knn_precision)
 
 
 def vendi(inputs: MetricInputs, *, vendi_q: float) -> dict[str, float]:

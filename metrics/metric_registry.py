@@ -31,8 +31,8 @@ from metrics.registry import Registry
 #: what a metric may need beyond the generated features, and the compute_all argument that gives it
 NEEDS: dict[str, str] = {"real": "real", "labels": "labels_fake", "logits": "logits_fake"}
 #: compute_all / compute_with_ci parameters that no option may shadow
-RESERVED = frozenset({"real", "fake", "labels_fake", "logits_fake", "device", "chunk_size", "metrics",
-                      "bootstrap_resamples", "bootstrap_seed"})
+RESERVED = frozenset({"real", "fake", "labels_fake", "logits_fake", "device", "chunk_size", "key_chunk_size",
+                      "knn_precision", "metrics", "bootstrap_resamples", "bootstrap_seed"})
 _NAME = re.compile(r"^[a-z][a-z0-9_]*$")
 _METRIC_NAME = re.compile(r"^[a-z][a-z0-9_-]*$")
 
@@ -41,18 +41,24 @@ _METRIC_NAME = re.compile(r"^[a-z][a-z0-9_-]*$")
 class MetricInputs:
     """What a metric's compute function receives, checked by :func:`metrics.suite.compute_all`.
 
-    ``real``: (n_real, d) float64 reference features (None when no selected metric needs them); ``fake``:
+    ``real``: (n_real, d) float64 reference features (None when no selected metric needs them), or, when the
+    caller passed one, an array read on demand (:class:`metrics.store.ShardedArray`, ``numpy.memmap``: any real
+    dtype, not yet checked finite; slice it in row chunks, or ``np.asarray`` it to load it whole); ``fake``:
     (n_fake, d) float64 generated features, finite, same d; ``labels``: (n_fake,) condition ids or None;
     ``logits``: (n_fake, classes) classifier logits or None; ``device``: the torch device for heavy linear algebra;
-    ``chunk_size``: rows per distance block.
+    ``chunk_size``: query rows per distance block; ``key_chunk_size``: key rows per distance block and rows held on
+    the device at once (0 = from free memory); ``knn_precision``: the k-NN distance filter (``keys.KNN_PRECISIONS``;
+    speed only, the numbers are the same).
     """
 
-    real: np.ndarray | None
+    real: Any
     fake: np.ndarray
     labels: np.ndarray | None
     logits: np.ndarray | None
     device: Any
     chunk_size: int
+    key_chunk_size: int = 0
+    knn_precision: str = "auto"
 
 
 @dataclass(frozen=True)
@@ -308,6 +314,25 @@ def _order(value: Any) -> float:
     return check_order(value)
 
 
+def _reference(value: Any) -> int | str:
+    from metrics._validate import check_reference
+
+    return check_reference(value)
+
+
+def parse_reference(text: str) -> int | str:
+    """argparse type for ``prdc_reference``: 'full' or an integer N >= 2."""
+    if text == "full":
+        return text
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 2:
+        raise argparse.ArgumentTypeError(f"{text!r} is neither 'full' nor an integer >= 2")
+    return value
+
+
 def fd_title(feature_net: str) -> str:
     """FD's name by feature network: FID (Inception), FD-DINOv2, else FD (<net>)."""
     if feature_net == "inception":
@@ -330,7 +355,12 @@ register_metric(Metric(
      ResultKey(keys.DENSITY, False, "Density", 40), ResultKey(keys.COVERAGE, False, "Coverage", 50)),
     (Option("k_pr", 3, "k for precision/recall", _integer("k_pr", 1), flag="--k", schema={"type": "integer",
                                                                                               "minimum": 1}),
-     Option("k_dc", 5, "k for density/coverage", _integer("k_dc", 1), schema={"type": "integer", "minimum": 1})),
+     Option("k_dc", 5, "k for density/coverage", _integer("k_dc", 1), schema={"type": "integer", "minimum": 1}),
+     Option("prdc_reference", "full", "P/R/D/C reference rows: full (the whole reference set, the paper's "
+            "protocol) or N (a subset of N rows, seeded by prdc_reference_seed)", _reference, parse=parse_reference,
+            schema={"oneOf": [{"const": "full"}, {"type": "integer", "minimum": 2}], "x-absent-means": "full"}),
+     Option("prdc_reference_seed", 0, "seed of the prdc_reference subset (the harness derives it from the "
+            "experiment seed)", _integer("prdc_reference_seed", 0), config=False)),
     needs=("real",), min_rows=lambda o: (max(o["k_pr"], o["k_dc"]) + 1, o["k_pr"] + 1),
     reference="prdc.compute_prdc (https://github.com/clovaai/generative-evaluation-prdc)",
     description="k-NN precision/recall (Kynkäänniemi et al. 2019) and density/coverage (Naeem et al. 2020)"))

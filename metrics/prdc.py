@@ -12,11 +12,15 @@ Definitions, exactly as ``prdc.compute_prdc`` (NAVER, v0.2) but with separate k 
 
 All comparisons are strict ``<`` as in prdc (the original P/R paper's ``<=`` differs only on exact ties).
 
-Nothing of size n x n is ever built. Two exact backends compute the same numbers:
+Nothing of size n x n is ever built, and neither set has to fit in memory. Two exact backends compute the same
+numbers:
 
-* ``"brute"``: distance blocks of ``chunk_size`` query rows against a whole set, with torch on ``device``
-  (float64), keeping only the k smallest per row (radii) or boolean reductions (ball tests). Peak memory is
-  about ``3 * chunk_size * max(n_real, n_fake) * 8`` bytes.
+* ``"brute"`` (:mod:`metrics.knn`): both sets streamed through ``device`` in blocks of ``chunk_size`` query rows
+  against key chunks of ``key_chunk_size`` rows, reading the sets in chunks (arrays, ``numpy.memmap`` or
+  :class:`metrics.store.ShardedArray`: a 1.28M x 2048 reference is never loaded whole). Distances are filtered in
+  ``precision`` (float64, float32 or TF32) and every decision the filter cannot certify is recomputed with the
+  canonical float64 formula (:mod:`metrics.knn_kernels`), so results do not depend on the chunk sizes, the
+  precision or the device.
 * ``"tree"`` (d <= 8, CPU): ``scipy.spatial.cKDTree`` proposes candidates (k+1+slack nearest neighbours; balls
   with radius inflated by 1e-9 relative), then every candidate distance is recomputed with the *same*
   elementwise float64 formula the brute backend uses in low dimension and the same strict tests are applied,
@@ -24,137 +28,106 @@ Nothing of size n x n is ever built. Two exact backends compute the same numbers
   per batch of ``chunk_size`` balls: about density * k_dc * chunk_size for typical data, at most
   chunk_size * n (each pair costs ~60 bytes as Python lists and index arrays).
 
-``"auto"`` picks ``"tree"`` for d <= 8 and ``"brute"`` otherwise.
+``"auto"`` picks ``"tree"`` for d <= 8 and ``"brute"`` otherwise. The distance is the canonical one of
+:mod:`metrics.knn_kernels`: the direct formula for d <= 8, else the Gram form ``sqrt(|x|^2 + |y|^2 - 2 x.y)`` in
+float64 as scikit-learn (and so ``prdc``) computes it, with its dot products summed in a fixed order.
 """
 
 from __future__ import annotations
 
+import logging
+import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import torch
 from scipy.spatial import cKDTree
 
 from metrics import keys
-from metrics._validate import as_features, check_device, check_positive_int, check_same_dim
+from metrics._validate import (
+    FULL_REFERENCE,
+    as_features,
+    check_device,
+    check_feature_array,
+    check_positive_int,
+    check_reference,
+    check_same_dim,
+    reads_on_demand,
+)
+from metrics.knn import BallTests, RowSource, ball_tests, knn_radii, make_kernel, make_plan
+from metrics.knn_kernels import LOW_DIM_MAX, PRECISIONS, direct_dist
 
-# Up to this dimension distances are computed as sqrt(sum_j (x_j - y_j)^2), accumulated one coordinate at a
-# time (elementwise IEEE ops: bit-identical on CPU and GPU, and between the two backends); above it through
-# the Gram expansion ||x||^2 + ||y||^2 - 2 x.y with a matrix product, like scikit-learn (which prdc uses).
-LOW_DIM_MAX = 8
+_LOG = logging.getLogger(__name__)
 # Relative margin between the KD-tree's own distance arithmetic and ours (both are within a few ulp).
 _TREE_REL_MARGIN = 1e-9
 # Extra neighbours the KD-tree returns beyond k+1, so near-ties at the k-th neighbour are resolved exactly.
 _TREE_KNN_SLACK = 4
 
 
-def _pairwise_dist(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-    """Euclidean distances, float64.
+@dataclass(frozen=True)
+class KnnSettings:
+    """How a backend runs (never what it returns): ``chunk_size`` query rows per block (KD-tree: balls per batch),
+    ``key_chunk_size`` key rows per block and rows held per pass (0 = from free memory), torch ``device``, filter
+    ``precision`` (one of :data:`metrics.knn_kernels.PRECISIONS`)."""
 
-    Args:
-        x: (a, d) query points. y: (b, d) reference points. Same dtype and device.
-    Returns:
-        (a, b) tensor of distances ``||x_i - y_j||``.
-    """
-    if x.shape[1] <= LOW_DIM_MAX:
-        return _direct_dist(x[:, None, :], y[None, :, :])
-    sq = x.square().sum(1)[:, None] + y.square().sum(1)[None, :] - 2.0 * (x @ y.T)
-    return sq.clamp_min_(0.0).sqrt_()
-
-
-def _direct_dist(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-    """``sqrt(sum_j (x_j - y_j)^2)`` over the last axis of broadcastable x, y, one coordinate at a time.
-
-    Used for the whole low-dimensional path (blocks and candidate pairs), so equal inputs give bit-equal output.
-    """
-    acc = (x[..., 0] - y[..., 0]).square_()
-    for j in range(1, x.shape[-1]):
-        acc.add_((x[..., j] - y[..., j]).square_())
-    return acc.sqrt_()
-
-
-@dataclass
-class _BallTests:
-    """Per-point outcomes of the ball tests, from which all four metrics follow.
-
-    fake_in_real_pr: (n_fake,) bool, fake y lies in some real ball of radius r_kpr.
-    real_in_fake_pr: (n_real,) bool, real x lies in some fake ball of radius r_kpr.
-    fake_count_dc: (n_fake,) int64, number of real balls of radius r_kdc that contain fake y.
-    real_covered_dc: (n_real,) bool, real ball of radius r_kdc contains some fake y.
-    """
-
-    fake_in_real_pr: np.ndarray
-    real_in_fake_pr: np.ndarray
-    fake_count_dc: np.ndarray
-    real_covered_dc: np.ndarray
+    chunk_size: int = 1024
+    key_chunk_size: int = 0
+    device: torch.device = torch.device("cpu")
+    precision: str = "auto"
 
 
 # ----------------------------------------------------------------------------------------------------------------
-# Brute-force backend: chunked distance blocks with torch.
+# Brute-force backend: streamed blocks with torch (metrics.knn).
 
 
-def _knn_radii_brute(points: torch.Tensor, ks: tuple[int, ...], chunk_size: int) -> dict[int, torch.Tensor]:
-    """Radii r_k for each k in ``ks``: (k+1)-th smallest distance to the set, self included at exactly 0.
+def _ball_tests_brute(real: Any, fake: Any, k_pr: int, k_dc: int, settings: KnnSettings) -> BallTests:
+    """All ball tests by streamed brute force on ``settings.device`` (any readable (n, d) inputs). Logs the plan
+    and each phase's seconds at INFO (``extra``: ``phase``, ``seconds``), for the logs of long runs."""
+    real_rows = RowSource(real, "real", min_rows=max(k_pr, k_dc) + 1)
+    fake_rows = RowSource(fake, "fake", min_rows=k_pr + 1)
+    kernel = make_kernel(real_rows.dim, settings.precision, settings.device, centre_from=fake_rows)
+    plan = make_plan(kernel, settings.device, real_rows.dim, max(real_rows.dtype.itemsize, fake_rows.dtype.itemsize),
+                     max(len(real_rows), len(fake_rows)), settings.chunk_size, settings.key_chunk_size)
+    _LOG.info("P/R/D/C: %d real x %d fake rows of d=%d on %s, filter %s, blocks of %d x %d rows", len(real_rows),
+              len(fake_rows), real_rows.dim, plan.device, getattr(kernel, "precision", "exact"), plan.block_rows,
+              plan.chunk_rows)
+    clock = _PhaseClock(plan.device)
+    real_radii = knn_radii(real_rows, tuple(sorted({k_pr, k_dc})), kernel, plan)
+    clock.done("real_radii")
+    fake_radius = knn_radii(fake_rows, (k_pr,), kernel, plan)[k_pr]
+    clock.done("fake_radii")
+    tests = ball_tests(real_rows, fake_rows, real_radii, fake_radius, k_pr, k_dc, kernel, plan)
+    clock.done("ball_tests")
+    return tests
 
-    Args:
-        points: (n, d) float64 tensor. ks: neighbour counts, each < n.
-    Returns:
-        {k: (n,) float64 tensor}.
-    """
-    n = points.shape[0]
-    k_max = max(ks)
-    out = {k: torch.empty(n, dtype=points.dtype, device=points.device) for k in ks}
-    for start in range(0, n, chunk_size):
-        stop = min(start + chunk_size, n)
-        block = _pairwise_dist(points[start:stop], points)  # (c, n)
-        rows = torch.arange(stop - start, device=points.device)
-        block[rows, rows + start] = 0.0  # the Gram formula leaves ~1e-8 on the diagonal; make self exactly 0
-        smallest = torch.topk(block, k_max + 1, dim=1, largest=False, sorted=True).values  # (c, k_max + 1)
-        for k in ks:
-            out[k][start:stop] = smallest[:, k]
-    return out
 
+class _PhaseClock:
+    """Seconds per phase, logged at INFO (the device is synchronised first, only when INFO is on)."""
 
-def _ball_tests_brute(
-    real: np.ndarray, fake: np.ndarray, k_pr: int, k_dc: int, chunk_size: int, device: str | torch.device
-) -> _BallTests:
-    """All ball tests by chunked brute force on ``device``; see module docstring for memory."""
-    real_t = torch.as_tensor(real, dtype=torch.float64, device=device)
-    fake_t = torch.as_tensor(fake, dtype=torch.float64, device=device)
-    real_radii = _knn_radii_brute(real_t, tuple(sorted({k_pr, k_dc})), chunk_size)
-    fake_radius_pr = _knn_radii_brute(fake_t, (k_pr,), chunk_size)[k_pr]
+    def __init__(self, device: torch.device) -> None:
+        self.device, self.last = device, time.perf_counter()
 
-    fake_in_real_pr = torch.zeros(fake_t.shape[0], dtype=torch.bool, device=device)
-    fake_count_dc = torch.zeros(fake_t.shape[0], dtype=torch.int64, device=device)
-    real_in_fake_pr = torch.zeros(real_t.shape[0], dtype=torch.bool, device=device)
-    real_covered_dc = torch.zeros(real_t.shape[0], dtype=torch.bool, device=device)
-    for start in range(0, real_t.shape[0], chunk_size):
-        stop = min(start + chunk_size, real_t.shape[0])
-        block = _pairwise_dist(real_t[start:stop], fake_t)  # (c, n_fake): d(real x, fake y)
-        inside_pr = block < real_radii[k_pr][start:stop, None]
-        fake_in_real_pr |= inside_pr.any(dim=0)
-        inside_dc = inside_pr if k_dc == k_pr else block < real_radii[k_dc][start:stop, None]
-        fake_count_dc += inside_dc.sum(dim=0)
-        real_covered_dc[start:stop] = inside_dc.any(dim=1)
-        real_in_fake_pr[start:stop] = (block < fake_radius_pr[None, :]).any(dim=1)
-    return _BallTests(
-        fake_in_real_pr=fake_in_real_pr.cpu().numpy(),
-        real_in_fake_pr=real_in_fake_pr.cpu().numpy(),
-        fake_count_dc=fake_count_dc.cpu().numpy(),
-        real_covered_dc=real_covered_dc.cpu().numpy(),
-    )
+    def done(self, phase: str) -> None:
+        if not _LOG.isEnabledFor(logging.INFO):
+            return
+        if self.device.type == "cuda":
+            torch.cuda.synchronize(self.device)
+        now = time.perf_counter()
+        _LOG.info("P/R/D/C: %s in %.2f s", phase, now - self.last, extra={"phase": phase, "seconds": now - self.last})
+        self.last = now
 
 
 # ----------------------------------------------------------------------------------------------------------------
-# KD-tree backend (low dimension): tree proposes candidates, exact tests use _direct_dist.
+# KD-tree backend (low dimension): tree proposes candidates, exact tests use direct_dist.
 
 
 def _knn_radii_tree(points: np.ndarray, tree: cKDTree, ks: tuple[int, ...], chunk_size: int) -> dict[int, np.ndarray]:
-    """Same radii as :func:`_knn_radii_brute` (bit-identical), from KD-tree candidates.
+    """Same radii as the brute backend's (:func:`metrics.knn.knn_radii`, bit-identical), from KD-tree candidates.
 
     The tree returns the m nearest neighbours by its own arithmetic; we recompute their distances with
-    :func:`_direct_dist` and take the (k+1)-th smallest. That is exact unless a point the tree left out could
+    :func:`direct_dist` and take the (k+1)-th smallest. That is exact unless a point the tree left out could
     be closer (by our arithmetic) than that value, which is only possible when the tree's m-th distance is
     within rounding of it: those rows are re-queried with twice as many neighbours.
     """
@@ -168,7 +141,7 @@ def _knn_radii_tree(points: np.ndarray, tree: cKDTree, ks: tuple[int, ...], chun
         while pending.size:
             tree_dist, index = tree.query(points[pending], k=num_neighbours, workers=-1)  # (p, m) each
             tree_dist, index = tree_dist.reshape(len(pending), -1), index.reshape(len(pending), -1)
-            ours = _direct_dist(points_t[pending][:, None, :], points_t[index]).numpy()  # (p, m)
+            ours = direct_dist(points_t[pending][:, None, :], points_t[index]).numpy()  # (p, m)
             ours.sort(axis=1)
             exact = (num_neighbours == n) | (tree_dist[:, -1] * (1.0 - _TREE_REL_MARGIN) >= ours[:, k_max])
             for k in ks:
@@ -203,20 +176,20 @@ def _strict_ball_pairs(
             continue
         centre_idx = np.repeat(np.arange(start, stop), counts)
         other_idx = np.concatenate([np.asarray(c, dtype=np.int64) for c in candidates])
-        dist = _direct_dist(centres_t[centre_idx], others_t[other_idx]).numpy()
+        dist = direct_dist(centres_t[centre_idx], others_t[other_idx]).numpy()
         keep = dist < radii[centre_idx]
         yield centre_idx[keep], other_idx[keep]
 
 
-def _ball_tests_tree(
-    real: np.ndarray, fake: np.ndarray, k_pr: int, k_dc: int, chunk_size: int, device: str | torch.device
-) -> _BallTests:
-    """All ball tests with KD-tree candidates (CPU only; ``device`` is ignored)."""
-    del device
+def _ball_tests_tree(real: Any, fake: Any, k_pr: int, k_dc: int, settings: KnnSettings) -> BallTests:
+    """All ball tests with KD-tree candidates (CPU, inputs loaded as float64; ``settings.device`` is ignored)."""
+    real = as_features(real, "real", min_rows=max(k_pr, k_dc) + 1)
+    fake = as_features(fake, "fake", min_rows=k_pr + 1)
+    chunk_size = settings.chunk_size
     real_tree, fake_tree = cKDTree(real), cKDTree(fake)
     real_radii = _knn_radii_tree(real, real_tree, tuple(sorted({k_pr, k_dc})), chunk_size)
     fake_radius_pr = _knn_radii_tree(fake, fake_tree, (k_pr,), chunk_size)[k_pr]
-    tests = _BallTests(
+    tests = BallTests(
         fake_in_real_pr=np.zeros(fake.shape[0], dtype=bool),
         real_in_fake_pr=np.zeros(real.shape[0], dtype=bool),
         fake_count_dc=np.zeros(fake.shape[0], dtype=np.int64),
@@ -236,7 +209,7 @@ def _ball_tests_tree(
     return tests
 
 
-BACKENDS: dict[str, Callable[..., _BallTests]] = {"brute": _ball_tests_brute, "tree": _ball_tests_tree}
+BACKENDS: dict[str, Callable[..., BallTests]] = {"brute": _ball_tests_brute, "tree": _ball_tests_tree}
 """Exact ball-test backends by name; ``method="auto"`` in :func:`prdc` resolves to one of them."""
 
 
@@ -253,14 +226,32 @@ def resolve_method(method: str, feature_dim: int) -> str:
     return method
 
 
+def reference_rows(num_rows: int, reference: int | str, seed: int) -> np.ndarray | None:
+    """The reference rows P/R/D/C uses: None for "full", else N distinct row indices of ``num_rows``, drawn by
+    ``numpy.random.default_rng(seed)`` without replacement and sorted (so they are read in file order).
+
+    Raises ValueError when N exceeds ``num_rows``.
+    """
+    reference = check_reference(reference)
+    if reference == FULL_REFERENCE:
+        return None
+    if reference > num_rows:
+        raise ValueError(f"prdc_reference={reference} exceeds the {num_rows} reference rows; use "
+                         f"{FULL_REFERENCE!r} or an integer <= {num_rows}")
+    return np.sort(np.random.default_rng(seed).choice(num_rows, size=reference, replace=False)).astype(np.int64)
+
+
 def prdc(
-    real: np.ndarray,
-    fake: np.ndarray,
+    real: Any,
+    fake: Any,
     k_pr: int = 3,
     k_dc: int = 5,
     chunk_size: int = 1024,
     device: str | torch.device = "cpu",
     method: str = "auto",
+    *,
+    key_chunk_size: int = 0,
+    precision: str = "auto",
 ) -> dict[str, float]:
     """Precision, recall (k = ``k_pr``), density and coverage (k = ``k_dc``) of ``fake`` against ``real``.
 
@@ -268,13 +259,18 @@ def prdc(
     docstring for the definitions and for memory use).
 
     Args:
-        real: (n_real, d) reference features, n_real > max(k_pr, k_dc).
-        fake: (n_fake, d) generated features, n_fake > k_pr.
+        real: (n_real, d) reference features, n_real > max(k_pr, k_dc): an array, a ``numpy.memmap`` or a
+            :class:`metrics.store.ShardedArray` (the brute backend reads it in chunks; float32 stays float32).
+        fake: (n_fake, d) generated features, n_fake > k_pr, same kinds.
         k_pr: neighbour count for the precision/recall radii (Kynkäänniemi et al. use 3).
         k_dc: neighbour count for the density/coverage radii (Naeem et al.'s README uses 5).
         chunk_size: query rows per distance block (brute) or per KD-tree batch (tree); bounds memory.
         device: torch device for the brute backend ("cpu", "cuda", ...).
         method: "auto" (tree for d <= 8, else brute), "tree" or "brute"; all give identical numbers.
+        key_chunk_size: brute: key rows per distance block, and rows of one set held on the device at once
+            (0 = as many as half the free device memory holds, :func:`metrics.knn.make_plan`).
+        precision: brute, d > 8: the distance filter, "auto" (TF32 on CUDA tensor cores, float32 elsewhere),
+            "float64", "float32" or "tf32"; the answer is the canonical float64 one in every case.
     Returns:
         ``{keys.PRECISION, keys.RECALL, keys.DENSITY, keys.COVERAGE}`` -> float; precision, recall and coverage in
         [0, 1], density in [0, n_real / k_dc].
@@ -282,15 +278,19 @@ def prdc(
     k_pr = check_positive_int(k_pr, "k_pr")
     k_dc = check_positive_int(k_dc, "k_dc")
     chunk_size = check_positive_int(chunk_size, "chunk_size")
-    device = check_device(device)
-    real = as_features(real, "real", min_rows=max(k_pr, k_dc) + 1)
-    fake = as_features(fake, "fake", min_rows=k_pr + 1)
+    key_chunk_size = check_positive_int(key_chunk_size, "key_chunk_size", minimum=0)
+    if precision not in PRECISIONS:
+        raise ValueError(f"precision={precision!r}; expected one of {', '.join(map(repr, PRECISIONS))}")
+    settings = KnnSettings(chunk_size, key_chunk_size, check_device(device), precision)
+    real = real if reads_on_demand(real) else np.asarray(real)
+    fake = fake if reads_on_demand(fake) else np.asarray(fake)
+    check_feature_array(real, "real", min_rows=max(k_pr, k_dc) + 1)
+    check_feature_array(fake, "fake", min_rows=k_pr + 1)
     check_same_dim(real, fake)
-    backend = BACKENDS[resolve_method(method, real.shape[1])]
-    tests = backend(real, fake, k_pr, k_dc, chunk_size, device)
+    tests = BACKENDS[resolve_method(method, real.shape[1])](real, fake, k_pr, k_dc, settings)
     return {
         keys.PRECISION: float(tests.fake_in_real_pr.mean()),
         keys.RECALL: float(tests.real_in_fake_pr.mean()),
-        keys.DENSITY: float(tests.fake_count_dc.sum() / (k_dc * fake.shape[0])),
+        keys.DENSITY: float(tests.fake_count_dc.sum() / (k_dc * tests.fake_in_real_pr.shape[0])),
         keys.COVERAGE: float(tests.real_covered_dc.mean()),
     }

@@ -22,6 +22,8 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import struct
+import zipfile
 from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -161,6 +163,62 @@ class ShardedArray:
                     os.close(fd)
                 except OSError:
                     pass
+
+
+def npy_rows(path: str | os.PathLike[str]) -> ShardedArray:
+    """A C-ordered ``.npy`` file as a :class:`ShardedArray` (one shard): read on demand with ``os.pread``, so, unlike
+    a ``numpy.memmap``, the rows read do not stay in the reader's resident memory. ValueError/OSError when the file
+    is not a whole C-ordered ``.npy`` of at least one dimension."""
+    path = Path(path)
+    shape, dtype, offset = _npy_layout(path)
+    if not shape or path.stat().st_size < offset + int(np.prod(shape, dtype=np.int64)) * dtype.itemsize:
+        raise ValueError(f"{path}: a 0-d or truncated .npy (header says {shape} {dtype}); expected rows")
+    return ShardedArray([path], [shape[0]], shape[1:], dtype, [offset])
+
+
+def npz_member_rows(path: str | os.PathLike[str], key: str) -> ShardedArray:
+    """Array ``key`` of an uncompressed ``.npz`` (``numpy.savez``, :func:`metrics.io.save_npz_atomic`: every stage's
+    feature files) as a :class:`ShardedArray` over the bytes inside the archive: read on demand, never loaded whole
+    (a 1.28M x 2048 reference feature array is 10 GB).
+
+    The member's data start is found from its local zip header and its ``.npy`` header. The zip CRC is not checked
+    (the member is never read in one piece); :func:`metrics.io.verify_zip` checks it when wanted. Raises
+    :class:`InputError` naming the file when the array is missing, compressed (``numpy.savez_compressed``),
+    Fortran-ordered or truncated; FileNotFoundError when the file is.
+    """
+    path = Path(path)
+    try:
+        with zipfile.ZipFile(path) as archive:
+            info = archive.getinfo(f"{key}.npy")
+        with open(path, "rb") as handle:
+            handle.seek(info.header_offset)
+            local = handle.read(30)  # the local file header: signature ... name length, extra length
+            if len(local) < 30 or local[:4] != b"PK\x03\x04":
+                raise ValueError("bad local zip header")
+            name_length, extra_length = struct.unpack("<HH", local[26:30])
+            data_start = info.header_offset + 30 + name_length + extra_length
+            if info.compress_type != zipfile.ZIP_STORED:
+                raise InputError(f"{path}: array {key!r} is compressed; read it with load_npz, or write the file "
+                                 "with numpy.savez (save_npz_atomic) to read it in place")
+            handle.seek(data_start)
+            shape, dtype = read_npy_header(handle)
+            offset = handle.tell()
+    except InputError:
+        raise
+    except FileNotFoundError:
+        raise FileNotFoundError(f"{path}: file not found") from None
+    except KeyError:
+        raise InputError(f"{path}: missing array {key!r}") from None
+    except (zipfile.BadZipFile, ValueError, OSError, EOFError, struct.error) as err:
+        raise InputError(f"{path}: unreadable {key!r} ({type(err).__name__}: {err}); delete it and rerun the step "
+                         "that makes it") from None
+    if not shape:
+        raise InputError(f"{path}: {key!r} is a 0-d array; expected rows")
+    size = int(np.prod(shape, dtype=np.int64)) * dtype.itemsize
+    if offset - data_start + size != info.file_size or offset + size > path.stat().st_size:
+        raise InputError(f"{path}: {key!r} is truncated (its header says {shape} {dtype}); delete it and rerun the "
+                         "step that makes it")
+    return ShardedArray([path], [shape[0]], shape[1:], dtype, [offset])
 
 
 def _progress_path(path: Path) -> Path:

@@ -13,8 +13,16 @@ from typing import Any
 import numpy as np
 import torch
 
+from metrics import keys
 from metrics import metric_functions as _builtin_metrics  # noqa: F401  (named by reference: in the code hash)
-from metrics._validate import as_features, check_device, check_positive_int, check_same_dim
+from metrics._validate import (
+    as_features,
+    check_device,
+    check_feature_array,
+    check_positive_int,
+    check_same_dim,
+    reads_on_demand,
+)
 from metrics.bootstrap import bootstrap_ci
 from metrics.metric_registry import METRICS, NEEDS, Metric, MetricInputs, all_options, metric_names, spread_keys
 from metrics.registry import resolve
@@ -82,6 +90,8 @@ def compute_all(
     logits_fake: np.ndarray | None = None,
     device: str | torch.device = "cpu",
     chunk_size: int = 1024,
+    key_chunk_size: int = 0,
+    knn_precision: str = "auto",
     metrics: Collection[str] | None = None,
     **options: Any,
 ) -> dict[str, float]:
@@ -89,12 +99,15 @@ def compute_all(
 
     Args:
         real: (n_real, d) reference features, n_real >= 2 and > the k of P/R and D/C (None: only metrics that do
-            not need them).
+            not need them); an array read on demand (:class:`metrics.store.ShardedArray`, ``numpy.memmap``) stays
+            unloaded: P/R/D/C and FD read it in chunks, KID reads its subsets.
         fake: (n_fake, d) generated features, same d, n_fake >= 2 and > k_pr, no all-zero rows (Vendi, MSS).
         labels_fake: optional (n_fake,) condition id per fake row; adds per-condition mean Vendi and MSS.
         logits_fake: optional (n_fake, classes) classifier logits; adds the Inception Score.
         device: torch device for the k-NN distance blocks, KID kernels and the float64 linear algebra of FD and
-            whole-set Vendi. chunk_size: rows per distance block.
+            whole-set Vendi. chunk_size: query rows per distance block. key_chunk_size: key rows per distance block
+            and rows held on the device at once (0 = from free memory). knn_precision: the k-NN distance filter,
+            one of ``keys.KNN_PRECISIONS`` (speed only: every choice gives the canonical float64 answer).
         metrics: run these registered metrics (ValueError when one lacks its input: "mss" labels, "is" logits,
             "kid" kid_subsets > 0), or None: every one that applies.
         options: the metrics' options (built in: ``k_pr`` 3, ``k_dc`` 5, ``vendi_q`` 1 (``math.inf`` allowed),
@@ -110,6 +123,9 @@ def compute_all(
     """
     values = _options(options)
     chunk_size = check_positive_int(chunk_size, "chunk_size")
+    key_chunk_size = check_positive_int(key_chunk_size, "key_chunk_size", minimum=0)
+    if knn_precision not in keys.KNN_PRECISIONS:
+        raise ValueError(f"knn_precision={knn_precision!r}; expected one of {', '.join(keys.KNN_PRECISIONS)}")
     device = check_device(device)
     given = {"real": real is not None, "labels": labels_fake is not None, "logits": logits_fake is not None}
     selected = _selected(metrics, given, values)
@@ -119,7 +135,8 @@ def compute_all(
             need_real, need_fake = metric.min_rows(values)
             real_rows, fake_rows = max(real_rows, need_real), max(fake_rows, need_fake)
     if real is not None:
-        real = as_features(real, "real", min_rows=real_rows)
+        real = (check_feature_array(real, "real", min_rows=real_rows) if reads_on_demand(real)
+                else as_features(real, "real", min_rows=real_rows))
     fake = as_features(fake, "fake", min_rows=fake_rows)
     if real is not None:
         check_same_dim(real, fake)
@@ -127,7 +144,7 @@ def compute_all(
     logits_fake = _check_rows(logits_fake, fake.shape[0], "logits_fake", 2)
 
     inputs = MetricInputs(real=real, fake=fake, labels=labels_fake, logits=logits_fake, device=device,
-                          chunk_size=chunk_size)
+                          chunk_size=chunk_size, key_chunk_size=key_chunk_size, knn_precision=knn_precision)
     results: dict[str, float] = {}
     for metric in selected:
         found = resolve(metric.compute)(inputs, **{option.name: values[option.name] for option in metric.options})

@@ -116,7 +116,7 @@ def test_autoguidance_models_share_one_data_space(default_config):
             "'nested_unet' with 2 resolution level(s), mdm_bad: arch 'unet' with 1 resolution level(s)") in msg
 
 
-@pytest.mark.parametrize("name", ["config.yaml", "shapes.yaml", "imagenet256.yaml"])
+@pytest.mark.parametrize("name", ["config.yaml", "shapes.yaml", "imagenet256.yaml", "cc12m.yaml"])
 def test_shipped_configs_are_valid(repo, name):
     config.load(repo / "config" / name)
 

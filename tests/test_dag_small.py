@@ -105,7 +105,23 @@ def test_imagenet_config_dry_run_job_count(tmp_path, repo):
                        "group:features": 14, "group:metrics": 2}, planned
 
 
-@pytest.mark.parametrize("config_name", ["config.yaml", "imagenet256.yaml"])
+def test_cc12m_config_dry_run_job_count(tmp_path, repo):
+    """The text-to-image config plans in seconds without its data (``--configfile``, as a user runs it): 1222 jobs,
+    64 extraction jobs for each of the 3 per-image latent types, 8 pretrained artifacts (no SSCD: MSS needs several
+    samples per caption), the same 900 sampling shards as ImageNet in 113 groups."""
+    workdir = make_workdir(tmp_path)
+    proc = snakemake(workdir, "-n", "--profile", "slurm", "reports/table1.csv", "--configfile", "config/cc12m.yaml")
+    counts = job_counts(proc)
+    assert counts["sample"] == 900 and counts["train"] == 6 and counts["weights"] == 8, counts
+    assert counts["latents_job"] == 192 and counts["latents"] == 4, counts
+    assert counts["features_reference"] == 2 and counts["evaluate"] == 36, counts
+    assert sum(counts.values()) == 1222, counts
+    planned = submitted_jobs(proc.stdout + proc.stderr)
+    assert planned == {"data": 1, "latents_job": 192, "latents": 4, "train": 6, "features_reference": 2,
+                       "group:sample_shards": 113, "group:features": 9, "group:metrics": 2}, planned
+
+
+@pytest.mark.parametrize("config_name", ["config.yaml", "imagenet256.yaml", "cc12m.yaml"])
 def test_group_jobs_request_one_gpu(repo, config_name):
     """Snakemake's own group sizing (GroupResources.basic_layered) under the profile's per-group limits: a group
     of GPU sampling shards asks for one GPU and runs them in series; CPU groups run their jobs side by side."""

@@ -180,3 +180,23 @@ def test_types_without_a_grammar_are_left_unconstrained() -> None:
     assert grammar.from_meta(None, 1) is None
     with pytest.raises(ValueError, match="no grammar for latent type 'voken'"):
         grammar.ItemGrammar("voken", ["a"], NAMES, 1)
+
+
+def test_an_open_vocabulary_of_caption_nouns_is_looked_up_by_prefix():
+    """``queries: caption_nouns`` (config/cc12m.yaml) gives hundreds of thousands of names: the grammar finds the
+    characters a name prefix may continue with by bisection, with the same answers as a scan of every name."""
+    rng = np.random.default_rng(0)
+    letters = list("abcdefghijklmnopqrstuvwxyz")
+    names = sorted({" ".join("".join(rng.choice(letters, rng.integers(2, 8))) for _ in range(rng.integers(1, 3)))
+                    for _ in range(50_000)})
+    texts = [None, None, *letters, " ", "(", ")", ",", ";", *map(str, range(10)), "ab", "cat"]
+    g = grammar.ItemGrammar("bbox", texts, names, eos_id=0)
+    for prefix in ["", "a", "ab", "q", "zz", "zzzzzzzz", names[123][:3], names[123], names[123] + " ("]:
+        scan = {h[len(prefix)] for h in g.heads if h.startswith(prefix) and len(h) > len(prefix)}
+        assert g._next_chars(prefix) == scan, prefix
+    state = ("name", "", True)
+    for char in names[123]:  # every character of a known name is allowed, and the name then takes its numbers
+        assert g.allowed(state)[texts.index(char)]
+        state = g._step(state, char)
+    assert g._step(g._step(state, " "), "(") == ("num", 0, "", ())
+    assert g._step(("name", "", False), "9") is None  # no name starts with a digit

@@ -243,3 +243,80 @@ def test_the_imagenet_detector_is_asked_for_each_image_s_own_class(tmp_path, dat
     with pytest.raises(InputError, match="class_map"):
         EXTRACTORS.get("bbox").extract_strings(data["x"], ImageContext(labels, None), spec, 0)
 
+
+
+#: a CC12M-like caption set: nouns with modifiers, a possessive, a verb, and a caption that names nothing
+CAPTIONS = np.array(["Dog laying on a human's lap", "Here it is!", "a red car and two blue bicycles",
+                     "a cat sat on the mat"])
+CAPTION_NOUNS = [["dog", "human lap"], [], ["red car", "blue bicycles"], ["cat", "mat"]]
+
+
+def _caption_ctx(captions):
+    """The context the ``captions`` data set gives: each item its own condition, the caption as its name."""
+    return ImageContext(np.arange(len(captions)), [str(c) for c in captions], captions)
+
+
+def test_the_cc12m_detector_is_asked_for_each_caption_s_nouns(tmp_path, data, monkeypatch):
+    """``queries: caption_nouns`` (config/cc12m.yaml): OWL is asked, per image, for the noun phrases of the image's
+    own caption and nothing else; a caption without a noun phrase asks nothing, gets no boxes, and is counted."""
+    from kaleido import config
+    from kaleido.latents.objects import NO_QUERY_COUNT, HFDetector
+
+    paper = config.load(REPO / "config" / "cc12m.yaml")["experiments"]["cc12m"]["latents"]
+    assert paper["bbox"]["queries"] == paper["blob"]["queries"] == "caption_nouns"
+    asked = []
+    call = HFDetector.__call__
+    monkeypatch.setattr(HFDetector, "__call__", lambda self, images, queries=None: asked.extend(queries) or
+                        call(self, images, queries))
+    spec = {"source": "pretrained", "detector_path": str(_tiny_owlvit(tmp_path / "owl")), "score_threshold": 1e-6,
+            "queries": "caption_nouns", "order": "found", "batch_size": 3}
+    EXTRACTORS.get("bbox").validate(spec, "bbox")
+    res = EXTRACTORS.get("bbox").extract_strings(data["x"], _caption_ctx(CAPTIONS), spec, 0)
+    assert asked == CAPTION_NOUNS  # each image: its own caption's nouns, in caption order
+    assert res.names == sorted({name for nouns in CAPTION_NOUNS for name in nouns})
+    assert res.counts == {NO_QUERY_COUNT: 1}
+    assert res.strings[1] == ""  # no query, no boxes: no detector call for it either
+    for nouns, text in zip(CAPTION_NOUNS, res.strings, strict=True):
+        found = {box.name for box in fmt.parse_bbox(str(text), res.names)}
+        assert found <= set(nouns) and (found or not nouns)  # threshold 1e-6: every asked image gets boxes
+    asked.clear()
+    short = {**spec, "max_queries": 1, "max_query_words": 1}
+    EXTRACTORS.get("bbox").validate(short, "bbox")
+    EXTRACTORS.get("bbox").extract_strings(data["x"], _caption_ctx(CAPTIONS), short, 0)
+    assert asked == [["dog"], [], ["car"], ["cat"]]
+    with pytest.raises(InputError, match="caption_nouns needs a caption per image"):
+        EXTRACTORS.get("bbox").extract_strings(data["x"], ImageContext(np.arange(4), ["a"] * 4), spec, 0)
+
+
+def test_caption_noun_options_need_caption_nouns(tmp_path):
+    from kaleido.errors import ConfigError
+
+    spec = {"source": "pretrained", "detector_path": "owl", "queries": "class_name", "max_queries": 4}
+    with pytest.raises(ConfigError, match=r"bbox.max_queries: applies to queries: caption_nouns only \(queries is "
+                                          r"'class_name'\)"):
+        EXTRACTORS.get("bbox").validate(spec, "bbox")
+    with pytest.raises(ConfigError, match=r"blob.max_query_words: 0 is not an integer >= 1"):
+        EXTRACTORS.get("blob").validate({"queries": "caption_nouns", "max_query_words": 0}, "blob")
+    with pytest.raises(ConfigError, match=r"bbox.queries: 'nouns'; accepted: \['palette', 'class_name', "
+                                          r"'caption_nouns'\]"):
+        EXTRACTORS.get("bbox").validate({"queries": "nouns"}, "bbox")
+
+
+def test_caption_noun_parts_of_a_sharded_set_merge_into_the_whole_set_s_latents(tmp_path, data):
+    """A sharded caption set extracted part by part (the stage's extraction jobs): each part's vocabulary is its own
+    captions' nouns; the merged vocabulary, strings and no-query count equal one call over the whole set."""
+    from kaleido.latents.stage import extract_in_parts, image_context
+    from metrics.store import ShardedArray, load_data, save_data
+
+    save_data(tmp_path / "train.npz", {"x": data["x"], "labels": np.arange(4), "class_names": CAPTIONS,
+                                       "captions": CAPTIONS}, {"test": 1}, shard_size=2)
+    sharded = load_data(tmp_path / "train.npz")
+    assert isinstance(sharded["x"], ShardedArray) and len(sharded["x"].files) == 2
+    spec = {"source": "pretrained", "detector_path": str(_tiny_owlvit(tmp_path / "owl")), "score_threshold": 1e-6,
+            "queries": "caption_nouns"}
+    extractor = EXTRACTORS.get("bbox")
+    parts = extract_in_parts(extractor, "bbox", sharded["x"], image_context(sharded), spec, 0,
+                             tmp_path / "bbox.npz", {"key": 1})
+    whole = extractor.extract_strings(data["x"], _caption_ctx(CAPTIONS), spec, 0)
+    assert parts.names == whole.names and parts.counts == whole.counts == {"images_without_queries": 1}
+    np.testing.assert_array_equal(parts.strings, whole.strings)

@@ -56,7 +56,7 @@ class CombinedExtractor(LatentType):
         strings = np.array([fmt.format_combined(t, b, v) for t, b, v in zip(
             parts["text"].strings, parts["bbox"].strings, parts["voken"].strings, strict=True)], dtype=str)
         return LatentStrings(strings, names=parts["bbox"].names, added_tokens=parts["voken"].added_tokens,
-                             arrays=parts["voken"].arrays)
+                             arrays=parts["voken"].arrays, counts=parts["bbox"].counts)
 
 
 EXTRACTORS.register("combined")(CombinedExtractor())

@@ -19,6 +19,7 @@ the state accepts and cached, so a step costs a dictionary lookup per row.
 from __future__ import annotations
 
 import warnings
+from bisect import bisect_left
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -81,7 +82,10 @@ class ItemGrammar:
             raise ConfigError(f"the {latent} grammar needs the object names of the latents (got none)")
         self.format, self.eos_id, self.vocab_size = formats[latent], eos_id, len(token_texts)
         self.leading_space = leading_space  # SentencePiece pieces start the string with the word marker's space
-        self.heads = [f"{name} (" for name in names]
+        # sorted, so that prefix look-ups bisect: an open vocabulary (the noun phrases of CC12M's captions) holds
+        # hundreds of thousands of names, and a scan per character would cost seconds per sampling step
+        self.heads = sorted({f"{name} (" for name in names})
+        self._head_set = frozenset(self.heads)
         self.texts = [t if t and t.isascii() and t.isprintable() else None for t in token_texts]
         self.by_first: dict[str, list[int]] = {}
         for i, text in enumerate(self.texts):
@@ -112,9 +116,11 @@ class ItemGrammar:
             if state[2] and char == " " and self.leading_space:
                 return ("name", "", False)
             prefix = state[1] + char
-            if prefix in self.heads:
+            if prefix in self._head_set:
                 return ("num", 0, "", ())
-            return ("name", prefix, False) if any(h.startswith(prefix) for h in self.heads) else None
+            first = bisect_left(self.heads, prefix)
+            feasible = first < len(self.heads) and self.heads[first].startswith(prefix)
+            return ("name", prefix, False) if feasible else None
         if kind == "num":
             _, field, digits, values = state
             if char.isdigit() or char == "-":
@@ -150,12 +156,25 @@ class ItemGrammar:
         kind = state[0]
         if kind == "name":
             lead = {" "} if state[2] and self.leading_space else set()
-            return lead | {h[len(state[1])] for h in self.heads if h.startswith(state[1]) and len(h) > len(state[1])}
+            return lead | self._next_chars(state[1])
         if kind == "num":
             return set("0123456789-,)")
         if kind == "lit":
             return {state[1][0]}
         return {ITEM_SEP[0]} if kind == "after" else set()
+
+    def _next_chars(self, prefix: str) -> set[str]:
+        """The characters that follow ``prefix`` in some name head: one bisection per distinct character."""
+        chars: set[str] = set()
+        i = bisect_left(self.heads, prefix)
+        while i < len(self.heads) and self.heads[i].startswith(prefix):
+            if len(self.heads[i]) == len(prefix):
+                i += 1
+                continue
+            char = self.heads[i][len(prefix)]
+            chars.add(char)
+            i = bisect_left(self.heads, prefix + char + "\U0010ffff", i)  # past every head with this next char
+        return chars
 
     def allowed(self, state: State) -> torch.Tensor:
         """(V,) bool: the tokens that keep ``state`` completable (EOS where the string may end)."""

@@ -32,12 +32,15 @@ SEGMENT_KEYS = {"palette", "shapes", *SEGMENT_DEFAULTS}
 @dataclass(frozen=True)
 class LatentStrings:
     """``strings`` (n,) unicode; ``names`` the object vocabulary the parser accepts; ``added_tokens`` tokens the
-    tokenizer must keep whole (visual tokens); ``arrays`` extra arrays saved beside the strings (e.g. a codebook)."""
+    tokenizer must keep whole (visual tokens); ``arrays`` extra arrays saved beside the strings (e.g. a codebook);
+    ``counts`` per-image tallies that add up over the parts of a set (e.g. images a detector was asked nothing
+    for), written into the latents' quality record."""
 
     strings: np.ndarray
     names: list[str] = field(default_factory=list)
     added_tokens: list[str] = field(default_factory=list)
     arrays: dict[str, np.ndarray] = field(default_factory=dict)
+    counts: dict[str, int] = field(default_factory=dict)
 
 
 def loaded(factory: Callable[..., Any], path: str, *args: Hashable) -> Any:

@@ -4,7 +4,9 @@ offline (default): :func:`kaleido.latents.segment.segment_image` (colour segment
 box is the component's extent, the blob its second-moment ellipse.
 pretrained: boxes from a Hugging Face object detector saved with ``save_pretrained`` (``AutoModelForObjectDetection``:
 DETR, Conditional/Deformable DETR, YOLOS, RT-DETR, ...; object names = the model's ``id2label``; or OWL-ViT / OWLv2
-queried with the object vocabulary '<colour> <shape>' from ``palette``/``shapes``); blobs from SAM
+queried (``queries``, :func:`detector_queries`) with the object vocabulary '<colour> <shape>' from
+``palette``/``shapes``, with each image's class name, or with the noun phrases of each image's caption,
+:mod:`kaleido.latents.nouns`); blobs from SAM
 (``SamModel`` + ``SamProcessor`` from ``sam_path``) prompted with those boxes (or the offline boxes when no detector
 is given), an ellipse fitted to each mask by second moments — the paper's recipe.
 """
@@ -12,12 +14,14 @@ is given), an ellipse fitted to each mask by second moments — the paper's reci
 from __future__ import annotations
 
 import re
+import sys
 from collections.abc import Collection, Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
-from kaleido.checks import check_choice, check_number
+from kaleido.checks import check_choice, check_int, check_number
 from kaleido.errors import ConfigError
 from kaleido.latents import EXTRACTORS, LatentType
 from kaleido.latents import formats as fmt
@@ -35,14 +39,20 @@ from kaleido.latents.images import (
     require_files,
     segment_options,
 )
+from kaleido.latents.nouns import DEFAULT_MAX_QUERIES, DEFAULT_MAX_WORDS, caption_nouns
 from kaleido.latents.quality import GTObject, blob_box, object_quality
 from kaleido.latents.segment import Segment, segment_image
 from metrics.errors import InputError
 from metrics.features import check_images
 
-DETECTOR_KEYS = {"detector_path", "score_threshold", "queries"}
-#: what an open-vocabulary detector is queried with (``queries``): the offline vocabulary, or the image's class name
-QUERIES = ("palette", "class_name")
+#: options of ``queries: caption_nouns``: phrases per image, words per phrase (:mod:`kaleido.latents.nouns`)
+NOUN_KEYS = {"max_queries", "max_query_words"}
+DETECTOR_KEYS = {"detector_path", "score_threshold", "queries", *NOUN_KEYS}
+#: what an open-vocabulary detector is queried with (``queries``): the offline vocabulary, the image's class name,
+#: or the noun phrases of the image's caption
+QUERIES = ("palette", "class_name", "caption_nouns")
+#: the quality-record count of images whose per-image query list is empty (a caption without a noun phrase)
+NO_QUERY_COUNT = "images_without_queries"
 #: how the objects of one image are listed: largest first (default: the salient object leads the string, so the
 #: prior decides it first), or as found (the offline finder: top-to-bottom, left-to-right; a detector: by score)
 ORDERS = ("area", "found")
@@ -93,7 +103,7 @@ class HFDetector:
     open-vocabulary OWL-ViT / OWLv2 (``AutoModelForZeroShotObjectDetection``) are queried with text and name
     objects by the matching query: ``vocabulary`` (every name a latent may hold, e.g. every '<colour> <shape>', or
     every class name) is the default query of every image; :meth:`__call__` takes per-image queries instead (the
-    image's own class name).
+    image's own class name, or its caption's noun phrases: :func:`detector_queries`).
     """
 
     ZERO_SHOT = ("owlvit", "owlv2")
@@ -132,8 +142,8 @@ class HFDetector:
 
         h, w = images.shape[1:3]
         if queries is not None and not self.zero_shot:
-            raise InputError("queries: class_name needs an open-vocabulary detector (OWL-ViT / OWLv2); a closed-set "
-                             "detector names objects by its own labels")
+            raise InputError("per-image queries (queries: class_name or caption_nouns) need an open-vocabulary "
+                             "detector (OWL-ViT / OWLv2); a closed-set detector names objects by its own labels")
         queries = [self.names] * len(images) if queries is None else queries
         results: list[Any] = [None] * len(images)
         with torch.inference_mode():
@@ -142,7 +152,8 @@ class HFDetector:
                 # different names cannot share a batch); an image's boxes do not depend on its batch-mates
                 groups: dict[tuple[str, ...], list[int]] = {}
                 for i, asked in enumerate(queries):
-                    groups.setdefault(tuple(asked), []).append(i)
+                    if asked:  # an image asked for nothing (a caption without nouns) gets no boxes, no forward
+                        groups.setdefault(tuple(asked), []).append(i)
                 for asked, rows in groups.items():
                     texts = [list(asked)] * len(rows)
                     inputs = self.processor(text=texts, images=[images[i] for i in rows], return_tensors="pt",
@@ -160,6 +171,9 @@ class HFDetector:
         out = []
         for res, asked in zip(results, queries, strict=True):
             found = []
+            if res is None:
+                out.append(found)
+                continue
             for k in np.argsort(-res["scores"].numpy(), kind="stable"):
                 x1, y1, x2, y2 = res["boxes"][k].tolist()
                 label = asked[int(res["labels"][k])] if self.zero_shot else \
@@ -198,23 +212,68 @@ class HFSam:
 # --- extractors -----------------------------------------------------------------------------------------------
 
 
-def detector_vocabulary(spec: dict[str, Any], ctx: ImageContext) -> tuple[str, ...]:
-    """Every name the detector may write: the offline vocabulary, or the set's class names (``queries:
-    class_name``, cleaned to the formats' name alphabet)."""
-    if spec.get("queries", "palette") == "palette":
-        return tuple(object_names(spec))
-    if not ctx.class_names:
-        raise InputError("queries: class_name needs the data set's class names (imagefolder: its class_map)")
-    return tuple(clean_name(name) for name in ctx.class_names)
+@dataclass(frozen=True)
+class DetectorQueries:
+    """What an open-vocabulary detector is asked to find in a set of n images.
+
+    ``vocabulary``: every name the detector may write (the latents' object names, which the parser and the prior's
+    grammar accept); ``per_image``: each image's own queries, n lists, an empty one for an image asked for nothing
+    (None: every image is asked for the whole vocabulary).
+    """
+
+    vocabulary: tuple[str, ...]
+    per_image: list[list[str]] | None = None
+
+    def rows(self, rows: slice) -> list[list[str]] | None:
+        """The queries of the images ``rows`` (a batch), or None (the whole vocabulary)."""
+        return None if self.per_image is None else self.per_image[rows]
+
+    def counts(self) -> dict[str, int]:
+        """``{NO_QUERY_COUNT: images asked for nothing}`` with per-image queries, else ``{}``."""
+        return {} if self.per_image is None else {NO_QUERY_COUNT: sum(not asked for asked in self.per_image)}
 
 
-def image_queries(spec: dict[str, Any], ctx: ImageContext, rows: slice,
-                  vocabulary: tuple[str, ...]) -> list[list[str]] | None:
-    """Per image of ``rows``, what the detector is asked to find: its own class name (``queries: class_name``), or
-    None (the whole vocabulary)."""
-    if spec.get("queries", "palette") == "palette":
-        return None
-    return [[vocabulary[int(label)]] for label in ctx.labels[rows]]
+def detector_queries(spec: Mapping[str, Any], ctx: ImageContext) -> DetectorQueries:
+    """The detector's queries for the images of ``ctx`` under ``spec["queries"]`` (:data:`QUERIES`):
+
+    - ``palette`` (default): every image is asked for every '<colour> <shape>' of the offline vocabulary;
+    - ``class_name``: each image for its own class name (``ctx.class_names[label]``); the vocabulary is every class
+      name;
+    - ``caption_nouns``: each image for the noun phrases of its own caption
+      (:func:`kaleido.latents.nouns.caption_nouns`, at most ``max_queries`` phrases of ``max_query_words`` words);
+      the vocabulary is every phrase of the set's captions, sorted (so the union over the parts of a sharded set is
+      the whole set's vocabulary). A caption without a noun phrase asks for nothing: that image gets no objects.
+
+    Names are cleaned to the formats' name alphabet (:func:`clean_name`).
+    """
+    how = spec.get("queries", "palette")
+    if how == "palette":
+        return DetectorQueries(tuple(object_names(spec)))
+    if how == "class_name":
+        if not ctx.class_names:
+            raise InputError("queries: class_name needs the data set's class names (imagefolder: its class_map)")
+        vocabulary = tuple(clean_name(name) for name in ctx.class_names)
+        return DetectorQueries(vocabulary, [[vocabulary[int(label)]] for label in ctx.labels])
+    if how == "caption_nouns":
+        if ctx.captions is None:
+            raise InputError("queries: caption_nouns needs a caption per image; the data set has none (data sets "
+                             "with captions: captions, shapes)")
+        max_queries = spec.get("max_queries", DEFAULT_MAX_QUERIES)
+        max_words = spec.get("max_query_words", DEFAULT_MAX_WORDS)
+        per_image = [list(dict.fromkeys(clean_name(phrase) for phrase in caption_nouns(str(text), max_queries,
+                                                                                       max_words)))
+                     for text in ctx.captions]
+        return DetectorQueries(tuple(sorted({name for asked in per_image for name in asked})), per_image)
+    raise InputError(f"queries: {how!r}; accepted: {list(QUERIES)}")
+
+
+def report_unasked(latent: str, queries: DetectorQueries, ctx: ImageContext) -> None:
+    """Say on stderr (the stage's log) how many images were asked for nothing, with an example caption."""
+    unasked = [i for i, asked in enumerate(queries.per_image or []) if not asked]
+    if unasked:
+        example = f" (e.g. {str(ctx.captions[unasked[0]])[:80]!r})" if ctx.captions is not None else ""
+        print(f"{latent}: {len(unasked)} of {len(queries.per_image)} images have no detector query{example}; they "
+              f"get no objects ({NO_QUERY_COUNT} in the quality record)", file=sys.stderr)
 
 
 class _ObjectExtractor(LatentType):
@@ -238,7 +297,12 @@ class _ObjectExtractor(LatentType):
         check_choice(spec, "order", where, ORDERS)
         check_choice(spec, "queries", where, QUERIES)
         check_number(spec, "score_threshold", where)
-        for key in self.pretrained_keys - {"score_threshold"}:
+        for key in sorted(NOUN_KEYS & set(spec)):
+            check_int(spec, key, where)
+            if spec.get("queries", "palette") != "caption_nouns":
+                raise ConfigError(f"{where}.{key}: applies to queries: caption_nouns only (queries is "
+                                  f"{spec.get('queries', 'palette')!r}); remove it or set queries: caption_nouns")
+        for key in self.pretrained_keys - {"score_threshold"} - NOUN_KEYS:
             if key in spec and (not isinstance(spec[key], str) or not spec[key]):
                 raise ConfigError(f"{where}.{key}: {spec[key]!r} is not a path")
         if spec.get("source", "offline") == "pretrained":
@@ -287,15 +351,17 @@ class BBoxExtractor(_ObjectExtractor):
             strings = map_batched(images, spec["batch_size"], "bbox (offline)", lambda batch, _: [
                 fmt.format_bbox(ordered(boxes_of_segments(segments_of(img, spec)), spec["order"])) for img in batch])
             return LatentStrings(strings, names=object_names(spec))
-        vocabulary = detector_vocabulary(spec, ctx)
-        detector = loaded(HFDetector, spec["detector_path"], spec.get("score_threshold", 0.5), vocabulary)
+        queries = detector_queries(spec, ctx)
+        report_unasked(self.latent, queries, ctx)
+        detector = loaded(HFDetector, spec["detector_path"], spec.get("score_threshold", 0.5), queries.vocabulary)
 
         def run(batch: np.ndarray, rows: slice) -> list[str]:
             return [fmt.format_bbox(ordered([fmt.Box(name, *(fmt.to_unit(v) for v in xyxy)) for name, *xyxy in found],
                                             spec["order"]))
-                    for found in detector(batch, image_queries(spec, ctx, rows, vocabulary))]
+                    for found in detector(batch, queries.rows(rows))]
 
-        return LatentStrings(map_batched(images, spec["batch_size"], "bbox (detector)", run), names=detector.names)
+        return LatentStrings(map_batched(images, spec["batch_size"], "bbox (detector)", run), names=detector.names,
+                             counts=queries.counts())
 
 
 class BlobExtractor(_ObjectExtractor):
@@ -332,14 +398,17 @@ class BlobExtractor(_ObjectExtractor):
                 for img in batch])
             return LatentStrings(strings, names=object_names(spec))
         sam = loaded(HFSam, spec["sam_path"])
-        vocabulary = detector_vocabulary(spec, ctx)
-        detector = loaded(HFDetector, spec["detector_path"], spec.get("score_threshold", 0.5),
-                          vocabulary) if "detector_path" in spec else None
+        queries, detector = None, None
+        if "detector_path" in spec:  # else SAM is prompted with the offline finder's boxes
+            queries = detector_queries(spec, ctx)
+            report_unasked(self.latent, queries, ctx)
+            detector = loaded(HFDetector, spec["detector_path"], spec.get("score_threshold", 0.5),
+                              queries.vocabulary)
         h, w = images.shape[1:3]
 
         def run(batch: np.ndarray, rows: slice) -> list[str]:
             if detector is not None:
-                found = detector(batch, image_queries(spec, ctx, rows, vocabulary))
+                found = detector(batch, queries.rows(rows))
             else:
                 found = [[(s.name, *s.box()) for s in segments_of(img, spec)] for img in batch]
             out = []
@@ -354,7 +423,8 @@ class BlobExtractor(_ObjectExtractor):
             return out
 
         names = detector.names if detector is not None else object_names(spec)
-        return LatentStrings(map_batched(images, spec["batch_size"], "blob (SAM)", run), names=names)
+        return LatentStrings(map_batched(images, spec["batch_size"], "blob (SAM)", run), names=names,
+                             counts=queries.counts() if queries is not None else {})
 
 
 EXTRACTORS.register("bbox")(BBoxExtractor())

@@ -95,7 +95,9 @@ def extract_parts(latent: str, images: ShardedArray, ctx: ImageContext, spec: di
         results = (pool.map if pool is not None else map)(run, todo)
         for k, part in zip(todo, results, strict=True):
             save_npz_atomic(paths[k], meta=key, strings=part.strings, names=np.array(part.names, dtype=str),
-                            added_tokens=np.array(part.added_tokens, dtype=str))
+                            added_tokens=np.array(part.added_tokens, dtype=str),
+                            count_names=np.array(sorted(part.counts), dtype=str),
+                            count_values=np.array([part.counts[c] for c in sorted(part.counts)], dtype=np.int64))
     finally:
         if pool is not None:
             pool.shutdown(cancel_futures=True)
@@ -112,12 +114,28 @@ def extract_in_parts(extractor: Any, latent: str, images: Any, ctx: ImageContext
     paths = extract_parts(latent, images, ctx, spec, seed, out, key, list(range(len(images.files))), workers)
     parts = [load_npz(path, required=("strings", "names", "added_tokens")) for path in paths]
     for path, part in zip(paths[1:], parts[1:], strict=True):
-        if any(list(part[key]) != list(parts[0][key]) for key in ("names", "added_tokens")):
-            raise InputError(f"{path}: its object names / added tokens differ from {paths[0]}'s; delete the part "
-                             "files and rerun")
+        if list(part["added_tokens"]) != list(parts[0]["added_tokens"]):
+            raise InputError(f"{path}: its added tokens differ from {paths[0]}'s; delete the part files and rerun")
     strings = np.concatenate([part["strings"] for part in parts]) if parts else np.zeros(0, dtype="<U1")
-    return LatentStrings(strings, names=[str(n) for n in parts[0]["names"]],
-                         added_tokens=[str(t) for t in parts[0]["added_tokens"]])
+    counts: dict[str, int] = {}
+    for part in parts:
+        for name, value in zip(part.get("count_names", []), part.get("count_values", []), strict=True):
+            counts[str(name)] = counts.get(str(name), 0) + int(value)
+    return LatentStrings(strings, names=_merged_names(paths, [[str(n) for n in part["names"]] for part in parts]),
+                         added_tokens=[str(t) for t in parts[0]["added_tokens"]], counts=counts)
+
+
+def _merged_names(paths: list[Path], names: list[list[str]]) -> list[str]:
+    """The object vocabulary of the whole set from its parts': the same list in every part (a fixed vocabulary:
+    palette, class names, a detector's labels), or, where each part's is sorted (the nouns of the part's own
+    captions), their sorted union, which is the whole set's (a part does not depend on the partition)."""
+    if all(part == names[0] for part in names[1:]):
+        return names[0]
+    unsorted = [path for path, part in zip(paths, names, strict=True) if part != sorted(part)]
+    if unsorted:
+        raise InputError(f"{unsorted[0]}: its object names differ from {paths[0]}'s and are not a sorted "
+                         "vocabulary that parts can merge; delete the part files and rerun")
+    return sorted(set().union(*names))
 
 
 def image_context(data: dict[str, Any]) -> ImageContext:
@@ -157,6 +175,7 @@ def extract_image_latents(extractor: Any, latent: str, data: dict[str, Any], spe
         "tokens_mean": float(lengths.mean()), "tokens_max": int(lengths.max()),
         "words_mean": float(words.mean()), "words_min": int(words.min()), "words_max": int(words.max()),
         "distinct_strings": int(len(np.unique(result.strings))),
+        **result.counts,  # the extractor's tallies (bbox / blob with caption_nouns: images_without_queries)
     }
     truth = ground_truth(data)
     if truth is not None:

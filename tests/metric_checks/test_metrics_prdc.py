@@ -7,7 +7,7 @@ import prdc as prdc_reference
 import pytest
 
 import metrics.prdc as prdc_module
-from metrics import keys
+from metrics import keys, knn_kernels
 from metrics.prdc import prdc
 
 ALL_KEYS = (keys.PRECISION, keys.RECALL, keys.DENSITY, keys.COVERAGE)
@@ -81,18 +81,18 @@ def test_closed_form_identical_and_disjoint_sets() -> None:
     assert far == {keys.PRECISION: 0.0, keys.RECALL: 0.0, keys.DENSITY: 0.0, keys.COVERAGE: 0.0}
 
 
-def test_chunk_size_bounds_distance_blocks(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_chunk_sizes_bound_distance_blocks(monkeypatch: pytest.MonkeyPatch) -> None:
     real, fake = _sets(230, 170, 16, seed=5)
     shapes = []
-    original = prdc_module._pairwise_dist
+    original = knn_kernels.GramKernel.values
 
-    def recording(x, y):
-        shapes.append((x.shape[0], y.shape[0]))
-        return original(x, y)
+    def recording(self, query, keys_):
+        shapes.append((len(query), len(keys_)))
+        return original(self, query, keys_)
 
-    monkeypatch.setattr(prdc_module, "_pairwise_dist", recording)
-    small = prdc(real, fake, chunk_size=32, method="brute")
-    assert shapes and max(rows for rows, _ in shapes) <= 32
+    monkeypatch.setattr(knn_kernels.GramKernel, "values", recording)
+    small = prdc(real, fake, chunk_size=32, key_chunk_size=50, method="brute")
+    assert shapes and max(rows for rows, _ in shapes) <= 32 and max(cols for _, cols in shapes) <= 50
     assert small == prdc(real, fake, chunk_size=1000, method="brute")
 
 
