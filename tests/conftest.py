@@ -16,6 +16,18 @@ from kaleido import config
 REPO = Path(__file__).resolve().parent.parent
 
 
+@pytest.fixture()
+def one_torch_thread():
+    """torch on one intra-op thread for the test, restored after (tiny models: threads cost more than they give, and
+    2 CI cores are shared with the loader processes)."""
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
 @pytest.fixture(scope="session")
 def repo() -> Path:
     return REPO

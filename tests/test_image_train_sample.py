@@ -46,8 +46,7 @@ def _setup(tmp_path, role):
 
 
 @pytest.mark.parametrize("role", ["mdm", "kaleido"])
-def test_image_models_train_resume_and_sample(tmp_path, role):
-    torch.set_num_threads(1)
+def test_image_models_train_resume_and_sample(tmp_path, role, one_torch_thread):
     x, labels, tokens, meta, spec = _setup(tmp_path, role)
     full = train(spec, x, labels, tokens, tmp_path / "full", meta, progress=False)
     log = full["log"]
@@ -74,9 +73,8 @@ def test_image_models_train_resume_and_sample(tmp_path, role):
         assert one["tokens"].shape == (5, 4) and np.array_equal(one["tokens"], two["tokens"])
 
 
-def test_mdm_shifted_schedule_v_prediction_eps_loss_trains_and_samples(tmp_path):
+def test_mdm_shifted_schedule_v_prediction_eps_loss_trains_and_samples(tmp_path, one_torch_thread):
     """ml-mdm's 256 px setting on the tiny NestedUNet: per-resolution shifted schedule, v output, loss on ε."""
-    torch.set_num_threads(1)
     x, labels, tokens, meta, spec = _setup(tmp_path, "mdm")
     spec["diffusion"] = {**spec["diffusion"], "prediction": "v", "loss_target": "eps", "schedule_shifted": True}
     out = train(spec, x, labels, tokens, tmp_path / "run", meta, progress=False)

@@ -29,12 +29,7 @@ LATENT_VOCAB = 20  #: the latent tokenizer's size: 4 ids the checkpoint has no r
 STEPS = 6
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def save_t5(path, tied: bool, d_model: int = 32, seed: int = 0) -> dict[str, torch.Tensor]:

@@ -2,13 +2,10 @@
 
 from __future__ import annotations
 
-import json
-
 import numpy as np
 import pytest
-import yaml
+from stage_helpers import run_evaluate
 
-from kaleido import evaluate
 from metrics import keys
 from metrics.errors import InputError
 from metrics.io import save_npz_atomic
@@ -35,11 +32,7 @@ def _run(inputs, **metric_options) -> dict:
     exp["num_samples"] = N
     exp["metrics"].update(metric_options)
     d = inputs["dir"]
-    (d / "config.yaml").write_text(yaml.safe_dump(cfg))
-    evaluate.main(["--config", str(d / "config.yaml"), "--experiment", "toy2d", "--method", "mdm", "--latent",
-                   "none", "--guidance", "8", "--real", str(d / "real.npz"), "--fake", str(d / "fake.npz"),
-                   "--out", str(d / "m.json"), str(d / "shard.npz")])
-    return json.loads((d / "m.json").read_text())
+    return run_evaluate(d, cfg)
 
 
 def test_metrics_and_ci95_written(inputs) -> None:
@@ -108,12 +101,7 @@ def test_extra_feature_network_adds_suffixed_fd_vendi_mss(inputs) -> None:
     exp = cfg["experiments"]["toy2d"]
     exp["num_samples"] = N
     exp["metrics"].update(bootstrap_resamples=3, kid_subsets=0, extra_feature_nets={"dinov2-dgm": None})
-    (d / "config.yaml").write_text(yaml.safe_dump(cfg))
-    evaluate.main(["--config", str(d / "config.yaml"), "--experiment", "toy2d", "--method", "mdm", "--latent",
-                   "none", "--guidance", "8", "--real", str(d / "real.npz"), "--fake", str(d / "fake.npz"),
-                   "--extra", "dinov2-dgm", str(d / "real_b.npz"), str(d / "fake_b.npz"),
-                   "--out", str(d / "m.json"), str(d / "shard.npz")])
-    record = json.loads((d / "m.json").read_text())
+    record = run_evaluate(d, cfg, "--extra", "dinov2-dgm", str(d / "real_b.npz"), str(d / "fake_b.npz"))
     seed = record["metric_options"]["bootstrap_seed"]
     values, ci = compute_with_ci(real_b, fake_b, labels_fake=inputs["labels"], bootstrap_resamples=3,
                                  bootstrap_seed=seed, metrics=["fid", "vendi", "mss"])

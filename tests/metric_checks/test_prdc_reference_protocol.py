@@ -12,9 +12,9 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import yaml
+from stage_helpers import run_evaluate
 
-from kaleido import config, evaluate
+from kaleido import config
 from kaleido.errors import ConfigError
 from kaleido.seeding import derive_seed
 from metrics import keys
@@ -71,11 +71,7 @@ def _evaluate(files: dict, **metric_options) -> dict:
     cfg = copy.deepcopy(files["config"])
     cfg["experiments"]["toy2d"]["metrics"].update(metric_options)
     d = files["dir"]
-    (d / "config.yaml").write_text(yaml.safe_dump(cfg))
-    evaluate.main(["--config", str(d / "config.yaml"), "--experiment", "toy2d", "--method", "mdm", "--latent",
-                   "none", "--guidance", "8", "--real", str(d / "real.npz"), "--fake", str(d / "fake.npz"),
-                   "--out", str(d / "m.json"), str(d / "shard.npz")])
-    return json.loads((d / "m.json").read_text())
+    return run_evaluate(d, cfg)
 
 
 def test_evaluate_uses_a_seeded_subset_for_prdc_only(feature_files: dict) -> None:
