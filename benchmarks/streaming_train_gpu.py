@@ -242,6 +242,7 @@ def run(args: argparse.Namespace) -> None:
     root = ms.make_image_folder(args.work / f"images_{args.n}_{args.image_size}", args.n, args.image_size,
                                 ms.CLASSES, workers=args.workers * 2)
     folder_s = time.perf_counter() - started
+    print(f"folder of {args.n} images ready in {folder_s:.0f} s", flush=True)
     run = args.work / "run"
     shutil.rmtree(run, ignore_errors=True)
     run.mkdir(parents=True)
@@ -254,6 +255,8 @@ def run(args: argparse.Namespace) -> None:
         with thread_env(rule_threads(args, stage)):
             rss[stage] = ms.peak_rss_mb(command, run)
         seconds[stage] = time.perf_counter() - start
+        # a line per stage as it ends: a run cut by a time limit still tells how far it got
+        print(f"done {stage}: {seconds[stage]:.1f} s, peak RSS {rss[stage]:.0f} MiB", flush=True)
     log = (run / "train" / "train_log.jsonl").read_text().splitlines()
     streaming = images_per_second([json.loads(line) for line in log], args.batch)
     resident = resident_images_per_second(run, cfg, args.resident, args.batch, args.device)
