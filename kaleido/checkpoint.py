@@ -40,7 +40,8 @@ def build_denoiser(meta: dict[str, Any], pretrained_weights: bool = True) -> Den
     """A fresh denoiser with the architecture recorded in a checkpoint's ``meta``.
 
     Image archs (``meta["arch"]["arch"]`` in IMAGE_ARCHS) build an ImageDenoiser from ``data_shape`` [H, W, C],
-    ``num_classes``, ``vocab_size`` (0 = MDM), ``seq_len`` and ``class_names``; others the toy ConditionalDenoiser.
+    ``num_classes``, ``vocab_size`` (0 = MDM), ``seq_len`` and ``class_names`` (or, captioned, ``condition_text`` and
+    ``tokenizer_texts``); others the toy ConditionalDenoiser.
     ``pretrained_weights=False``: a pretrained AR prior (``prior.pretrained``) gets its architecture only, not its
     checkpoint's weights, for a caller that loads a state dict next (the model file holds the whole resized prior).
     """
@@ -52,7 +53,8 @@ def build_denoiser(meta: dict[str, Any], pretrained_weights: bool = True) -> Den
         return ImageDenoiser(meta["arch"], data_shape=meta["data_shape"], num_classes=meta["num_classes"],
                              vocab_size=meta.get("vocab_size", 0), seq_len=meta.get("seq_len", 0),
                              class_names=meta.get("class_names"), latent_grammar=meta.get("latent_grammar"),
-                             pretrained_prior=pretrained_weights)
+                             pretrained_prior=pretrained_weights, condition_text=meta.get("condition_text"),
+                             tokenizer_texts=meta.get("tokenizer_texts"))
     return ConditionalDenoiser(meta["arch"], data_dim=meta["data_dim"], num_classes=meta["num_classes"],
                                vocab_size=meta["vocab_size"], seq_len=meta["seq_len"])
 
@@ -70,3 +72,25 @@ def load_denoiser(path: str | Path, device: str | torch.device = "cpu") -> tuple
         raise InputError(f"{path}: its weights do not fit this version's model ({first}); it was trained by "
                          "other code: delete it and rerun the training step") from None
     return model.to(device).eval(), ckpt["meta"]
+
+
+def attach_condition_texts(loaded: dict[str, tuple[Any, dict[str, Any]]], conditions: Path | None) -> Any:
+    """Give each captioned model of ``loaded`` ({role: (model, meta)}) the item texts of the data index
+    ``conditions`` (read in place); returns them, or None when no model is captioned. InputError when a captioned
+    model has no ``conditions``, or its text count differs from the model's."""
+    captioned = {role: meta for role, (_, meta) in loaded.items() if meta.get("condition_text")}
+    if not captioned:
+        return None
+    if conditions is None:
+        raise InputError(f"models {sorted(captioned)} read each item's text: pass --conditions DATA_INDEX (the "
+                         "data stage's train.npz)")
+    from metrics.store import TextColumn
+
+    texts = None
+    for role, meta in captioned.items():
+        texts = TextColumn(conditions, meta["condition_text"])
+        if len(texts) != meta["num_classes"]:
+            raise InputError(f"--conditions {conditions}: {len(texts)} {meta['condition_text']}, but model {role} "
+                             f"was trained on {meta['num_classes']}; pass the data index it was trained on")
+        loaded[role][0].condition_texts = texts
+    return texts

@@ -540,6 +540,8 @@ def _sample_slice(cfg: dict[str, Any], exp: dict[str, Any], keys: dict[str, str]
     method = METHODS.get(keys["method"])
     out = {"diffusion": _block(exp, "diffusion"), "sampler": _block(exp, "sampler"), "num_samples": exp["num_samples"],
            "shard_size": exp["shard_size"], "guidance_scheme": method.guidance}
+    if exp.get("sample_conditions"):  # only when set: the slices of configs without it are unchanged
+        out["sample_conditions"] = exp["sample_conditions"]
     if SCHEMES.get(method.guidance).options is not None:  # only the settings of the scheme it runs
         out[method.guidance] = _block(exp, method.guidance)
     if method.interval:

@@ -127,6 +127,8 @@ def parser() -> argparse.ArgumentParser:
     out.add_argument("--latents", required=True, type=Path, help="the latents stage output (its tokenizer)")
     out.add_argument("--samples", required=True, type=Path, help="a sample shard of (method, latent, guidance)")
     out.add_argument("--json", type=Path, help="also write the rates here (default: --out with .json)")
+    out.add_argument("--conditions", type=Path, default=None,
+                     help="the data index whose item texts a captioned model reads (as the sample stage's)")
     out.add_argument("--device", default="cpu", help="cpu, cuda or cuda:K")
     out.add_argument("--quiet", action="store_true", help="no progress bar")
     return out
@@ -143,7 +145,8 @@ def main(argv: Sequence[str] | None = None) -> None:
     tokenizer = tok.load_pretrained(str(tokenizer_dir(args.latents)))
     from kaleido import checkpoint  # torch
 
-    model, _ = checkpoint.load_denoiser(args.model, args.device)
+    model, model_meta = checkpoint.load_denoiser(args.model, args.device)
+    checkpoint.attach_condition_texts({"model": (model, model_meta)}, args.conditions)
     result = run_edit(exp, args.experiment, item, model, tokenizer, [str(n) for n in latents["names"]], samples,
                       progress=not args.quiet)
     meta = provenance("kaleido.edit", spec)

@@ -60,6 +60,13 @@ def toy_mode_metrics(samples: np.ndarray, labels: np.ndarray, data_spec: dict[st
     return out
 
 
+def conditions_repeat(labels: np.ndarray) -> bool:
+    """Whether some condition has two or more generated samples. When none has (a captioned set sampled with one
+    sample per caption), the per-condition metrics (MSS, per-condition Vendi) are undefined and not computed, and
+    the bootstrap is not stratified by condition (strata of one row would give intervals of width 0)."""
+    return len(labels) > 0 and int(np.unique(labels, return_counts=True)[1].max()) >= 2
+
+
 def network_metrics(real_path: Path, fake_path: Path, exp: dict[str, Any], bootstrap_seed: int,
                     groups: Sequence[str] | None = None, prdc_reference_seed: int = 0
                     ) -> tuple[dict[str, float], dict[str, tuple[float, float]], np.ndarray | None, dict[str, Any],
@@ -69,7 +76,8 @@ def network_metrics(real_path: Path, fake_path: Path, exp: dict[str, Any], boots
     The registered metrics ``groups`` (:mod:`metrics.metric_registry`; None = every one that applies, with the
     options of the config's ``metrics`` block, else the entry's default). The per-condition ones (MSS and
     per-condition Vendi built in) follow the diversity protocol (``metrics.diversity_conditions`` x
-    ``diversity_per_condition``) when set. The reference features are read in place from their ``.npz``
+    ``diversity_per_condition``) when set, and are left out when no condition has two samples
+    (:func:`conditions_repeat`). The reference features are read in place from their ``.npz``
     (:func:`metrics.store.npz_member_rows`), chunk by chunk, never loaded whole (ImageNet's 1.28M x 2048 are
     10 GB); ``metrics.prdc_reference`` = N draws P/R/D/C's N reference rows with ``prdc_reference_seed``. Returns
     (values, ci95, the protocol's rows or None, the metric options used (``kid_subset_size`` capped at the set
@@ -89,12 +97,14 @@ def network_metrics(real_path: Path, fake_path: Path, exp: dict[str, Any], boots
     run = {"bootstrap_resamples": opts["bootstrap_resamples"], "bootstrap_seed": bootstrap_seed,
            "device": opts["knn_device"], "chunk_size": opts["knn_chunk_size"],
            "key_chunk_size": opts["knn_key_chunk_size"], "knn_precision": opts["knn_precision"], **options}
+    labels = fake["labels"] if conditions_repeat(fake["labels"]) else None
     try:
-        values, ci95 = compute_with_ci(real_features, fake["features"], labels_fake=fake["labels"],
+        values, ci95 = compute_with_ci(real_features, fake["features"], labels_fake=labels,
                                        logits_fake=fake.get("logits"), metrics=groups, **run)
         rows = None
         per_condition_metrics, per_condition_keys = per_condition(groups)
-        if (opts["diversity_conditions"] or opts["diversity_per_condition"]) and per_condition_metrics:
+        protocol = opts["diversity_conditions"] or opts["diversity_per_condition"]
+        if protocol and per_condition_metrics and labels is not None:
             # the paper's 1K x 10 protocol
             rows = condition_subset(fake["labels"], opts["diversity_conditions"], opts["diversity_per_condition"])
             sub, sub_ci = compute_with_ci(real_features, fake["features"][rows], labels_fake=fake["labels"][rows],

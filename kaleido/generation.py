@@ -18,6 +18,7 @@ from kaleido.diffusion import SAMPLERS
 from kaleido.diffusion.losses import output_to_eps
 from kaleido.diffusion.samplers import run_sampler
 from kaleido.diffusion.schedule import Schedule, in_base_space
+from kaleido.errors import ConfigError
 from kaleido.guidance import SCHEMES, STREAM_DIFFUSION, STREAM_PRIOR, GuidanceInputs
 from kaleido.guidance import schemes as _builtin_schemes  # noqa: F401  (named by reference: in sample's code hash)
 from kaleido.latents import grammar
@@ -59,6 +60,16 @@ def _eps_net(model: Denoiser, schedule: Schedule, prediction: str, path: FastPat
     return net
 
 
+def sample_conditions(exp: dict[str, Any], num_classes: int) -> int:
+    """How many conditions the samples cycle through (sample i gets condition i mod this): the experiment's
+    ``sample_conditions``, or every one of the model's ``num_classes`` when it is 0 / absent."""
+    wanted = int(exp.get("sample_conditions") or 0)
+    if wanted > num_classes:
+        raise ConfigError(f"sample_conditions: {wanted}, but the model knows {num_classes} conditions (the data "
+                          f"set's classes or captions); expected 0 (all) or at most {num_classes}")
+    return wanted or num_classes
+
+
 @torch.no_grad()
 def generate(exp: dict[str, Any], seed: int, method: str, weight: float, indices: Sequence[int],
              models: dict[str, Denoiser], batch_size: int = 2048, progress: bool = False,
@@ -74,6 +85,7 @@ def generate(exp: dict[str, Any], seed: int, method: str, weight: float, indices
     schedule = Schedule.for_model(exp["diffusion"], main.level_layout)
     prediction = exp["diffusion"]["prediction"]
     index_all = torch.as_tensor(list(indices), dtype=torch.int64)  # on the CPU: the counter RNG runs there
+    conditions = sample_conditions(exp, main.num_classes)
     device = next((t.device for t in (*main.parameters(), *main.buffers())), torch.device("cpu"))
     path = fast_path(exp["sampler"], device)
     main_net = _eps_net(main, schedule, prediction, path)
@@ -86,17 +98,19 @@ def generate(exp: dict[str, Any], seed: int, method: str, weight: float, indices
     for start in tqdm(range(0, len(index_all), batch_size), desc=f"sample {method} w={weight:g}",
                       disable=not progress):
         index = index_all[start:start + batch_size]
-        labels = (index % main.num_classes).to(device)
+        labels = (index % conditions).to(device)
+        # a captioned model's T5 reads the batch's captions once, for the prior and the denoiser alike
+        cond = main.context(labels) if getattr(main, "condition_text", None) else labels
         z = None
         if main.uses_latent and tokens is not None:
             z = torch.as_tensor(tokens[start:start + batch_size], dtype=torch.int64, device=device)
         elif main.uses_latent:
-            z = main.prior.sample(main.context(labels), main.seq_len, seed, index, STREAM_PRIOR,
+            z = main.prior.sample(main.context(cond), main.seq_len, seed, index, STREAM_PRIOR,
                                   exp["sampler"]["prior_temperature"], top_k=exp["sampler"]["prior_top_k"],
                                   top_p=exp["sampler"]["prior_top_p"], **constraint).to(device)
         if z is not None:
             toks.append(z.cpu())
-        y, _ = main.encode(labels, z)
+        y, _ = main.encode(cond, z)
         inputs = GuidanceInputs(net=main_net, y=y, y_null=main.null_condition(len(index)),
                                 weight=weight, index=index, seed=seed, timesteps=schedule.timesteps,
                                 options=exp[spec.guidance] if SCHEMES.get(spec.guidance).options is not None else {},
@@ -112,7 +126,7 @@ def generate(exp: dict[str, Any], seed: int, method: str, weight: float, indices
         xs.append(to_data(run_sampler(sampler["name"], eps_fn, schedule, sampler["steps"], noise_fn,
                                       {k: sampler[k] for k in SAMPLERS.get(sampler["name"]).options if k in sampler},
                                       clip_x0=clip_x0)).cpu())
-    out = {"x": main.model_to_data(torch.cat(xs)), "labels": (index_all % main.num_classes).numpy(),
+    out = {"x": main.model_to_data(torch.cat(xs)), "labels": (index_all % conditions).numpy(),
            "index": index_all.numpy()}
     if toks:
         out["tokens"] = torch.cat(toks).numpy()

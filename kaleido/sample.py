@@ -46,6 +46,9 @@ def parser() -> argparse.ArgumentParser:
     out.add_argument("--batch-size", type=int, default=None,
                      help="samples per forward pass (default: the config's sampler.batch_size); changes speed and "
                           "memory only, never the samples")
+    out.add_argument("--conditions", type=Path, default=None,
+                     help="the data index (data/train.npz) whose item texts a captioned model is conditioned on "
+                          "(needed when the data set is captioned: sample i gets text i mod sample_conditions)")
     out.add_argument("--quiet", action="store_true", help="no progress bar")
     out.add_argument("--device", default="cpu", help="cpu, cuda or cuda:K (shards can go to different GPUs; "
                      "the samples do not depend on it beyond floating-point rounding)")
@@ -68,10 +71,11 @@ def main(argv: Sequence[str] | None = None) -> None:
     if missing:
         raise InputError(f"method {args.method} needs --model for roles {missing}")
     from kaleido import checkpoint  # torch: after the arguments and the config are checked
-    from kaleido.generation import generate, sample_seed
+    from kaleido.generation import generate, sample_conditions, sample_seed
 
     loaded = {role: checkpoint.load_denoiser(paths[role], args.device) for role in method.roles}
     models = {role: model for role, (model, _) in loaded.items()}
+    texts = checkpoint.attach_condition_texts(loaded, args.conditions)
     spec = config.stage_spec(cfg, args.experiment, "sample", method=args.method, latent=args.latent,
                              guidance=args.guidance, shard=str(args.shard))
     seed = sample_seed(args.experiment, exp, args.method, args.latent, args.guidance)
@@ -80,6 +84,8 @@ def main(argv: Sequence[str] | None = None) -> None:
     main_meta = loaded[method.model][1]
     if "class_names" in main_meta:  # image models: what each label means (sample grids, captions)
         arrays["class_names"] = np.array(main_meta["class_names"])
+    elif texts is not None:  # a captioned model: the texts the labels stand for (the first sample_conditions)
+        arrays["class_names"] = texts[:sample_conditions(exp, main_meta["num_classes"])]
     meta = provenance("kaleido.sample", spec)
     meta["models"] = {role: str(path) for role, path in sorted(paths.items())}
     save_npz_atomic(args.out, meta=meta, **arrays)

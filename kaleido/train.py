@@ -23,7 +23,7 @@ import numpy as np
 
 from kaleido import config
 from kaleido.cli import load_stage_config, run_cli, stage_parser
-from kaleido.data import DATASETS
+from kaleido.data import DATASETS, condition_text
 from kaleido.latents import tokenizer as tok
 from kaleido.latents.stage import tokenizer_dir
 from kaleido.methods import NO_LATENT, ROLES
@@ -32,6 +32,10 @@ from kaleido.provenance import provenance
 from metrics.errors import InputError
 from metrics.io import load_npz, load_npz_head, write_text_atomic
 from metrics.store import load_data
+
+#: a captioned set with the offline context tokenizer: its BPE is built from the first this many texts (recorded in
+#: the model file, so sampling rebuilds the same tokenizer)
+TOKENIZER_TEXTS = 4096
 
 
 def compact_id_dtype(vocab_size: int) -> np.dtype:
@@ -90,13 +94,21 @@ def prepare(args: argparse.Namespace) -> tuple[dict[str, Any], dict[str, Any], n
                 [str(n) for n in lat.get("names", [])], tokens[:grammar.CHECK_ROWS],
                 [str(t) for t in load_npz_head(args.latents, "strings", grammar.CHECK_ROWS)])
     prov = provenance("kaleido.train", spec)
-    num_classes = (len(data["class_names"]) if "class_names" in data
-                   else DATASETS.get(exp["data"]["name"]).num_classes(exp["data"]))
+    text_key = condition_text(exp["data"])
+    if text_key is not None:  # each item its own condition: as many as items
+        num_classes = len(data["x"])
+    else:
+        num_classes = (len(data["class_names"]) if "class_names" in data
+                       else DATASETS.get(exp["data"]["name"]).num_classes(exp["data"]))
     meta = {"role": args.role, "latent": args.latent, "arch": arch, "num_classes": num_classes,
             "vocab_size": vocab_size, "seq_len": seq_len,
             "diffusion": exp["diffusion"], "config_hash": prov["config_hash"],
             "provenance_json": json.dumps(prov, sort_keys=True)}
-    if data["x"].ndim == 4:  # uint8 images (n, H, W, C): the image denoiser conditions on the class names
+    if data["x"].ndim == 4 and text_key is not None:  # captioned images: T5 reads each batch's texts
+        meta.update(data_shape=list(data["x"].shape[1:]), condition_text=text_key)
+        if arch.get("context", {}).get("tokenizer", "offline") == "offline":  # a BPE built from the first texts
+            meta["tokenizer_texts"] = [str(t) for t in data[text_key][:TOKENIZER_TEXTS]]
+    elif data["x"].ndim == 4:  # uint8 images (n, H, W, C): the image denoiser conditions on the class names
         meta.update(data_shape=list(data["x"].shape[1:]), class_names=[str(c) for c in data["class_names"]])
     else:
         meta["data_dim"] = int(np.prod(data["x"].shape[1:]))
@@ -115,6 +127,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     try:
         with PreemptionFlag() as flag:
             result = train(spec, data["x"], data["labels"], tokens, args.out.parent, meta,
+                           condition_texts=data[meta["condition_text"]] if "condition_text" in meta else None,
                            progress=not args.quiet, group=group, preemption=flag,
                            loader=loader_settings(data["x"], args.loader_workers, args.prefetch, args.threads))
     except Preempted as stop:

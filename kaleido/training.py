@@ -71,8 +71,8 @@ class _Objective(nn.Module):
         super().__init__()
         self.model = model
 
-    def forward(self, x_t: torch.Tensor, t: torch.Tensor, labels: torch.Tensor, tokens: torch.Tensor | None,
-                drop: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
+    def forward(self, x_t: torch.Tensor, t: torch.Tensor, labels: torch.Tensor | tuple[torch.Tensor, torch.Tensor],
+                tokens: torch.Tensor | None, drop: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
         y, logits = self.model.encode(labels, tokens, drop)
         return self.model(x_t, t, y), logits
 
@@ -100,13 +100,16 @@ def _resumable_checkpoint(path: Path, config_hash: str, device: torch.device, an
 
 def train(spec: dict[str, Any], x: Any, labels: np.ndarray, tokens: np.ndarray | None, run_dir: Path,
           meta: dict[str, Any], progress: bool = True, group: distributed.ProcessGroup | None = None,
-          preemption: PreemptionFlag | None = None, loader: LoaderSettings | None = None) -> dict[str, Any]:
+          preemption: PreemptionFlag | None = None, loader: LoaderSettings | None = None,
+          condition_texts: Any = None) -> dict[str, Any]:
     """Train (resuming from ``run_dir/checkpoint.pt``) the denoiser ``meta`` describes; return its final state.
 
     x (n, D) float32 vectors or uint8 images (n, H, W, C), in memory or a :class:`metrics.store.ShardedArray` (the
     model's ``data_to_model`` converts each batch on the device); labels (n,) int64 classes; tokens (n, L) int64
-    latents or None. Batches stream through ``loader``'s worker processes in the order of
-    :class:`kaleido.data.batches.StepBatches` (a seeded permutation per epoch); t, noise and dropout of the global
+    latents or None; ``condition_texts`` (n,) the item texts of a captioned set (``meta["condition_text"]``; a
+    :class:`metrics.store.TextColumn`), encoded by the frozen T5 batch by batch before the compiled step. Batches
+    stream through ``loader``'s worker processes in the order of :class:`kaleido.data.batches.StepBatches` (a
+    seeded permutation per epoch); t, noise and dropout of the global
     batch come from a device generator seeded by (seed, step). Each of the ``group``'s ranks trains on its equal
     slice of the global batch, so N processes reproduce the one-process run with the same ``batch_size`` (up to the
     order of floating-point sums in the gradient all-reduce), and a resumed run continues with the batches of its
@@ -128,6 +131,12 @@ def train(spec: dict[str, Any], x: Any, labels: np.ndarray, tokens: np.ndarray |
     torch.manual_seed(seed)  # parameter init
     # a resumed run takes every weight from its checkpoint: a pretrained prior's checkpoint is not read again
     model = checkpoint.build_denoiser(meta, pretrained_weights=state is None).to(device)
+    per_batch_text = meta.get("condition_text") is not None
+    if per_batch_text:
+        if condition_texts is None or len(condition_texts) != len(x):
+            raise InputError(f"this model reads each item's {meta['condition_text']}: train() needs them, one per "
+                             f"item ({len(x)}), got {None if condition_texts is None else len(condition_texts)}")
+        model.condition_texts = condition_texts
     schedule = Schedule.for_model(spec["diffusion"], model.level_layout)
     ema = copy.deepcopy(model).requires_grad_(False)
     opt = torch.optim.Adam(param_groups(model, tr), betas=(0.9, 0.99), eps=1e-8)  # paper's Adam settings
@@ -156,6 +165,8 @@ def train(spec: dict[str, Any], x: Any, labels: np.ndarray, tokens: np.ndarray |
     for items in items_stream:
         x0_rank = model.data_to_model(items["x"].to(device, non_blocking=True))
         y_rank = items["labels"].to(device, non_blocking=True)
+        if per_batch_text:  # the batch's captions through the frozen T5, once, outside the compiled step
+            y_rank = model.context(items["labels"])
         z_rank = items["tokens"].to(device, non_blocking=True) if "tokens" in items else None
         # t, noise and dropout of the global batch from a generator on the device seeded by (seed, step), sliced to
         # this rank's rows: the same on any number of processes, and a resumed run needs no generator state.
@@ -170,7 +181,8 @@ def train(spec: dict[str, Any], x: Any, labels: np.ndarray, tokens: np.ndarray |
         parts = torch.zeros(3, device=device)  # loss, loss_diff, loss_ar (means over this rank's rows)
         for k in range(accum):
             part = slice(k * micro, (k + 1) * micro)
-            x0, y_cls, t, noise = x0_rank[part], y_rank[part], t_rank[part], noise_rank[part]
+            x0, t, noise = x0_rank[part], t_rank[part], noise_rank[part]
+            y_cls = tuple(v[part] for v in y_rank) if isinstance(y_rank, tuple) else y_rank[part]
             z = z_rank[part] if z_rank is not None else None
             x_t, sqrt_ab, sqrt_1mab = noised(schedule, x0, t, noise)
             last = k == accum - 1

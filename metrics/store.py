@@ -9,6 +9,10 @@ Small sets keep every array in ``train.npz``. With ``data.shard_size`` the image
 ``x_dtype``. Shards are written first and the index last, each atomically, so an interrupted stage leaves no index
 a later stage would trust, and a rerun keeps the shards it already wrote (:func:`save_data`).
 
+Text columns (``captions``; a captioned set's ~10M captions would be ~12 GB as a numpy unicode array) are held
+as UTF-8 bytes plus offsets, members ``<key>_utf8`` (total bytes,) uint8 and ``<key>_offsets`` (n + 1,) int64 of
+the index, and read in place by :class:`TextColumn` (the strings of a batch, never the whole column).
+
 Why plain ``.npy`` shards and not tar/webdataset: training draws a seeded permutation of the whole set per epoch
 and must resume mid-epoch to bit-identical weights, which needs random access by item index; an ``.npy`` shard
 of fixed-size items gives that with one positional read per run of consecutive items, from any number of loader
@@ -221,6 +225,81 @@ def npz_member_rows(path: str | os.PathLike[str], key: str) -> ShardedArray:
     return ShardedArray([path], [shape[0]], shape[1:], dtype, [offset])
 
 
+#: the item arrays a data index stores as text columns (:class:`TextColumn`)
+TEXT_COLUMNS = ("captions",)
+
+
+def encode_text_column(strings: Sequence[str] | np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """n strings -> (UTF-8 bytes (total,) uint8, offsets (n + 1,) int64): string i is bytes[offsets[i]:offsets[i+1]]."""
+    encoded = [str(text).encode("utf-8") for text in strings]
+    offsets = np.zeros(len(encoded) + 1, dtype=np.int64)
+    np.cumsum([len(b) for b in encoded], out=offsets[1:])
+    return np.frombuffer(b"".join(encoded), dtype=np.uint8).copy(), offsets
+
+
+class TextColumn:
+    """n strings of a data index (members ``<key>_utf8`` / ``<key>_offsets``, :func:`encode_text_column`), read in
+    place on demand: ``column[i]`` is a str; a slice or a 1-D integer array gives a numpy unicode array (n_rows,).
+    Memory O(the rows read), whatever n; picklable into data-loader workers (files are opened per process)."""
+
+    reads_on_demand = True
+
+    def __init__(self, path: str | os.PathLike[str], key: str) -> None:
+        self.path, self.key = Path(path), key
+        self._offsets = npz_member_rows(self.path, f"{key}_offsets")
+        self._bytes = npz_member_rows(self.path, f"{key}_utf8")
+        if self._offsets.dtype != np.int64 or self._bytes.dtype != np.uint8 or len(self._offsets) < 1:
+            raise InputError(f"{self.path}: text column {key!r} is not uint8 bytes + int64 offsets")
+        self.n = len(self._offsets) - 1
+
+    @property
+    def shape(self) -> tuple[int]:
+        return (self.n,)
+
+    @property
+    def ndim(self) -> int:
+        return 1
+
+    def __len__(self) -> int:
+        return self.n
+
+    def _text(self, start: int, end: int) -> str:
+        return bytes(self._bytes[start:end]).decode("utf-8") if end > start else ""
+
+    def __getitem__(self, key: Any) -> str | np.ndarray:
+        if isinstance(key, (int, np.integer)):
+            if not -self.n <= key < self.n:
+                raise IndexError(f"index {key} out of range for {self.n} strings")
+            i = int(key) % self.n
+            start, end = (int(v) for v in self._offsets[i:i + 2])
+            return self._text(start, end)
+        index = np.arange(self.n)[key] if isinstance(key, slice) else np.asarray(key)
+        if index.dtype == bool:
+            index = np.flatnonzero(index)
+        if index.ndim != 1 or not np.issubdtype(index.dtype, np.integer):
+            raise IndexError(f"TextColumn takes an int, a slice or a 1-D integer array; got {key!r:.80}")
+        if len(index) and (index.min() < -self.n or index.max() >= self.n):
+            raise IndexError(f"index out of range for {self.n} strings")
+        index = index % max(self.n, 1)
+        starts, ends = self._offsets[index], self._offsets[index + 1]
+        return np.array([self._text(int(a), int(b)) for a, b in zip(starts, ends, strict=True)], dtype=str)
+
+    def __array__(self, dtype: Any = None, copy: Any = None) -> np.ndarray:
+        out = self[:]
+        return out.astype(dtype) if dtype is not None else out
+
+
+def _as_stored(arrays: Mapping[str, Any]) -> dict[str, Any]:
+    """The index members of the non-``x`` arrays: each :data:`TEXT_COLUMNS` entry as its two text-column members."""
+    out: dict[str, Any] = {}
+    for key, value in arrays.items():
+        if key in TEXT_COLUMNS:
+            out[f"{key}_utf8"], out[f"{key}_offsets"] = encode_text_column(value)
+        elif key != "x":
+            out[key] = value
+    return out
+
+
 def _progress_path(path: Path) -> Path:
     return path.parent / f"{path.stem}.x-progress.json"
 
@@ -236,7 +315,7 @@ def save_data(path: str | os.PathLike[str], arrays: Mapping[str, Any], meta: Map
     path = Path(path)
     x = arrays["x"]
     if not shard_size or len(x) <= shard_size:
-        save_npz_atomic(path, meta=meta, **{**arrays, "x": np.asarray(x)})
+        save_npz_atomic(path, meta=meta, x=np.asarray(x), **_as_stored(arrays))
         return
     count = -(-len(x) // shard_size)
     names = shard_names(path, count)
@@ -255,7 +334,7 @@ def save_data(path: str | os.PathLike[str], arrays: Mapping[str, Any], meta: Map
             del part
         digests.append(sha256_file(shard))
         counts.append(size)
-    rest = {key: value for key, value in arrays.items() if key != "x"}
+    rest = _as_stored(arrays)
     save_npz_atomic(path, meta=meta, x_shards=np.array(names), x_sha256=np.array(digests),
                     x_counts=np.array(counts, dtype=np.int64), x_shape=np.array(x.shape[1:], dtype=np.int64),
                     x_dtype=np.array(str(np.dtype(x.dtype))), **rest)
@@ -290,16 +369,31 @@ def _check_shard(path: Path, shard: Path, digest: str, count: int, verify: bool)
     return offset
 
 
+def _members(path: Path) -> list[str]:
+    """The array names of the ``.npz`` at ``path``; [] when it cannot be listed (load_npz then names the fault)."""
+    try:
+        with zipfile.ZipFile(path) as archive:
+            return [name.removesuffix(".npy") for name in archive.namelist()]
+    except (OSError, zipfile.BadZipFile):
+        return []
+
+
 def load_data(path: str | os.PathLike[str], required: tuple[str, ...] = ("x", "labels"),
               verify: bool = True, workers: int = 8) -> dict[str, Any]:
-    """A data stage output as a dict of arrays; a sharded ``x`` is a :class:`ShardedArray` (read on demand).
+    """A data stage output as a dict of arrays; a sharded ``x`` is a :class:`ShardedArray` and a text column
+    (``captions``) a :class:`TextColumn`, both read on demand.
 
     Every shard is checked before anything is returned (present, whole, the recorded item count and, with
     ``verify``, the recorded SHA-256, hashed by ``workers`` threads). Raises :class:`InputError` naming the file
     when the index or a shard is missing, truncated or corrupted, or when a ``required`` array is absent.
     """
     path = Path(path)
-    data = load_npz(path, required=tuple(k for k in required if k != "x"))
+    members = _members(path)
+    texts = [key for key in TEXT_COLUMNS if f"{key}_utf8" in members and f"{key}_offsets" in members]
+    stored = {f"{key}_{part}" for key in texts for part in ("utf8", "offsets")}
+    data = load_npz(path, required=tuple(k for k in required if k != "x" and k not in texts),
+                    keys=tuple(m for m in members if m not in stored) if texts else None)
+    data.update({key: TextColumn(path, key) for key in texts})  # read in place, never loaded whole
     if "x_shards" not in data:
         if "x" in required and "x" not in data:
             raise InputError(f"{path}: missing arrays ['x']; found {sorted(data)}")

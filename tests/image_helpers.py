@@ -1,4 +1,4 @@
-"""Offline tokenizers for image-model tests (what the latents stage builds, in miniature)."""
+"""Offline tokenizers and image sets for image-model tests (what the latents and data stages read, in miniature)."""
 
 from __future__ import annotations
 
@@ -18,3 +18,23 @@ def word_tokenizer(path: Path, words: list[str]) -> str:
     fast = PreTrainedTokenizerFast(tokenizer_object=tok, pad_token="<pad>", eos_token="</s>", unk_token="<unk>")
     fast.save_pretrained(path)
     return str(path)
+
+
+def captioned_shapes(folder: Path, n: int, image_size: int = 32, seed: int = 0) -> Path:
+    """A CC12M-style captioned set made offline: ``n`` shapes images as PNG files in ``folder`` and the
+    ``path<TAB>caption`` file the ``captions`` data set reads (``folder/captions.tsv``, with its header line), each
+    caption the shapes generator's ground-truth description ("a red circle above an orange square")."""
+    import numpy as np
+    from PIL import Image
+
+    from kaleido.data import DATASETS
+
+    data = DATASETS.get("shapes").generate({"name": "shapes", "num_train": n, "image_size": image_size}, seed)
+    folder.mkdir(parents=True, exist_ok=True)
+    lines = ["path\tcaption"]
+    for i, (image, text) in enumerate(zip(data["x"], data["captions"], strict=True)):
+        Image.fromarray(np.asarray(image)).save(folder / f"{i:05d}.png")
+        lines.append(f"{i:05d}.png\t{text}")
+    tsv = folder / "captions.tsv"
+    tsv.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    return tsv

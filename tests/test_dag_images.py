@@ -4,6 +4,7 @@ table, sample grid, MLflow). Tiny sizes: the numbers mean nothing, the wiring is
 
 from __future__ import annotations
 
+import copy
 import csv
 import hashlib
 import subprocess
@@ -11,19 +12,24 @@ import sys
 
 import numpy as np
 import pytest
+import torch
 import yaml
 from dag_helpers import REPO, env_for, make_workdir, snakemake, tiny_shapes
+from image_helpers import captioned_shapes
 from loopback_hub import LoopbackServer
 from metric_checks.img_nets import save_tiny_sscd
 
 from kaleido.latents import tokenizer as tok
 from kaleido.latents.formats import parse_bbox
 from metrics.io import load_npz, read_json
+from metrics.store import TextColumn, load_data
 from metrics.weights import WEIGHTS
 
 pytestmark = pytest.mark.slow
 
 METHODS = ["mdm", "mdm_autoguidance", "kaleido"]
+#: the captioned experiment's set size and the captions its 48 samples cycle through
+CAPTIONED_ITEMS, CAPTIONED_CONDITIONS = 128, 12
 
 
 @pytest.fixture(scope="module")
@@ -32,6 +38,16 @@ def shapes_run(tmp_path_factory):
     cfg = tiny_shapes(yaml.safe_load((REPO / "config" / "shapes.yaml").read_text()), methods=METHODS, guidance=[4],
                       edits=[{"latent": "bbox", "edit": "move", "guidance": 4, "count": 8}])
     cfg["experiments"]["shapes"]["latents"] = {"bbox": {}}
+    # the text-to-image path (config/cc12m.yaml in miniature): a captioned set read by the `captions` data set from
+    # a path<TAB>caption file, each image its own condition, the T5 context over the caption, 12 captions x 4
+    # samples so that the per-caption diversity (MSS, per-condition Vendi) is defined
+    captioned = copy.deepcopy(cfg["experiments"]["shapes"])
+    captioned_shapes(workdir / "captioned", CAPTIONED_ITEMS)
+    captioned.update(data={"name": "captions", "tsv": "captioned/captions.tsv", "image_size": 32, "workers": 1},
+                     methods=["mdm", "kaleido"], sample_conditions=CAPTIONED_CONDITIONS)
+    for model in captioned["models"].values():
+        model["context"]["max_length"] = 16  # captions run to ~12 words
+    cfg["experiments"]["captioned"] = captioned
     # a second feature network (a tiny random SSCD in its TorchScript release format): the paper's MSS / Vendi
     # columns. Fetched once by the weights stage from a loopback server standing in for the internet, its digest
     # pinned (SSCD publishes none); then the DAG runs offline from that cache.
@@ -96,6 +112,29 @@ def test_image_report(shapes_run):
     record = read_json(shapes_run / "results/weights/sscd_disc_mixup.json")
     assert record["check"]["sha256"] == sscd[0]["sha256"] and record["offline"] and not record["downloaded"]
     assert "Unverified weights" not in markdown
+
+
+def test_captioned_experiment(shapes_run):
+    """The text-to-image path through the real DAG: captions data -> T5 context over each caption -> MDM and
+    Kaleido (bbox) -> metrics -> its rows in reports/table1.csv beside the class-conditional experiment's."""
+    tsv = (shapes_run / "captioned" / "captions.tsv").read_text().splitlines()[1:]
+    captions = [line.split("\t")[1] for line in tsv]
+    shard = load_npz(shapes_run / "results/captioned/samples/kaleido/bbox/w4/shard000.npz")
+    # each image its own condition, named by its caption; the samples cycle through the first 12 (sample_conditions)
+    assert list(shard["class_names"]) == captions[:CAPTIONED_CONDITIONS]
+    assert list(shard["labels"]) == [i % CAPTIONED_CONDITIONS for i in range(24)]
+    with open(shapes_run / "reports" / "table1.csv", newline="") as handle:
+        rows = [r for r in csv.DictReader(handle) if r["experiment"] == "captioned"]
+    assert [(r["method"], r["latent"]) for r in rows] == [("mdm", "none"), ("kaleido", "bbox")]
+    assert all(float(r["fd"]) > 0 and r["fd_ci_low"] != r["fd_ci_high"] for r in rows)
+    assert all(0 < float(r["mss"]) < 1 and r["vendi_per_condition"] for r in rows)  # 4 samples per caption
+    data = load_data(shapes_run / "results/captioned/data/train.npz")
+    assert isinstance(data["captions"], TextColumn) and list(data["captions"][:]) == captions  # read in place
+    assert "class_names" not in data
+    model = torch.load(shapes_run / "results/captioned/train/kaleido/bbox/model.pt", weights_only=True)
+    assert model["meta"]["condition_text"] == "captions" and "class_names" not in model["meta"]  # T5 per batch
+    rates = read_json(shapes_run / "results/captioned/edits/kaleido/bbox/w4/move.json")["metrics"]
+    assert rates["num_edited"] + rates["num_not_editable"] + rates["num_too_long"] == 8  # the edit stage too
 
 
 def test_latent_edit_stage(shapes_run):

@@ -2,7 +2,9 @@
 ``generate`` materialises the training set as arrays (:mod:`metrics.store` writes and reads them).
 
 Image sets: ``x`` (n, H, W, 3) uint8 RGB, ``labels`` (n,) int64, ``class_names`` (C,) (what the text encoder reads
-for a label), usually ``captions`` (n,), and ground truth for evaluation only (``gt_*``, ``modes``)."""
+for a label), usually ``captions`` (n,), and ground truth for evaluation only (``gt_*``, ``modes``). A set whose
+items are each their own condition (``captions``: CC12M) names the array holding each item's condition text in
+its ``condition_text`` attribute and has no ``class_names``: models encode those texts batch by batch."""
 
 from __future__ import annotations
 
@@ -28,5 +30,11 @@ class DataSet(Protocol):
 
 
 DATASETS: Registry[DataSet] = Registry("data set")
+
+
+def condition_text(data_spec: dict[str, Any]) -> str | None:
+    """The item array whose texts are the conditions (each item its own condition: ``"captions"``) of the data set
+    ``data_spec`` configures, or None for a class-conditional set (conditions = ``class_names``)."""
+    return getattr(DATASETS.get(data_spec["name"]), "condition_text", None)
 
 from kaleido.data import captions, digits, imagefolder, shapes, toy2d  # noqa: E402,F401  (registers)

@@ -7,12 +7,13 @@ Two sources (exactly one):
 - ``shards``: a glob of webdataset ``.tar`` shards: members ``<key>.<ext>`` grouped by key, the image in
   ``jpg``/``jpeg``/``png``/``webp`` and the caption in ``txt`` (or the ``caption`` field of ``json``).
 
-Images are decoded to RGB and centre-cropped/resized to ``image_size`` (ADM). Each item is its own condition:
-``labels`` = 0..n-1 and ``class_names`` = the captions, so the text encoder reads the caption and sampling cycles
-through the captions (sample i gets caption i mod n).
+Images are decoded to RGB and centre-cropped/resized to ``image_size`` (ADM). Each item is its own condition
+(``condition_text = "captions"``): ``labels`` = 0..n-1 index the captions, which the data index holds as a text
+column read in place (:class:`metrics.store.TextColumn`); the text encoder reads each batch's captions, and sample
+i gets caption i mod N (N = ``sample_conditions``, else the set's size).
 
 Keys: ``tsv`` | ``shards``, ``image_size`` (default 64), ``max_items``, ``workers``, ``shard_size``.
-Arrays: ``x`` (n, S, S, 3) uint8, ``labels`` (n,), ``class_names`` (n,), ``captions`` (n,).
+Arrays: ``x`` (n, S, S, 3) uint8, ``labels`` (n,), ``captions`` (n,).
 """
 
 from __future__ import annotations
@@ -98,6 +99,7 @@ def read_shards(pattern: str, size: int, limit: int | None) -> tuple[np.ndarray,
 
 
 class Captions:
+    condition_text = "captions"
     keys = {"name", "tsv", "shards", "image_size", "max_items", "workers", "shard_size"}
 
     def validate(self, spec: dict[str, Any], where: str) -> None:
@@ -117,8 +119,11 @@ class Captions:
             x = ImageFiles(files, size, spec.get("workers", 8), desc=f"captions {spec['tsv']}")
         else:
             x, captions = read_shards(spec["shards"], size, limit)
-        text = np.array(captions)
-        return {"x": x, "labels": np.arange(len(x), dtype=np.int64), "class_names": text, "captions": text}
+        # object, not unicode: a unicode array is as wide as the longest caption for every item (~12 GB for CC12M)
+        return {"x": x, "labels": np.arange(len(x), dtype=np.int64), "captions": np.array(captions, dtype=object)}
+
+    def num_classes(self, spec: dict[str, Any]) -> int:
+        raise ConfigError("a captioned set has one condition per item: its count is the set's size")
 
 
 DATASETS.register("captions")(Captions())

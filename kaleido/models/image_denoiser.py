@@ -34,7 +34,11 @@ class ImageDenoiser(nn.Module):
     max_length, seed), ``prior`` ({"size": T5_SIZES name} random init, default "t5_tiny"; or {"pretrained": a T5 /
     Flan-T5 checkpoint}, its decoder with the vocabulary resized: :func:`kaleido.models.t5.build_t5_prior`),
     ``prior_seed``, ``pad_id`` / ``eos_id`` of the latent tokenizer (default 0 / 1).
-    data_shape: [H, W, C] (H == W, power-of-two friendly). class_names: the text fed to T5 for each class id.
+    data_shape: [H, W, C] (H == W, power-of-two friendly). class_names: the text fed to T5 for each class id (their
+    states are computed once and cached). ``condition_text``: instead of class names, each item is its own condition
+    (a captioned set; the data array's name, "captions"): a label indexes :attr:`condition_texts`, which the caller
+    sets to the (n,) texts (a :class:`metrics.store.TextColumn`), and T5 encodes each batch's texts as they come;
+    ``tokenizer_texts`` builds the offline context tokenizer then (class_names do otherwise).
     ``pretrained_prior``: load a pretrained prior's checkpoint weights (False: its architecture only, for a model
     whose state dict is loaded next: sampling, resuming).
     """
@@ -44,7 +48,8 @@ class ImageDenoiser(nn.Module):
 
     def __init__(self, arch: dict[str, Any], data_shape: list[int], num_classes: int, vocab_size: int = 0,
                  seq_len: int = 0, class_names: list[str] | None = None,
-                 latent_grammar: dict[str, Any] | None = None, pretrained_prior: bool = True) -> None:
+                 latent_grammar: dict[str, Any] | None = None, pretrained_prior: bool = True,
+                 condition_text: str | None = None, tokenizer_texts: list[str] | None = None) -> None:
         super().__init__()
         if len(data_shape) != 3 or data_shape[0] != data_shape[1]:
             raise ConfigError(f"data_shape must be [H, W, C] with H == W, got {data_shape}")
@@ -56,7 +61,12 @@ class ImageDenoiser(nn.Module):
         self.data_dim = sum(channels * r * r for r in self.resolutions)
         self.level_layout = [(channels * r * r, r) for r in self.resolutions]
         width = int(arch.get("cond_dim", 64))
-        encoder = T5ContextEncoder(arch.get("context", {}), texts=list(class_names) if class_names else None)
+        if class_names is not None and condition_text is not None:
+            raise ConfigError(f"conditions are class names or item texts ({condition_text!r}), not both")
+        encoder = T5ContextEncoder(arch.get("context", {}), texts=list(class_names if class_names is not None
+                                                                      else tokenizer_texts or []) or None)
+        self.condition_text = condition_text
+        self.condition_texts: Any = None  # a captioned model's (n,) texts, set by its caller (not in the state)
         self._frozen = [encoder]  # a list hides the frozen T5 from state_dict / optimiser / .to()
         self.max_length = encoder.max_length
         self.enc_proj = nn.Linear(encoder.dim, width)
@@ -88,12 +98,22 @@ class ImageDenoiser(nn.Module):
     def uses_latent(self) -> bool:
         return self.prior is not None
 
-    def context(self, labels: torch.Tensor | list[str]) -> tuple[torch.Tensor, torch.Tensor]:
-        """Encoder states (B, S, C_enc) and mask (B, S) bool for class ids (cached) or captions (list[str])."""
+    def context(self, labels: torch.Tensor | list[str] | tuple[torch.Tensor, torch.Tensor]
+                ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Encoder states (B, S, C_enc) and mask (B, S) bool for class ids (cached states), item ids of a captioned
+        model (their texts from :attr:`condition_texts`, encoded now), texts (list[str]), or a (states, mask) pair
+        computed before (returned as it is: the training loop and the sampler encode a captioned batch once)."""
+        if isinstance(labels, tuple):
+            return labels
         if isinstance(labels, torch.Tensor):
-            if self.class_states is None:
-                raise InputError("class ids need class_names (meta key 'class_names') to build T5 states")
-            return self.class_states[labels], self.class_mask[labels]
+            if self.class_states is not None:
+                return self.class_states[labels], self.class_mask[labels]
+            if self.condition_texts is None:
+                raise InputError("class ids need class_names (meta key 'class_names') to build T5 states"
+                                 if self.condition_text is None else
+                                 f"this model reads each item's {self.condition_text}: set its condition_texts (the "
+                                 "sample stage's --conditions, the data index)")
+            labels = [str(text) for text in self.condition_texts[labels.cpu().numpy()]]
         encoder = self._frozen[0]
         states, mask = encoder(labels)
         dev = self.enc_pad.device

@@ -111,3 +111,19 @@ def test_extra_feature_network_adds_suffixed_fd_vendi_mss(inputs) -> None:
     assert "precision_dinov2_dgm" not in record["metrics"]
     main, _ = compute_with_ci(inputs["real"], inputs["fake"], labels_fake=inputs["labels"], kid_subsets=0)
     assert record["metrics"][keys.FD] == pytest.approx(main[keys.FD], rel=1e-12)
+
+
+def test_one_sample_per_condition_leaves_out_per_condition_metrics(inputs) -> None:
+    """A captioned set sampled once per caption: MSS and per-condition Vendi are undefined (each would be 1 by
+    construction) and left out, and the bootstrap is not stratified (strata of one row give intervals of width 0)."""
+    d = inputs["dir"]
+    singletons = np.arange(N)
+    save_npz_atomic(d / "fake.npz", features=inputs["fake"], labels=singletons)  # the shard keeps the toy's classes
+    record = _run(inputs, bootstrap_resamples=4)
+    assert keys.MSS not in record["metrics"] and keys.VENDI_PER_CONDITION not in record["metrics"]
+    values, ci = compute_with_ci(inputs["real"], inputs["fake"], bootstrap_resamples=4,
+                                 bootstrap_seed=record["metric_options"]["bootstrap_seed"])
+    assert record["metrics"][keys.FD] == pytest.approx(values[keys.FD], rel=1e-12)
+    low, high = record[keys.CI95][keys.FD]
+    assert (low, high) == (pytest.approx(ci[keys.FD][0], rel=1e-12), pytest.approx(ci[keys.FD][1], rel=1e-12))
+    assert high > low

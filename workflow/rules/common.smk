@@ -5,6 +5,7 @@ import sys
 from snakemake.exceptions import WorkflowError
 
 from kaleido import config as kcfg
+from kaleido.data import condition_text
 from kaleido.errors import ConfigError
 from metrics.io import write_text_atomic
 from kaleido.methods import METHODS, NO_LATENT, ROLES
@@ -157,10 +158,24 @@ def train_inputs(w):
 
 
 def sample_inputs(w):
-    """The trained models a (method, latent) needs, keyed by role; the guide of autoguidance has no latent."""
+    """The trained models a (method, latent) needs, keyed by role (the guide of autoguidance has no latent), and,
+    for a captioned data set, the data index whose captions are the conditions (key ``conditions``)."""
     method = METHODS.get(w.method)
-    return {role: model_path(w.exp, role, w.latent if ROLES.get(role).uses_latent else NO_LATENT)
-            for role in method.roles}
+    out = {role: model_path(w.exp, role, w.latent if ROLES.get(role).uses_latent else NO_LATENT)
+           for role in method.roles}
+    out.update(condition_inputs(w))
+    return out
+
+
+def condition_inputs(w):
+    """{"conditions": the data index} when experiment ``w.exp``'s items are their own conditions (captions), else
+    {}: the sample and edit stages read the captions from it."""
+    return {"conditions": data_path(w.exp)} if condition_text(exp_cfg(w)["data"]) else {}
+
+
+def conditions_arg(w, input):
+    """The ``--conditions`` argument of a stage whose inputs include :func:`condition_inputs`."""
+    return f"--conditions {input.conditions}" if "conditions" in input.keys() else ""
 
 
 def report_outputs(flag=False):

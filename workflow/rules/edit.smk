@@ -1,5 +1,6 @@
 rule edit:
     input:
+        unpack(condition_inputs),
         model=lambda w: model_path(w.exp, METHODS.get(w.method).model, w.latent),
         latents=lambda w: latents_path(w.exp, w.latent),
         samples=lambda w: shard_paths(w.exp, w.method, w.latent, w.guidance)[0],
@@ -13,6 +14,7 @@ rule edit:
         spec=spec("edit", method="method", latent="latent", guidance="guidance", edit="edit"),
         code=code("kaleido.edit"),
         device="cuda" if res("sample", "gpu") else "cpu",
+        conditions=conditions_arg,
     threads: res("sample", "cpus_per_task")
     resources:
         mem_mb=res("sample", "mem_mb"),
@@ -23,4 +25,4 @@ rule edit:
         "{PYTHON} -m kaleido.edit --config {CONFIG_FILE} --experiment {wildcards.exp} --method {wildcards.method}"
         " --latent {wildcards.latent} --guidance {wildcards.guidance} --edit {wildcards.edit} --model {input.model}"
         " --latents {input.latents} --samples {input.samples} --device {params.device} --quiet --out {output.pairs}"
-        " --json {output.rates} --threads {threads} > {log} 2>&1"
+        " --json {output.rates} --threads {threads} {params.conditions} > {log} 2>&1"

@@ -10,7 +10,8 @@ rule sample:
         spec=spec("sample", method="method", latent="latent", guidance="guidance", shard="shard"),
         code=code("kaleido.sample"),
         models=lambda w, input: " ".join(f"--model {role}={path}" for role, path in input.items()
-                                         if role != "pretrained"),
+                                         if role not in ("pretrained", "conditions")),
+        conditions=conditions_arg,
         device="cuda" if res("sample", "gpu") else "cpu",
     threads: res("sample", "cpus_per_task")
     resources:
@@ -21,4 +22,5 @@ rule sample:
     shell:
         "{PYTHON} -m kaleido.sample --config {CONFIG_FILE} --experiment {wildcards.exp} --method {wildcards.method}"
         " --latent {wildcards.latent} --guidance {wildcards.guidance} --shard {wildcards.shard} {params.models}"
+        " {params.conditions}"
         " --device {params.device} --out {output} --threads {threads} > {log} 2>&1"

@@ -1,0 +1,94 @@
+"""Captioned sets at CC12M scale: captions stored as a text column read in place, and models that encode each
+batch's captions with the frozen T5 instead of caching one state per caption."""
+
+from __future__ import annotations
+
+import pickle
+
+import numpy as np
+import pytest
+import torch
+from image_helpers import word_tokenizer
+
+from kaleido.checkpoint import attach_condition_texts, build_denoiser
+from kaleido.errors import ConfigError
+from metrics.errors import InputError
+from metrics.store import TextColumn, encode_text_column, load_data, save_data
+
+CAPTIONS = ["a red box left of a blue box", "ünïcode café ✓", "", "a dog", "the tabby cat on the right"]
+
+
+@pytest.mark.parametrize("shard_size", [None, 2])
+def test_text_column_round_trip(tmp_path, shard_size) -> None:
+    x = np.zeros((len(CAPTIONS), 2, 2, 3), np.uint8)
+    save_data(tmp_path / "d.npz", {"x": x, "labels": np.arange(len(CAPTIONS)),
+                                   "captions": np.array(CAPTIONS, dtype=object)}, {"k": 1}, shard_size)
+    column = load_data(tmp_path / "d.npz")["captions"]
+    assert isinstance(column, TextColumn) and len(column) == len(CAPTIONS) and column.shape == (5,)
+    assert [column[i] for i in range(5)] == CAPTIONS and column[-1] == CAPTIONS[-1]
+    assert list(column[np.array([4, 0, 2, 0])]) == [CAPTIONS[4], CAPTIONS[0], "", CAPTIONS[0]]  # gather, in order
+    assert list(column[1:3]) == CAPTIONS[1:3] and list(np.asarray(column)) == CAPTIONS
+    assert list(pickle.loads(pickle.dumps(column))[[1, 3]]) == [CAPTIONS[1], CAPTIONS[3]]  # into loader workers
+    with pytest.raises(IndexError, match="out of range for 5 strings"):
+        column[np.array([5])]
+    utf8, offsets = encode_text_column(CAPTIONS)
+    assert offsets[0] == 0 and offsets[-1] == len(utf8) == sum(len(c.encode()) for c in CAPTIONS)
+
+
+def test_text_column_reads_in_place(tmp_path) -> None:
+    """100K captions: the column holds none of them; a batch read touches only its rows' bytes."""
+    captions = np.array([f"caption number {i} " + "word " * (i % 7) for i in range(100_000)], dtype=object)
+    save_data(tmp_path / "d.npz", {"x": np.zeros((len(captions), 1), np.float32), "labels": np.arange(len(captions)),
+                                   "captions": captions}, {})
+    column = load_data(tmp_path / "d.npz")["captions"]
+    assert len(pickle.dumps(column)) < 2000  # paths and offsets into the file, not the strings
+    rows = np.array([99_999, 5, 31_337])
+    assert list(column[rows]) == [captions[i] for i in rows]
+
+
+def _captioned(tokenizer: str, texts: list[str] | None = None, class_names: list[str] | None = None):
+    torch.manual_seed(0)
+    meta = {"arch": {"arch": "unet", "size": "unet_tiny", "cond_dim": 32,
+                     "context": {"encoder": "t5_tiny", "tokenizer": tokenizer, "max_length": 8}},
+            "data_shape": [16, 16, 3], "num_classes": len(texts or class_names), "vocab_size": 0, "seq_len": 0}
+    if class_names is not None:
+        meta["class_names"] = class_names
+    else:
+        meta["condition_text"] = "captions"
+    return build_denoiser(meta), meta
+
+
+def test_per_batch_encoding_equals_the_cached_states(tmp_path) -> None:
+    """A captioned model encodes the texts of the labels it is given when it is given them: the same condition as
+    a model that cached every text's states up front (the class-conditional path), with no per-caption cache."""
+    words = sorted({w for c in CAPTIONS for w in c.split()})
+    tokenizer = word_tokenizer(tmp_path / "tok", words)
+    save_data(tmp_path / "d.npz", {"x": np.zeros((5, 1), np.float32), "labels": np.arange(5),
+                                   "captions": np.array(CAPTIONS, dtype=object)}, {})
+    captioned, meta = _captioned(tokenizer, texts=CAPTIONS)
+    cached, _ = _captioned(tokenizer, class_names=CAPTIONS)
+    assert captioned.class_states is None and cached.class_states.shape[0] == 5
+    labels = torch.tensor([3, 0, 4, 0])
+    with pytest.raises(InputError, match="set its condition_texts"):
+        captioned.context(labels)
+    texts = attach_condition_texts({"kaleido": (captioned, meta)}, tmp_path / "d.npz")
+    assert list(texts[:]) == CAPTIONS
+    states, mask = captioned.context(labels)
+    ref_states, ref_mask = cached.context(labels)
+    assert torch.equal(mask, ref_mask) and torch.allclose(states, ref_states, atol=1e-6)
+    assert captioned.context((states, mask))[0] is states  # a pair encoded before passes through
+    y, _ = captioned.encode((states, mask))
+    assert torch.allclose(y, cached.encode(labels)[0], atol=1e-6)
+
+
+def test_condition_texts_refusals(tmp_path) -> None:
+    tokenizer = word_tokenizer(tmp_path / "tok", ["a", "dog"])
+    model, meta = _captioned(tokenizer, texts=CAPTIONS)
+    with pytest.raises(InputError, match="pass --conditions DATA_INDEX"):
+        attach_condition_texts({"mdm": (model, meta)}, None)
+    save_data(tmp_path / "d.npz", {"x": np.zeros((2, 1), np.float32), "labels": np.arange(2),
+                                   "captions": np.array(["a", "dog"], dtype=object)}, {})
+    with pytest.raises(InputError, match="2 captions, but model mdm was trained on 5"):
+        attach_condition_texts({"mdm": (model, meta)}, tmp_path / "d.npz")
+    with pytest.raises(ConfigError, match="not both"):
+        build_denoiser({**meta, "class_names": CAPTIONS})
