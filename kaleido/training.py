@@ -166,7 +166,8 @@ def train(spec: dict[str, Any], x: Any, labels: np.ndarray, tokens: np.ndarray |
         x0_rank = model.data_to_model(items["x"].to(device, non_blocking=True))
         y_rank = items["labels"].to(device, non_blocking=True)
         if per_batch_text:  # the batch's captions through the frozen T5, once, outside the compiled step
-            y_rank = model.context(items["labels"])
+            with autocast():  # bf16 training: the T5 in bf16 too (T5-XL over 512 x 128 tokens is ~160 TFLOP)
+                y_rank = tuple(v.float() if v.is_floating_point() else v for v in model.context(items["labels"]))
         z_rank = items["tokens"].to(device, non_blocking=True) if "tokens" in items else None
         # t, noise and dropout of the global batch from a generator on the device seeded by (seed, step), sliced to
         # this rank's rows: the same on any number of processes, and a resumed run needs no generator state.
