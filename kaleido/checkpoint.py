@@ -74,22 +74,33 @@ def load_denoiser(path: str | Path, device: str | torch.device = "cpu") -> tuple
     return model.to(device).eval(), ckpt["meta"]
 
 
+def condition_texts(path: Path, key: str) -> Any:
+    """The condition texts a captioned model samples from: the text column ``key`` of a data index (``.npz``, read
+    in place: :class:`metrics.store.TextColumn`), or the lines of a held-out caption file (any other suffix)."""
+    if path.suffix == ".npz":
+        from metrics.store import TextColumn
+
+        return TextColumn(path, key)
+    from kaleido.data.captions import read_caption_lines
+
+    return read_caption_lines(path)
+
+
 def attach_condition_texts(loaded: dict[str, tuple[Any, dict[str, Any]]], conditions: Path | None) -> Any:
-    """Give each captioned model of ``loaded`` ({role: (model, meta)}) the item texts of the data index
-    ``conditions`` (read in place); returns them, or None when no model is captioned. InputError when a captioned
-    model has no ``conditions``, or its text count differs from the model's."""
+    """Give each captioned model of ``loaded`` ({role: (model, meta)}) the condition texts of ``conditions`` (the
+    data index it was trained on, or a held-out caption file: :func:`condition_texts`); returns them, or None when no
+    model is captioned. InputError when a captioned model has no ``conditions``, or a data index's text count
+    differs from the model's."""
     captioned = {role: meta for role, (_, meta) in loaded.items() if meta.get("condition_text")}
     if not captioned:
         return None
     if conditions is None:
-        raise InputError(f"models {sorted(captioned)} read each item's text: pass --conditions DATA_INDEX (the "
-                         "data stage's train.npz)")
-    from metrics.store import TextColumn
-
+        raise InputError(f"models {sorted(captioned)} read each item's text: pass --conditions (the data stage's "
+                         "train.npz, or the held-out caption file of data.eval_captions)")
     texts = None
     for role, meta in captioned.items():
-        texts = TextColumn(conditions, meta["condition_text"])
-        if len(texts) != meta["num_classes"]:
+        texts = condition_texts(conditions, meta["condition_text"])
+        if conditions.suffix == ".npz" and len(texts) != meta["num_classes"]:
             raise InputError(f"--conditions {conditions}: {len(texts)} {meta['condition_text']}, but model {role} "
                              f"was trained on {meta['num_classes']}; pass the data index it was trained on")
         loaded[role][0].condition_texts = texts

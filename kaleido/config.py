@@ -542,6 +542,8 @@ def _sample_slice(cfg: dict[str, Any], exp: dict[str, Any], keys: dict[str, str]
            "shard_size": exp["shard_size"], "guidance_scheme": method.guidance}
     if exp.get("sample_conditions"):  # only when set: the slices of configs without it are unchanged
         out["sample_conditions"] = exp["sample_conditions"]
+    if exp["data"].get("eval_captions"):  # a captioned set sampled on held-out captions
+        out["eval_captions"] = exp["data"]["eval_captions"]
     if SCHEMES.get(method.guidance).options is not None:  # only the settings of the scheme it runs
         out[method.guidance] = _block(exp, method.guidance)
     if method.interval:

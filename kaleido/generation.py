@@ -65,8 +65,8 @@ def sample_conditions(exp: dict[str, Any], num_classes: int) -> int:
     ``sample_conditions``, or every one of the model's ``num_classes`` when it is 0 / absent."""
     wanted = int(exp.get("sample_conditions") or 0)
     if wanted > num_classes:
-        raise ConfigError(f"sample_conditions: {wanted}, but the model knows {num_classes} conditions (the data "
-                          f"set's classes or captions); expected 0 (all) or at most {num_classes}")
+        raise ConfigError(f"sample_conditions: {wanted}, but there are {num_classes} conditions (the data set's "
+                          f"classes, or the captions sampled from); expected 0 (all) or at most {num_classes}")
     return wanted or num_classes
 
 
@@ -85,7 +85,8 @@ def generate(exp: dict[str, Any], seed: int, method: str, weight: float, indices
     schedule = Schedule.for_model(exp["diffusion"], main.level_layout)
     prediction = exp["diffusion"]["prediction"]
     index_all = torch.as_tensor(list(indices), dtype=torch.int64)  # on the CPU: the counter RNG runs there
-    conditions = sample_conditions(exp, main.num_classes)
+    texts = getattr(main, "condition_texts", None)  # a captioned model's: the training or held-out captions
+    conditions = sample_conditions(exp, main.num_classes if texts is None else len(texts))
     device = next((t.device for t in (*main.parameters(), *main.buffers())), torch.device("cpu"))
     path = fast_path(exp["sampler"], device)
     main_net = _eps_net(main, schedule, prediction, path)

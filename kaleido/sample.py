@@ -47,8 +47,8 @@ def parser() -> argparse.ArgumentParser:
                      help="samples per forward pass (default: the config's sampler.batch_size); changes speed and "
                           "memory only, never the samples")
     out.add_argument("--conditions", type=Path, default=None,
-                     help="the data index (data/train.npz) whose item texts a captioned model is conditioned on "
-                          "(needed when the data set is captioned: sample i gets text i mod sample_conditions)")
+                     help="where a captioned model's conditions come from: the data index (data/train.npz) or the "
+                          "held-out caption file of data.eval_captions (sample i gets caption i mod sample_conditions)")
     out.add_argument("--quiet", action="store_true", help="no progress bar")
     out.add_argument("--device", default="cpu", help="cpu, cuda or cuda:K (shards can go to different GPUs; "
                      "the samples do not depend on it beyond floating-point rounding)")
@@ -85,7 +85,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     if "class_names" in main_meta:  # image models: what each label means (sample grids, captions)
         arrays["class_names"] = np.array(main_meta["class_names"])
     elif texts is not None:  # a captioned model: the texts the labels stand for (the first sample_conditions)
-        arrays["class_names"] = texts[:sample_conditions(exp, main_meta["num_classes"])]
+        arrays["class_names"] = np.asarray(texts[:sample_conditions(exp, len(texts))], dtype=str)
     meta = provenance("kaleido.sample", spec)
     meta["models"] = {role: str(path) for role, path in sorted(paths.items())}
     save_npz_atomic(args.out, meta=meta, **arrays)

@@ -264,7 +264,13 @@ class TextColumn:
         return self.n
 
     def _text(self, start: int, end: int) -> str:
-        return bytes(self._bytes[start:end]).decode("utf-8") if end > start else ""
+        """String of bytes start .. end - 1: one positional read (the bytes member is one run in one file)."""
+        if end <= start:
+            return ""
+        raw = os.pread(self._bytes._fd(0), end - start, self._bytes.offsets[0] + start)
+        if len(raw) != end - start:
+            raise InputError(f"{self.path}: text column {self.key!r} is truncated; rerun the data step")
+        return raw.decode("utf-8")
 
     def __getitem__(self, key: Any) -> str | np.ndarray:
         if isinstance(key, (int, np.integer)):
@@ -281,7 +287,8 @@ class TextColumn:
         if len(index) and (index.min() < -self.n or index.max() >= self.n):
             raise IndexError(f"index out of range for {self.n} strings")
         index = index % max(self.n, 1)
-        starts, ends = self._offsets[index], self._offsets[index + 1]
+        bounds = self._offsets[np.concatenate([index, index + 1])]  # one gather for both ends
+        starts, ends = bounds[:len(index)], bounds[len(index):]
         return np.array([self._text(int(a), int(b)) for a, b in zip(starts, ends, strict=True)], dtype=str)
 
     def __array__(self, dtype: Any = None, copy: Any = None) -> np.ndarray:

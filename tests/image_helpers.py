@@ -20,10 +20,11 @@ def word_tokenizer(path: Path, words: list[str]) -> str:
     return str(path)
 
 
-def captioned_shapes(folder: Path, n: int, image_size: int = 32, seed: int = 0) -> Path:
+def captioned_shapes(folder: Path, n: int, image_size: int = 32, seed: int = 0, held_out: int = 0) -> Path:
     """A CC12M-style captioned set made offline: ``n`` shapes images as PNG files in ``folder`` and the
     ``path<TAB>caption`` file the ``captions`` data set reads (``folder/captions.tsv``, with its header line), each
-    caption the shapes generator's ground-truth description ("a red circle above an orange square")."""
+    caption the shapes generator's ground-truth description ("a red circle above an orange square"); with
+    ``held_out``, also ``folder/eval_captions.txt``: that many captions of other images (seed + 1), one per line."""
     import numpy as np
     from PIL import Image
 
@@ -37,4 +38,7 @@ def captioned_shapes(folder: Path, n: int, image_size: int = 32, seed: int = 0) 
         lines.append(f"{i:05d}.png\t{text}")
     tsv = folder / "captions.tsv"
     tsv.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    if held_out:
+        other = DATASETS.get("shapes").generate({"name": "shapes", "num_train": held_out, "image_size": 8}, seed + 1)
+        (folder / "eval_captions.txt").write_text("\n".join(other["captions"]) + "\n", encoding="utf-8")
     return tsv

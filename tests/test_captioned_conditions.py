@@ -84,7 +84,7 @@ def test_per_batch_encoding_equals_the_cached_states(tmp_path) -> None:
 def test_condition_texts_refusals(tmp_path) -> None:
     tokenizer = word_tokenizer(tmp_path / "tok", ["a", "dog"])
     model, meta = _captioned(tokenizer, texts=CAPTIONS)
-    with pytest.raises(InputError, match="pass --conditions DATA_INDEX"):
+    with pytest.raises(InputError, match=r"pass --conditions \(the data stage.s train.npz, or the held-out caption file"):
         attach_condition_texts({"mdm": (model, meta)}, None)
     save_data(tmp_path / "d.npz", {"x": np.zeros((2, 1), np.float32), "labels": np.arange(2),
                                    "captions": np.array(["a", "dog"], dtype=object)}, {})
@@ -92,3 +92,16 @@ def test_condition_texts_refusals(tmp_path) -> None:
         attach_condition_texts({"mdm": (model, meta)}, tmp_path / "d.npz")
     with pytest.raises(ConfigError, match="not both"):
         build_denoiser({**meta, "class_names": CAPTIONS})
+
+
+def test_held_out_caption_file(tmp_path) -> None:
+    """data.eval_captions: sampling conditions from a held-out file (any length), not the training captions."""
+    tokenizer = word_tokenizer(tmp_path / "tok", ["a", "dog", "cat"])
+    model, meta = _captioned(tokenizer, texts=CAPTIONS)
+    (tmp_path / "eval.txt").write_text("a dog\n\n  a cat  \n", encoding="utf-8")
+    texts = attach_condition_texts({"mdm": (model, meta)}, tmp_path / "eval.txt")
+    assert list(texts) == ["a dog", "a cat"] and model.condition_texts is texts
+    assert model.context(torch.tensor([1, 0]))[0].shape[0] == 2
+    (tmp_path / "empty.txt").write_text("\n \n", encoding="utf-8")
+    with pytest.raises(InputError, match=r"empty.txt holds no caption"):
+        attach_condition_texts({"mdm": (model, meta)}, tmp_path / "empty.txt")

@@ -39,11 +39,12 @@ def shapes_run(tmp_path_factory):
                       edits=[{"latent": "bbox", "edit": "move", "guidance": 4, "count": 8}])
     cfg["experiments"]["shapes"]["latents"] = {"bbox": {}}
     # the text-to-image path (config/cc12m.yaml in miniature): a captioned set read by the `captions` data set from
-    # a path<TAB>caption file, each image its own condition, the T5 context over the caption, 12 captions x 4
-    # samples so that the per-caption diversity (MSS, per-condition Vendi) is defined
+    # a path<TAB>caption file, each image its own condition, the T5 context over each batch's captions, sampled on
+    # 12 held-out captions x 4 samples so that the per-caption diversity (MSS, per-condition Vendi) is defined
     captioned = copy.deepcopy(cfg["experiments"]["shapes"])
-    captioned_shapes(workdir / "captioned", CAPTIONED_ITEMS)
-    captioned.update(data={"name": "captions", "tsv": "captioned/captions.tsv", "image_size": 32, "workers": 1},
+    captioned_shapes(workdir / "captioned", CAPTIONED_ITEMS, held_out=CAPTIONED_CONDITIONS)
+    captioned.update(data={"name": "captions", "tsv": "captioned/captions.tsv", "image_size": 32, "workers": 1,
+                           "eval_captions": "captioned/eval_captions.txt"},
                      methods=["mdm", "kaleido"], sample_conditions=CAPTIONED_CONDITIONS)
     for model in captioned["models"].values():
         model["context"]["max_length"] = 16  # captions run to ~12 words
@@ -119,9 +120,10 @@ def test_captioned_experiment(shapes_run):
     Kaleido (bbox) -> metrics -> its rows in reports/table1.csv beside the class-conditional experiment's."""
     tsv = (shapes_run / "captioned" / "captions.tsv").read_text().splitlines()[1:]
     captions = [line.split("\t")[1] for line in tsv]
+    held_out = (shapes_run / "captioned" / "eval_captions.txt").read_text().splitlines()
     shard = load_npz(shapes_run / "results/captioned/samples/kaleido/bbox/w4/shard000.npz")
-    # each image its own condition, named by its caption; the samples cycle through the first 12 (sample_conditions)
-    assert list(shard["class_names"]) == captions[:CAPTIONED_CONDITIONS]
+    # sampled on the held-out captions (data.eval_captions), cycling through them (sample_conditions)
+    assert list(shard["class_names"]) == held_out and not set(held_out) <= set(captions)
     assert list(shard["labels"]) == [i % CAPTIONED_CONDITIONS for i in range(24)]
     with open(shapes_run / "reports" / "table1.csv", newline="") as handle:
         rows = [r for r in csv.DictReader(handle) if r["experiment"] == "captioned"]

@@ -12,7 +12,9 @@ Images are decoded to RGB and centre-cropped/resized to ``image_size`` (ADM). Ea
 column read in place (:class:`metrics.store.TextColumn`); the text encoder reads each batch's captions, and sample
 i gets caption i mod N (N = ``sample_conditions``, else the set's size).
 
-Keys: ``tsv`` | ``shards``, ``image_size`` (default 64), ``max_items``, ``workers``, ``shard_size``.
+Keys: ``tsv`` | ``shards``, ``image_size`` (default 64), ``max_items``, ``workers``, ``shard_size``,
+``eval_captions``: a UTF-8 file of held-out captions, one per line, that sampling draws its conditions from instead
+of the training captions (:func:`read_caption_lines`; the sample and edit jobs read it, training never does).
 Arrays: ``x`` (n, S, S, 3) uint8, ``labels`` (n,), ``captions`` (n,).
 """
 
@@ -61,6 +63,17 @@ def read_tsv(path: Path, limit: int | None) -> tuple[list[Path], list[str]]:
     return files, captions
 
 
+def read_caption_lines(path: Path) -> np.ndarray:
+    """The captions of a held-out caption file (UTF-8, one per line, blank lines skipped), in file order, as a
+    numpy unicode array (n,). InputError naming the file when it is missing or holds no caption."""
+    if not path.is_file():
+        raise InputError(f"data.eval_captions: {path} not found; expected a UTF-8 file of captions, one per line")
+    captions = [line.strip() for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+    if not captions:
+        raise InputError(f"data.eval_captions: {path} holds no caption")
+    return np.array(captions)
+
+
 def read_shards(pattern: str, size: int, limit: int | None) -> tuple[np.ndarray, list[str]]:
     """Decode the (image, caption) pairs of webdataset tar shards matching ``pattern``, in shard and member order."""
     tars = sorted(glob.glob(str(Path(pattern).expanduser())))
@@ -100,7 +113,7 @@ def read_shards(pattern: str, size: int, limit: int | None) -> tuple[np.ndarray,
 
 class Captions:
     condition_text = "captions"
-    keys = {"name", "tsv", "shards", "image_size", "max_items", "workers", "shard_size"}
+    keys = {"name", "tsv", "shards", "image_size", "max_items", "workers", "shard_size", "eval_captions"}
 
     def validate(self, spec: dict[str, Any], where: str) -> None:
         check_keys(spec, self.keys, where, required={"name"})
@@ -109,6 +122,7 @@ class Captions:
                               "webdataset .tar files)")
         check_str(spec, "tsv", where, "a file path")
         check_str(spec, "shards", where, "a glob of .tar files")
+        check_str(spec, "eval_captions", where, "a file of held-out captions, one per line")
         check_int(spec, "max_items", where)
         check_loader_options(spec, where)
 

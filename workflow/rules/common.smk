@@ -168,9 +168,12 @@ def sample_inputs(w):
 
 
 def condition_inputs(w):
-    """{"conditions": the data index} when experiment ``w.exp``'s items are their own conditions (captions), else
-    {}: the sample and edit stages read the captions from it."""
-    return {"conditions": data_path(w.exp)} if condition_text(exp_cfg(w)["data"]) else {}
+    """{"conditions": where the captions come from} when experiment ``w.exp``'s items are their own conditions: the
+    held-out caption file ``data.eval_captions`` when set, else the data index; {} for a class-conditional set."""
+    data = exp_cfg(w)["data"]
+    if not condition_text(data):
+        return {}
+    return {"conditions": os.path.expanduser(data["eval_captions"]) if data.get("eval_captions") else data_path(w.exp)}
 
 
 def conditions_arg(w, input):
