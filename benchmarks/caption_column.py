@@ -59,7 +59,7 @@ def write_indexes(work: Path, captions: np.ndarray) -> dict[str, Path]:
 
 def read(path: Path, batches: int, batch: int) -> None:
     """The reader process: load the index as training does, read random batches; prints microseconds per batch and
-    its own peak RSS (MiB; Linux reports ru_maxrss in KiB)."""
+    its own peak RSS (MiB)."""
     from metrics.store import load_data
 
     data = load_data(path)
@@ -68,8 +68,18 @@ def read(path: Path, batches: int, batch: int) -> None:
     start = time.perf_counter()
     chars = sum(sum(len(str(t)) for t in captions[i]) for i in index)
     seconds = time.perf_counter() - start
-    print(json.dumps({"us_per_batch": 1e6 * seconds / batches, "chars": chars,
-                      "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}))
+    print(json.dumps({"us_per_batch": 1e6 * seconds / batches, "chars": chars, "peak_rss_mb": peak_rss_mb()}))
+
+
+def peak_rss_mb() -> float:
+    """This process's peak resident memory, MiB: VmHWM (the high-water mark of this program's own memory; ru_maxrss
+    would also count the parent's memory this process was forked with before it ran this program)."""
+    status = Path("/proc/self/status")
+    if status.is_file():
+        for line in status.read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # no /proc: the best available
 
 
 def run_reader(path: Path, batches: int, batch: int) -> dict[str, float]:
