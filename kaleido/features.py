@@ -1,10 +1,11 @@
 """The feature stage: ``python -m kaleido.features --config C --experiment E --net N --out F.npz items.npz...``.
 
-Runs :func:`metrics.extract.extract_files` with the network options of the experiment's ``metrics`` block
+Runs :func:`metrics.extract.write_features` with the network options of the experiment's ``metrics`` block
 (:func:`kaleido.config.feature_options`; ``--weights`` overrides the weights, as the DAG does for the in-DAG
 ``domain`` network; a Hugging Face repository there is read from the local cache, :mod:`kaleido.pretrained`) and
-the config's ``weights`` rules (pinned digests, artifacts allowed unverified), and writes the arrays with the
-harness's provenance, which holds the digest check of every weight file used.
+the config's ``weights`` rules (pinned digests, artifacts allowed unverified), and writes the arrays, chunk by chunk
+(memory bounded by the chunk, not the set), with the harness's provenance, which holds the digest check of every
+weight file used.
 """
 
 from __future__ import annotations
@@ -16,9 +17,8 @@ from kaleido import config
 from kaleido.cli import load_stage_config, run_cli, stage_parser
 from kaleido.pretrained import resolve
 from kaleido.provenance import provenance
-from metrics.extract import extract_files
+from metrics.extract import write_features
 from metrics.features import FEATURE_NETS
-from metrics.io import save_npz_atomic
 
 
 def main(argv: Sequence[str] | None = None) -> None:
@@ -33,12 +33,12 @@ def main(argv: Sequence[str] | None = None) -> None:
     network = FEATURE_NETS.get(args.net)
     files, pinned = getattr(network, "files", ()), getattr(network, "weight_file", None)
     rules = cfg["weights"]
-    arrays, settings = extract_files(
-        args.net, args.inputs, weights=None if weights is None else resolve(weights, f"weights of {args.net}"),
+    write_features(
+        args.out, args.net, args.inputs, lambda settings: provenance("kaleido.features", settings),
+        weights=None if weights is None else resolve(weights, f"weights of {args.net}"),
         batch_size=opts["feature_batch_size"], device=opts["feature_device"], precision=opts["feature_precision"],
         weights_sha256=rules["sha256"].get(pinned) if pinned else None,
         allow_unverified=any(name in rules["allow_unverified"] for name in files))
-    save_npz_atomic(args.out, meta=provenance("kaleido.features", settings), **arrays)
 
 
 if __name__ == "__main__":

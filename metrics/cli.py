@@ -142,15 +142,13 @@ def run_extract(args: argparse.Namespace) -> int:
     Extra network outputs (Inception and domain-CNN ``logits``) are stored beside ``features``; ``meta`` records
     the network settings, the inputs and the package versions.
     """
-    from metrics.extract import extract_files
-    from metrics.io import save_npz_atomic
+    from metrics.extract import write_features
     from metrics.versions import package_versions
 
-    arrays, settings = extract_files(args.net, args.inputs, weights=args.weights, batch_size=args.batch_size,
-                                     device=args.device, precision=args.precision,
-                                     weights_sha256=args.weights_sha256,
-                                     allow_unverified=args.allow_unverified_weights)
-    save_npz_atomic(args.out, meta={"config": settings, "packages": package_versions(RECORDED_PACKAGES)}, **arrays)
+    write_features(args.out, args.net, args.inputs,
+                   lambda settings: {"config": settings, "packages": package_versions(RECORDED_PACKAGES)},
+                   weights=args.weights, batch_size=args.batch_size, device=args.device, precision=args.precision,
+                   weights_sha256=args.weights_sha256, allow_unverified=args.allow_unverified_weights)
     return 0
 
 

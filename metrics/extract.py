@@ -1,18 +1,21 @@
 """Feature extraction over item files: one registered network, its options, and what to record beside its output.
 
 Both ``python -m metrics extract`` and the harness's feature stage (:mod:`kaleido.features`) call
-:func:`extract_files`; they differ only in the provenance they write next to the arrays.
+:func:`write_features`; they differ only in the provenance they write next to the arrays.
 """
 
 from __future__ import annotations
 
 import os
-from collections.abc import Sequence
+import tempfile
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 
 import numpy as np
 
+from metrics.errors import InputError
 from metrics.features import FEATURE_NETS
+from metrics.io import NpyAppender, save_npz_streamed
 from metrics.store import load_data
 from metrics.weights import file_sha256
 
@@ -47,26 +50,44 @@ def net_settings(name: str, net: object) -> dict[str, object]:
     return settings
 
 
-def extract_files(name: str, inputs: Sequence[str | os.PathLike[str]], *, weights: str | None = None,
-                  batch_size: int | None = None, device: str | None = "cpu", precision: str | None = None,
-                  weights_sha256: str | None = None, allow_unverified: bool | None = None
-                  ) -> tuple[dict[str, np.ndarray], dict[str, object]]:
-    """Features (and labels) of the items in every input ``.npz``, concatenated in the given order (network options:
-    :func:`configured_net`).
+#: items per extraction chunk (rounded down to a multiple of the network's batch size): the outputs of one chunk
+#: are what a feature job holds, whatever the set's size (1.28M x (2048 + 1008) Inception outputs are 15.6 GB)
+CHUNK_ITEMS = 32768
 
-    Returns:
-        ``(arrays, settings)``: ``features`` float32 (n, d), ``labels`` (n,), and extra network outputs
-        (Inception and domain-CNN ``logits`` (n, classes)); the settings to record (:func:`net_settings` plus
-        ``inputs``).
+
+def write_features(out: str | os.PathLike[str], name: str, inputs: Sequence[str | os.PathLike[str]],
+                   meta: Callable[[dict[str, object]], Mapping[str, object]], *, weights: str | None = None,
+                   batch_size: int | None = None, device: str | None = "cpu", precision: str | None = None,
+                   weights_sha256: str | None = None, allow_unverified: bool | None = None,
+                   chunk_items: int = CHUNK_ITEMS) -> None:
+    """Features (and labels) of the items in every input ``.npz``, concatenated in the given order, written to
+    ``out`` (network options: :func:`configured_net`).
+
+    ``out`` holds ``labels`` (n,), ``features`` float32 (n, d) and extra network outputs (Inception and domain-CNN
+    ``logits`` (n, classes)), and ``meta(settings)`` (settings: :func:`net_settings` plus ``inputs``). The items
+    are read and extracted ``chunk_items`` at a time (whole batches) and each chunk's outputs appended to ``.npy``
+    parts beside ``out`` that become its members: memory O(chunk), not O(n); the values are those of one pass over
+    all items (the batches are the same).
     """
     net = configured_net(name, weights=weights, batch_size=batch_size, device=device or "cpu", precision=precision,
                          weights_sha256=weights_sha256, allow_unverified=allow_unverified)
-    outputs: dict[str, list[np.ndarray]] = {}
-    labels = []
-    for path in inputs:
-        data = load_data(path, required=(net.input_key, "labels"))
-        for key, value in net_outputs(net, data[net.input_key]).items():
-            outputs.setdefault(key, []).append(value)
-        labels.append(data["labels"])
-    arrays = {"labels": np.concatenate(labels), **{key: np.concatenate(parts) for key, parts in outputs.items()}}
-    return arrays, {**net_settings(name, net), "inputs": [str(p) for p in inputs]}
+    sets = [load_data(path, required=(net.input_key, "labels")) for path in inputs]  # indexes; items on demand
+    total = sum(len(data[net.input_key]) for data in sets)
+    if total == 0:
+        raise InputError(f"no items to extract features of in {[str(p) for p in inputs]}")
+    per_batch = getattr(net, "batch_size", None) or 1
+    chunk = max(per_batch, chunk_items // per_batch * per_batch)
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(prefix=f".{out.name}.parts.", dir=out.parent) as parts:
+        appenders: dict[str, NpyAppender] = {}
+        for data in sets:
+            items = data[net.input_key]
+            for start in range(0, len(items), chunk):
+                for key, value in net_outputs(net, items[start:start + chunk]).items():
+                    appenders.setdefault(key, NpyAppender(Path(parts) / f"{key}.npy", total)).append(value)
+        for appender in appenders.values():
+            appender.close()
+        settings = {**net_settings(name, net), "inputs": [str(p) for p in inputs]}
+        save_npz_streamed(out, meta(settings), {"labels": np.concatenate([data["labels"] for data in sets])},
+                          {key: appender.path for key, appender in appenders.items()})

@@ -84,7 +84,7 @@ def test_per_batch_encoding_equals_the_cached_states(tmp_path) -> None:
 def test_condition_texts_refusals(tmp_path) -> None:
     tokenizer = word_tokenizer(tmp_path / "tok", ["a", "dog"])
     model, meta = _captioned(tokenizer, texts=CAPTIONS)
-    with pytest.raises(InputError, match=r"pass --conditions \(the data stage.s train.npz, or the held-out caption file"):
+    with pytest.raises(InputError, match=r"pass --conditions \(the data stage.s train.npz, or the held-out"):
         attach_condition_texts({"mdm": (model, meta)}, None)
     save_data(tmp_path / "d.npz", {"x": np.zeros((2, 1), np.float32), "labels": np.arange(2),
                                    "captions": np.array(["a", "dog"], dtype=object)}, {})

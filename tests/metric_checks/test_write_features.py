@@ -1,0 +1,50 @@
+"""Feature extraction written chunk by chunk (metrics.extract.write_features): the values of one pass over every
+item, the file readable whole and in place, memory bounded by the chunk."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from img_nets import random_images, save_random_inception
+
+from metrics.extract import configured_net, net_outputs, write_features
+from metrics.io import load_npz
+from metrics.store import npz_member_rows, save_data
+
+
+@pytest.fixture(scope="module")
+def inception_weights(tmp_path_factory):
+    return save_random_inception(tmp_path_factory.mktemp("w") / "inception.pth")
+
+
+def test_chunks_give_the_one_pass_values(tmp_path, inception_weights, one_torch_thread) -> None:
+    """Two inputs (one sharded), chunks of 8 items in batches of 4: bit for bit the features and logits of one pass
+    over each input (the same batches), in input order, and the meta callback gets the network settings."""
+    first, second = random_images(21, seed=0), random_images(6, seed=1)
+    save_data(tmp_path / "a.npz", {"x": first, "labels": np.arange(21) % 3}, {}, shard_size=5)
+    save_data(tmp_path / "b.npz", {"x": second, "labels": np.full(6, 7)}, {})
+    options = {"weights": str(inception_weights), "batch_size": 4, "allow_unverified": True}  # random weights
+    write_features(tmp_path / "f.npz", "inception", [tmp_path / "a.npz", tmp_path / "b.npz"],
+                   lambda settings: {"config": settings}, chunk_items=10, **options)
+    out = load_npz(tmp_path / "f.npz")
+    net = configured_net("inception", **options)
+    per_file = [net_outputs(net, first), net_outputs(net, second)]  # one pass per input: the earlier extraction
+    assert np.array_equal(out["labels"], np.r_[np.arange(21) % 3, np.full(6, 7)])
+    for key in ("features", "logits"):
+        assert out[key].dtype == np.float32, key
+        assert np.array_equal(out[key], np.concatenate([part[key] for part in per_file])), key  # same batches
+    assert out["meta"]["config"]["feature_net"] == "inception" and len(out["meta"]["config"]["inputs"]) == 2
+    in_place = npz_member_rows(tmp_path / "f.npz", "features")  # the evaluate stage's reader (zip64 members)
+    assert np.array_equal(in_place[[26, 0, 13]], out["features"][[26, 0, 13]])
+    assert not list(tmp_path.glob(".f.npz.parts.*")), "the chunk parts were not removed"
+
+
+def test_vector_items_and_empty_input(tmp_path) -> None:
+    x = np.random.default_rng(0).normal(size=(50, 3)).astype(np.float32)
+    save_data(tmp_path / "v.npz", {"x": x, "labels": np.arange(50)}, {})
+    write_features(tmp_path / "f.npz", "identity", [tmp_path / "v.npz"], lambda s: {}, chunk_items=7)
+    assert np.array_equal(load_npz(tmp_path / "f.npz")["features"], x)
+    save_data(tmp_path / "e.npz", {"x": x[:0], "labels": np.arange(0)}, {})
+    with pytest.raises(ValueError, match="no items to extract features of"):
+        write_features(tmp_path / "g.npz", "identity", [tmp_path / "e.npz"], lambda s: {})
+    assert not (tmp_path / "g.npz").exists()
