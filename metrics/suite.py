@@ -170,12 +170,15 @@ def compute_with_ci(
 
     Each resample draws n_fake generated rows with replacement (:func:`metrics.bootstrap.bootstrap_indices`
     with ``bootstrap_seed``; stratified by ``labels_fake`` when given, so every condition keeps its count),
-    keeping the reference set fixed, and recomputes all metrics with ``options``.
+    keeping the reference set fixed (one object for every resample, so the reference set's k-NN radii are computed
+    once: :mod:`metrics.prdc`), and recomputes all metrics with ``options``.
     Returns:
         ``(values, intervals)``: values as :func:`compute_all`; intervals {metric key: (low, high)}, empty
         when ``bootstrap_resamples`` is 0.
     """
     resamples = check_positive_int(bootstrap_resamples, "bootstrap_resamples", minimum=0)
+    if real is not None and not reads_on_demand(real):
+        real = as_features(real, "real")  # converted once: every resample sees the same reference (cached radii)
     values = compute_all(real, fake, labels_fake=labels_fake, logits_fake=logits_fake, **options)
     if resamples == 0:
         return values, {}

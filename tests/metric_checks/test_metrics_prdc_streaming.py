@@ -153,3 +153,34 @@ def test_reference_subset_is_seeded_and_checked() -> None:
     for bad in ("all", 1, True, 2.5):
         with pytest.raises(ValueError, match="expected 'full'"):
             check_reference(bad)
+
+
+def test_bootstrap_computes_the_reference_radii_once(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The reference set's k-NN radii (the 1.28M x 1.28M part at ImageNet scale) are computed once for all bootstrap
+    resamples of the generated rows, with the same intervals as recomputing them every time."""
+    from metrics import prdc as prdc_module
+    from metrics.suite import compute_with_ci
+
+    real, fake = _clouds(300, 120, 16, seed=5)
+    sources: list[str] = []
+    counted = prdc_module.knn_radii
+
+    def counting(source, *args, **kwargs):
+        sources.append(source.name)
+        return counted(source, *args, **kwargs)
+
+    monkeypatch.setattr(prdc_module, "knn_radii", counting)
+    run = {"metrics": ["prdc"], "bootstrap_resamples": 4, "bootstrap_seed": 3, "k_pr": 3, "k_dc": 5}
+    values, ci = compute_with_ci(real, fake, **run)
+    assert sources.count("real") == 1 and sources.count("fake") == 5  # the point estimate + 4 resamples
+    monkeypatch.setattr(prdc_module._REAL_RADII, "get", lambda *args: None)  # recompute every time
+    fresh_values, fresh_ci = compute_with_ci(real, fake, **run)
+    assert sources.count("real") == 1 + 5
+    assert values == fresh_values and ci == fresh_ci
+    other = real.copy()  # a different reference object with the same values is not served the cached radii
+    monkeypatch.undo()
+    monkeypatch.setattr(prdc_module, "knn_radii", counting)
+    prdc(real, fake, k_pr=3, k_dc=5)
+    before = sources.count("real")
+    prdc(other, fake, k_pr=3, k_dc=5)
+    assert sources.count("real") == before + 1
