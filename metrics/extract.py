@@ -16,7 +16,7 @@ import numpy as np
 from metrics.errors import InputError
 from metrics.features import FEATURE_NETS
 from metrics.io import NpyAppender, save_npz_streamed
-from metrics.store import load_data
+from metrics.store import ShardedArray, load_data
 from metrics.weights import file_sha256
 
 
@@ -84,7 +84,9 @@ def write_features(out: str | os.PathLike[str], name: str, inputs: Sequence[str 
         for data in sets:
             items = data[net.input_key]
             for start in range(0, len(items), chunk):
-                for key, value in net_outputs(net, items[start:start + chunk]).items():
+                stop = min(start + chunk, len(items))  # a sharded set's chunk stays on disk, read batch by batch
+                part = items.rows(start, stop) if isinstance(items, ShardedArray) else items[start:stop]
+                for key, value in net_outputs(net, part).items():
                     appenders.setdefault(key, NpyAppender(Path(parts) / f"{key}.npy", total)).append(value)
         for appender in appenders.values():
             appender.close()

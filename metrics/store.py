@@ -99,6 +99,18 @@ class ShardedArray:
         return ShardedArray([self.files[k]], [int(self.starts[k + 1] - self.starts[k])], self.item_shape, self.dtype,
                             [self.offsets[k]])
 
+    def rows(self, start: int, stop: int) -> ShardedArray:
+        """Rows start .. stop - 1 (0 <= start < stop <= n) as an array of their own, read on demand like this one."""
+        first = int(np.searchsorted(self.starts, start, side="right") - 1)
+        last = int(np.searchsorted(self.starts, stop - 1, side="right") - 1)
+        counts = [int(self.starts[k + 1] - self.starts[k]) for k in range(first, last + 1)]
+        offsets = self.offsets[first:last + 1]
+        skip = start - int(self.starts[first])
+        counts[0] -= skip
+        offsets[0] += skip * self.item_bytes
+        counts[-1] -= int(self.starts[last + 1]) - stop
+        return ShardedArray(self.files[first:last + 1], counts, self.item_shape, self.dtype, offsets)
+
     def __getstate__(self) -> dict[str, Any]:
         return {**self.__dict__, "_fds": {}}
 
