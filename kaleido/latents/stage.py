@@ -47,11 +47,23 @@ def _extract_part(latent: str, spec: dict[str, Any], seed: int, images: ShardedA
     return EXTRACTORS.get(latent).extract_strings(images.shard(k), ctx.part(rows), spec, seed)
 
 
+#: the variables OpenMP / BLAS runtimes read their thread count from when they load
+THREAD_VARIABLES = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "BLIS_NUM_THREADS")
+
+
 def _one_thread() -> None:
     """Worker initializer: one BLAS / OpenMP thread per process (the stage's ``--workers`` processes share the job's
-    cores; Snakemake sets ``OMP_NUM_THREADS`` to all of them)."""
+    cores; Snakemake sets ``OMP_NUM_THREADS`` to all of them).
+
+    ``threadpool_limits`` reaches only the runtimes already loaded; scikit-learn's OpenMP (k-means of the ``color``
+    latent) loads later, on the first extraction, and reads the environment then. Without the variables each of 16
+    workers ran 16 k-means threads on 16 cores: 12x slower than ``bbox`` (benchmarks/logs/streaming_train_h100_oom.log).
+    """
+    import os
+
     from threadpoolctl import threadpool_limits
 
+    os.environ.update({name: "1" for name in THREAD_VARIABLES})
     threadpool_limits(1)
 
 

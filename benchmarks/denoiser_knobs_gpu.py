@@ -1,0 +1,258 @@
+"""What each GPU knob buys the image denoiser, and where its GPU time goes: the sampling forward and the training step.
+
+    python benchmarks/denoiser_knobs_gpu.py [--size mdm_in256 --res 256 --rows 128 --batch 32]
+    python benchmarks/denoiser_knobs_gpu.py --smoke   (CPU, tiny sizes, seconds: the code paths run, no numbers)
+
+``forward``: one denoiser call on ``--rows`` rows (a CFG batch of rows / 2 images: the sampler's one batched call for
+both branches) in bf16 autocast, for each knob set in :data:`FORWARD_VARIANTS`, each after its own warm-up (compiles,
+cuDNN autotuning); ms per call, TFLOP/s of model FLOPs (torch's FlopCounterMode), the share of the bf16 dense peak
+and the ratio to the first variant (the sample stage's CUDA default before these knobs) measured in the same run.
+
+``train``: one optimisation step at ``--batch`` images as the training loop runs it (the compiled ``_Objective``,
+eps-loss over the resolution levels, backward, gradient clipping, Adam, EMA) for each :data:`TRAIN_VARIANTS`; images/s
+and MFU (fwd + bwd model FLOPs counted once, eagerly).
+
+``--profile``: the CUDA kernel time of the first and the last variant of each part by kind (convolution, GEMM,
+attention, Triton-fused normalisation / elementwise, other) and the top kernels: where the remaining time goes.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from collections import Counter
+from collections.abc import Callable
+from pathlib import Path
+
+import torch
+
+REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO))
+sys.path.insert(0, str(REPO / "benchmarks"))
+
+import _smoke  # noqa: E402
+from _gpu import peak  # noqa: E402
+
+from kaleido import checkpoint  # noqa: E402
+from kaleido.training import _Objective, ema_update  # noqa: E402
+
+#: name -> knobs; the first is the baseline of the ratios (the sample / train stage's CUDA path before this script)
+FORWARD_VARIANTS = {
+    "bf16 +compile": {"compile": True},
+    "+cudnn.benchmark": {"compile": True, "cudnn_benchmark": True},
+    "+channels_last": {"compile": True, "cudnn_benchmark": True, "channels_last": True},
+    "eager +benchmark +cl": {"compile": False, "cudnn_benchmark": True, "channels_last": True},
+}
+TRAIN_VARIANTS = {
+    "bf16 +compile": {"compile": True},
+    "+fused Adam, foreach EMA": {"compile": True, "fused": True},
+    "+cudnn.benchmark": {"compile": True, "fused": True, "cudnn_benchmark": True},
+    "+channels_last": {"compile": True, "fused": True, "cudnn_benchmark": True, "channels_last": True},
+}
+SMOKE = {"size": "nested_tiny", "res": 16, "rows": 4, "batch": 2, "iters": 1, "warmup": 1}
+CLASSES = ["a", "b", "c", "d"]
+TOP_KERNELS = 12
+
+
+def build(args: argparse.Namespace, device: torch.device) -> torch.nn.Module:
+    meta = {"arch": {"arch": "nested_unet", "size": args.size, "cond_dim": args.cond_dim,
+                     "context": {"encoder": "t5_tiny", "max_length": 8}},
+            "data_shape": [args.res, args.res, 3], "num_classes": len(CLASSES), "class_names": CLASSES,
+            "config_hash": "bench"}
+    torch.manual_seed(0)
+    return checkpoint.build_denoiser(meta).to(device)
+
+
+def apply(knobs: dict, model: torch.nn.Module, device: torch.device) -> None:
+    """Set the global knobs (cuDNN autotuning) and the model's memory format for one variant."""
+    torch.backends.cudnn.benchmark = bool(knobs.get("cudnn_benchmark"))
+    fmt = torch.channels_last if knobs.get("channels_last") else torch.contiguous_format
+    model.to(memory_format=fmt)
+    torch._dynamo.reset()  # each variant compiles afresh, as a stage's process does
+
+
+def timed(fn: Callable[[], object], iters: int, warmup: int, device: torch.device) -> float:
+    """Seconds per call of ``fn`` after ``warmup`` calls."""
+    sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
+    for _ in range(warmup):
+        fn()
+    sync()
+    start = time.perf_counter()
+    for _ in range(iters):
+        fn()
+    sync()
+    return (time.perf_counter() - start) / iters
+
+
+def kernel_kind(name: str) -> str:
+    low = name.lower()
+    if any(k in low for k in ("flash", "fmha", "attention", "attn")):
+        return "attention"
+    if any(k in low for k in ("conv", "cudnn", "implicit", "nhwc", "xmma_fprop", "dgrad", "wgrad", "fprop")):
+        return "convolution"
+    if any(k in low for k in ("gemm", "cutlass", "cublas", "sm90_xmma", "matmul")):
+        return "gemm"
+    if "triton" in low:
+        return "triton (norm / elementwise)"
+    return "other"
+
+
+def profile(fn: Callable[[], object], label: str, device: torch.device) -> None:
+    """Print CUDA kernel time of one call of ``fn`` by :func:`kernel_kind` and the top kernels."""
+    if device.type != "cuda":
+        _smoke.skip(f"the kernel profile of {label}", "CUDA kernels only")
+        return
+    from torch.profiler import ProfilerActivity
+    from torch.profiler import profile as torch_profile
+
+    fn()
+    torch.cuda.synchronize()
+    with torch_profile(activities=[ProfilerActivity.CUDA]) as prof:
+        fn()
+        torch.cuda.synchronize()
+    kinds: Counter[str] = Counter()
+    names: Counter[str] = Counter()
+    for event in prof.events():
+        if event.device_type == torch.autograd.DeviceType.CUDA:
+            kinds[kernel_kind(event.name)] += event.device_time
+            names[event.name] += event.device_time
+    total = sum(kinds.values())
+    print(f"  profile {label}: {total / 1e3:.1f} ms of kernels per call")
+    for kind, us in kinds.most_common():
+        print(f"    {kind:<28} {us / 1e3:8.1f} ms  {us / total:6.1%}")
+    for name, us in names.most_common(TOP_KERNELS):
+        print(f"    {us / total:6.1%}  {name[:110]}")
+    sys.stdout.flush()
+
+
+
+def forward_part(args: argparse.Namespace, device: torch.device) -> None:
+    model = build(args, device).eval()
+    rows = args.rows
+    labels = torch.arange(rows, device=device) % len(CLASSES)
+    x = torch.randn(rows, model.data_dim, device=device)
+    t = torch.full((rows,), 500, device=device)
+    with torch.no_grad():
+        y = torch.cat([model.encode(labels[: rows // 2])[0], model.null_condition(rows - rows // 2)])
+    from torch.utils.flop_counter import FlopCounterMode
+
+    counter = FlopCounterMode(display=False)
+    with counter, torch.no_grad():
+        model(x, t, y)
+    flops = counter.get_total_flops()
+    p = peak("bf16")
+    print(f"forward: nested_unet/{args.size} {args.res}px, {sum(q.numel() for q in model.parameters()) / 1e6:.1f}M "
+          f"parameters, {rows} rows (CFG batch {rows // 2}), {flops / rows / 1e9:.1f} GFLOP per row", flush=True)
+    base = None
+    names = list(FORWARD_VARIANTS)
+    for name in names:
+        knobs = FORWARD_VARIANTS[name]
+        compiled = knobs.get("compile") and device.type == "cuda"
+        if knobs.get("compile") and not compiled:
+            _smoke.skip(f"torch.compile in forward {name} (run eagerly)", "compiling on the CPU takes minutes")
+        apply(knobs, model, device)
+        net = torch.compile(model) if compiled else model
+
+        def call(net=net) -> torch.Tensor:
+            with torch.no_grad(), torch.autocast(device.type, dtype=torch.bfloat16):
+                return net(x, t, y)
+
+        sec = timed(call, args.iters, args.warmup, device)
+        base = base or sec
+        share = f", {flops / sec / p:.1%} of the bf16 peak" if p else ""
+        print(f"  forward {name:<24} {sec * 1e3:8.1f} ms/call  {flops / sec / 1e12:7.1f} TFLOP/s{share}  "
+              f"(x{base / sec:.2f}; {rows / 2 / sec:.0f} CFG images per denoiser call-second)", flush=True)
+        if args.profile and name in (names[0], names[-2]):
+            profile(call, f"forward {name}", device)
+
+
+def train_part(args: argparse.Namespace, device: torch.device) -> None:
+    from kaleido.diffusion.losses import diffusion_target, noised
+    from kaleido.diffusion.schedule import Schedule
+
+    model = build(args, device).train()
+    ema = build(args, device).eval().requires_grad_(False)
+    schedule = Schedule.from_spec("cosine", 1000)
+    gen = torch.Generator(device=device).manual_seed(0)
+    x0 = torch.rand(args.batch, model.data_dim, device=device, generator=gen) * 2 - 1
+    labels = torch.arange(args.batch, device=device) % len(CLASSES)
+    drop = torch.zeros(args.batch, dtype=torch.bool, device=device)
+    p = peak("bf16")
+    flops = None
+    base = None
+    names = list(TRAIN_VARIANTS)
+    for name in names:
+        knobs = TRAIN_VARIANTS[name]
+        compiled = knobs.get("compile") and device.type == "cuda"
+        if knobs.get("compile") and not compiled:
+            _smoke.skip(f"torch.compile in train {name} (run eagerly)", "compiling on the CPU takes minutes")
+        apply(knobs, model, device)
+        ema.to(memory_format=torch.channels_last if knobs.get("channels_last") else torch.contiguous_format)
+        objective = _Objective(model)
+        run = torch.compile(objective) if compiled else objective
+        fused = bool(knobs.get("fused")) and device.type == "cuda"
+        opt = torch.optim.Adam(model.parameters(), lr=1e-5, betas=(0.9, 0.99), eps=1e-8,
+                               **({"fused": True} if fused else {}))
+
+        def step(run=run, opt=opt, fused=fused) -> None:
+            t = torch.randint(1000, (args.batch,), device=device, generator=gen)
+            noise = torch.randn(x0.shape, device=device, generator=gen)
+            x_t, sab, s1mab = noised(schedule, x0, t, noise)
+            with torch.autocast(device.type, dtype=torch.bfloat16):
+                out, _ = run(x_t, t, labels, None, drop)
+            loss = model.loss(out.float(), diffusion_target("eps", x0, noise, sab, s1mab))
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+            opt.step()
+            opt.zero_grad(set_to_none=True)
+            if fused:
+                ema_update(ema, model, 0.9999)
+            else:  # the loop as it was: one lerp per tensor
+                with torch.no_grad():
+                    for p_ema, q in zip(ema.parameters(), model.parameters(), strict=True):
+                        p_ema.lerp_(q, 1.0 - 0.9999)
+
+        if flops is None:
+            from torch.utils.flop_counter import FlopCounterMode
+
+            counter = FlopCounterMode(display=False)
+            with counter:
+                step_eager = _Objective(model)
+                with torch.autocast(device.type, dtype=torch.bfloat16):
+                    out, _ = step_eager(x0, torch.full((args.batch,), 500, device=device), labels, None, drop)
+                out.float().square().mean().backward()
+            model.zero_grad(set_to_none=True)
+            flops = counter.get_total_flops()
+            print(f"train: batch {args.batch}, {flops / args.batch / 1e9:.1f} GFLOP per image (fwd + bwd)",
+                  flush=True)
+        sec = timed(step, args.iters, args.warmup, device)
+        base = base or sec
+        mfu = f", MFU {flops / sec / p:.1%}" if p else ""
+        print(f"  train {name:<28} {sec * 1e3:8.1f} ms/step  {args.batch / sec:7.1f} img/s{mfu}  (x{base / sec:.2f})",
+              flush=True)
+        if args.profile and name in (names[0], names[-1]):
+            profile(step, f"train {name}", device)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--parts", nargs="+", choices=("forward", "train"), default=["forward", "train"])
+    parser.add_argument("--size", default="mdm_in256", help="NestedUNet size (kaleido.models.unet_sizes)")
+    parser.add_argument("--res", type=int, default=256)
+    parser.add_argument("--cond-dim", type=int, default=1024)
+    parser.add_argument("--rows", type=int, default=128, help="forward: rows per denoiser call (2 x CFG batch)")
+    parser.add_argument("--batch", type=int, default=32, help="train: images per step")
+    parser.add_argument("--iters", type=int, default=10, help="timed calls per variant")
+    parser.add_argument("--warmup", type=int, default=3, help="untimed calls per variant first")
+    parser.add_argument("--profile", action="store_true", help="kernel-time breakdown of the first / last variant")
+    args = _smoke.parse_args(parser, SMOKE)
+    device = torch.device("cuda" if torch.cuda.is_available() and not args.smoke else "cpu")
+    if device.type == "cuda":
+        print(f"device {torch.cuda.get_device_name()}; torch {torch.__version__}", flush=True)
+    for part in args.parts:
+        (forward_part if part == "forward" else train_part)(args, device)
+
+
+if __name__ == "__main__":
+    main()
