@@ -64,12 +64,16 @@ def build(args: argparse.Namespace, device: torch.device) -> torch.nn.Module:
     return checkpoint.build_denoiser(meta).to(device)
 
 
-def apply(knobs: dict, model: torch.nn.Module, device: torch.device) -> None:
-    """Set the global knobs (cuDNN autotuning) and the model's memory format for one variant."""
+def apply(knobs: dict, model: torch.nn.Module) -> bool:
+    """Set the global knobs (cuDNN autotuning) and the model's memory format for one variant; True when the memory
+    format changed (the caller compiles afresh; cuDNN autotuning needs no recompilation: convolutions stay calls
+    into cuDNN)."""
     torch.backends.cudnn.benchmark = bool(knobs.get("cudnn_benchmark"))
     fmt = torch.channels_last if knobs.get("channels_last") else torch.contiguous_format
+    changed = getattr(model, "_bench_format", torch.contiguous_format) != fmt
     model.to(memory_format=fmt)
-    torch._dynamo.reset()  # each variant compiles afresh, as a stage's process does
+    model._bench_format = fmt
+    return changed
 
 
 def timed(fn: Callable[[], object], iters: int, warmup: int, device: torch.device) -> float:
@@ -144,15 +148,16 @@ def forward_part(args: argparse.Namespace, device: torch.device) -> None:
     p = peak("bf16")
     print(f"forward: nested_unet/{args.size} {args.res}px, {sum(q.numel() for q in model.parameters()) / 1e6:.1f}M "
           f"parameters, {rows} rows (CFG batch {rows // 2}), {flops / rows / 1e9:.1f} GFLOP per row", flush=True)
-    base = None
+    base = net = None
     names = list(FORWARD_VARIANTS)
     for name in names:
         knobs = FORWARD_VARIANTS[name]
         compiled = knobs.get("compile") and device.type == "cuda"
         if knobs.get("compile") and not compiled:
             _smoke.skip(f"torch.compile in forward {name} (run eagerly)", "compiling on the CPU takes minutes")
-        apply(knobs, model, device)
-        net = torch.compile(model) if compiled else model
+        if apply(knobs, model) or net is None or not compiled:
+            torch._dynamo.reset()
+            net = torch.compile(model) if compiled else model
 
         def call(net=net) -> torch.Tensor:
             with torch.no_grad(), torch.autocast(device.type, dtype=torch.bfloat16):
@@ -180,17 +185,17 @@ def train_part(args: argparse.Namespace, device: torch.device) -> None:
     drop = torch.zeros(args.batch, dtype=torch.bool, device=device)
     p = peak("bf16")
     flops = None
-    base = None
+    base = run = None
     names = list(TRAIN_VARIANTS)
     for name in names:
         knobs = TRAIN_VARIANTS[name]
         compiled = knobs.get("compile") and device.type == "cuda"
         if knobs.get("compile") and not compiled:
             _smoke.skip(f"torch.compile in train {name} (run eagerly)", "compiling on the CPU takes minutes")
-        apply(knobs, model, device)
+        if apply(knobs, model) or run is None or not compiled:
+            torch._dynamo.reset()
+            run = torch.compile(_Objective(model)) if compiled else _Objective(model)
         ema.to(memory_format=torch.channels_last if knobs.get("channels_last") else torch.contiguous_format)
-        objective = _Objective(model)
-        run = torch.compile(objective) if compiled else objective
         fused = bool(knobs.get("fused")) and device.type == "cuda"
         opt = torch.optim.Adam(model.parameters(), lr=1e-5, betas=(0.9, 0.99), eps=1e-8,
                                **({"fused": True} if fused else {}))

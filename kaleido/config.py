@@ -516,6 +516,12 @@ def feature_options(exp: dict[str, Any], net: str) -> dict[str, Any]:
     return options
 
 
+def feature_slice_options(exp: dict[str, Any], net: str) -> dict[str, Any]:
+    """:func:`feature_options` as the features slice holds them (settings at their ``x-absent-means`` value left
+    out, so that a key added later does not rerun finished feature jobs)."""
+    return _as_before("metrics", feature_options(exp, net))
+
+
 def _block(exp: dict[str, Any], key: str) -> Any:
     """Experiment block ``key`` as a slice holds it: without settings at their ``x-absent-means`` value."""
     value = exp[key]
@@ -562,7 +568,7 @@ def _features_slice(cfg: dict[str, Any], exp: dict[str, Any], keys: dict[str, st
     """Only what changes the features: the network and how it runs, and the data set."""
     net = keys.get("net", exp["metrics"]["feature_net"])
     return {"data": _block(exp, "data"), "num_samples": exp["num_samples"], "feature_net": net,
-            "feature_options": feature_options(exp, net)}
+            "feature_options": feature_slice_options(exp, net)}
 
 
 def _evaluate_slice(cfg: dict[str, Any], exp: dict[str, Any], keys: dict[str, str]) -> dict[str, Any]:

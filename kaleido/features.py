@@ -38,7 +38,7 @@ def main(argv: Sequence[str] | None = None) -> None:
         weights=None if weights is None else resolve(weights, f"weights of {args.net}"),
         batch_size=opts["feature_batch_size"], device=opts["feature_device"], precision=opts["feature_precision"],
         weights_sha256=rules["sha256"].get(pinned) if pinned else None,
-        allow_unverified=any(name in rules["allow_unverified"] for name in files))
+        allow_unverified=any(name in rules["allow_unverified"] for name in files), compile=opts["feature_compile"])
 
 
 if __name__ == "__main__":

@@ -148,14 +148,15 @@ def run_extract(args: argparse.Namespace) -> int:
     write_features(args.out, args.net, args.inputs,
                    lambda settings: {"config": settings, "packages": package_versions(RECORDED_PACKAGES)},
                    weights=args.weights, batch_size=args.batch_size, device=args.device, precision=args.precision,
-                   weights_sha256=args.weights_sha256, allow_unverified=args.allow_unverified_weights)
+                   weights_sha256=args.weights_sha256, allow_unverified=args.allow_unverified_weights,
+                   compile=args.compile)
     return 0
 
 
 def run_from_images(args: argparse.Namespace) -> int:
     """Handler of ``from-images``: features of both image sets with one network, then the chosen set metrics
     (default: those that need only the two sets, :func:`metrics.metric_registry.plain_metrics`)."""
-    from metrics.extract import configured_net, net_outputs, net_settings
+    from metrics.extract import configured_net, net_outputs, net_settings, resolve_compile
     from metrics.images import load_image_set
     from metrics.metric_registry import METRICS, plain_metrics
 
@@ -173,7 +174,9 @@ def run_from_images(args: argparse.Namespace) -> int:
                          "shards with 'labels'")
     net = configured_net(args.net, weights=args.weights, batch_size=args.batch_size, device=args.device,
                          precision=args.precision, weights_sha256=args.weights_sha256,
-                         allow_unverified=args.allow_unverified_weights)
+                         allow_unverified=args.allow_unverified_weights,
+                         compile=resolve_compile(args.compile, args.device or "cpu",
+                                                 max(len(real_images), len(fake_images))))
     real = net_outputs(net, real_images)
     fake = net_outputs(net, fake_images)
     no_logits = [name for name, need in needs.items() if "logits" in need and "logits" not in fake]
@@ -189,12 +192,22 @@ SUBCOMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {"from-features": 
                                                                 "from-images": run_from_images}
 
 
+def _compile_choice(text: str) -> bool | str:
+    choices = {"auto": "auto", "on": True, "off": False}
+    if text not in choices:
+        raise argparse.ArgumentTypeError(f"{text!r}; expected one of {list(choices)}")
+    return choices[text]
+
+
 def _add_net_options(parser: argparse.ArgumentParser, device_default: str | None = "cpu") -> None:
     parser.add_argument("--net", required=True, help="feature network name (see metrics.features.FEATURE_NETS)")
     parser.add_argument("--weights", help="weight file/dir of an image network (default: its standard location)")
     parser.add_argument("--batch-size", type=int, help="images per forward pass (default 64)")
     parser.add_argument("--device", default=device_default, help="torch device (default cpu)")
     parser.add_argument("--precision", choices=("fp32", "bf16"), help="bf16 = autocast + channels-last, CUDA only")
+    parser.add_argument("--compile", type=_compile_choice, default="auto",
+                        help="torch.compile the network's forward on CUDA: auto (default: for sets of at least "
+                             "metrics.extract.COMPILE_MIN_ITEMS images), on, off")
     parser.add_argument("--weights-sha256", help="the SHA-256 you trust for a weight file without a published "
                                                  "digest (SSCD, DINOv2; metrics.weights.WEIGHTS)")
     parser.add_argument("--allow-unverified-weights", action="store_true",

@@ -22,14 +22,31 @@ from metrics.weights import file_sha256
 
 def configured_net(name: str, *, weights: str | None = None, batch_size: int | None = None,
                    device: str | None = "cpu", precision: str | None = None, weights_sha256: str | None = None,
-                   allow_unverified: bool | None = None) -> object:
+                   allow_unverified: bool | None = None, compile: bool | None = None) -> object:
     """The registered feature network ``name`` with its image options applied (vector networks take none);
-    ``weights_sha256`` / ``allow_unverified``: see :class:`metrics.features.ImageFeatureNet`."""
+    ``weights_sha256`` / ``allow_unverified`` / ``compile``: see :class:`metrics.features.ImageFeatureNet`."""
     net = FEATURE_NETS.get(name)
     if hasattr(net, "with_options"):
         net = net.with_options(weights=weights, batch_size=batch_size, device=device, precision=precision,
-                               weights_sha256=weights_sha256, allow_unverified=allow_unverified)
+                               weights_sha256=weights_sha256, allow_unverified=allow_unverified, compile=compile)
     return net
+
+
+#: sets of at least this many items are extracted with the compiled forward under ``compile="auto"`` on CUDA:
+#: compiling Inception costs ~40 s once per job and doubles its speed (benchmarks/feature_compile_gpu.py), so it
+#: pays off only for sets the size of a training-set reference, not for a 50K sample shard
+COMPILE_MIN_ITEMS = 400_000
+COMPILE_CHOICES = ("auto", True, False)
+
+
+def resolve_compile(compile: bool | str, device: str, items: int) -> bool:
+    """Whether to compile the feature network's forward: ``compile`` as given, or for "auto", on CUDA for sets of at
+    least :data:`COMPILE_MIN_ITEMS` items."""
+    if compile not in COMPILE_CHOICES:
+        raise InputError(f"compile={compile!r}; expected one of {list(COMPILE_CHOICES)}")
+    if compile == "auto":
+        return str(device).startswith("cuda") and items >= COMPILE_MIN_ITEMS
+    return bool(compile)
 
 
 def net_outputs(net: object, items: np.ndarray) -> dict[str, np.ndarray]:
@@ -44,6 +61,7 @@ def net_settings(name: str, net: object) -> dict[str, object]:
     if hasattr(net, "module"):
         module = net.implementation()
         settings.update(feature_variant=net.variant, feature_weights=net.weights, feature_precision=net.precision,
+                        feature_compile=net.compile,
                         preprocessing=module.PREPROCESSING, feature_weights_checks=net.weight_checks())
         if net.weights is not None and Path(net.weights).is_file():
             settings["feature_weights_sha256"] = file_sha256(net.weights)  # hashed once with the checks above
@@ -59,7 +77,7 @@ def write_features(out: str | os.PathLike[str], name: str, inputs: Sequence[str 
                    meta: Callable[[dict[str, object]], Mapping[str, object]], *, weights: str | None = None,
                    batch_size: int | None = None, device: str | None = "cpu", precision: str | None = None,
                    weights_sha256: str | None = None, allow_unverified: bool | None = None,
-                   chunk_items: int = CHUNK_ITEMS) -> None:
+                   compile: bool | str = False, chunk_items: int = CHUNK_ITEMS) -> None:
     """Features (and labels) of the items in every input ``.npz``, concatenated in the given order, written to
     ``out`` (network options: :func:`configured_net`).
 
@@ -67,12 +85,14 @@ def write_features(out: str | os.PathLike[str], name: str, inputs: Sequence[str 
     ``logits`` (n, classes)), and ``meta(settings)`` (settings: :func:`net_settings` plus ``inputs``). The items
     are read and extracted ``chunk_items`` at a time (whole batches) and each chunk's outputs appended to ``.npy``
     parts beside ``out`` that become its members: memory O(chunk), not O(n); the values are those of one pass over
-    all items (the batches are the same).
+    all items (the batches are the same). ``compile``: True, False or "auto" (:func:`resolve_compile`).
     """
     net = configured_net(name, weights=weights, batch_size=batch_size, device=device or "cpu", precision=precision,
                          weights_sha256=weights_sha256, allow_unverified=allow_unverified)
     sets = [load_data(path, required=(net.input_key, "labels")) for path in inputs]  # indexes; items on demand
     total = sum(len(data[net.input_key]) for data in sets)
+    if hasattr(net, "with_options"):
+        net = net.with_options(compile=resolve_compile(compile, device or "cpu", total))
     if total == 0:
         raise InputError(f"no items to extract features of in {[str(p) for p in inputs]}")
     per_batch = getattr(net, "batch_size", None) or 1

@@ -69,7 +69,9 @@ class ImageFeatureNet:
     ``precision`` is "fp32" or "bf16" (bf16 autocast + channels-last on CUDA only). Every registered weight file
     is checked against its digest before use (:func:`metrics.weights.check_file`): ``weights_sha256`` pins the
     caller's own digest for its weight file (:attr:`weight_file`, for files without a published digest),
-    ``allow_unverified`` lets a file without a matching digest through (the records say so).
+    ``allow_unverified`` lets a file without a matching digest through (the records say so). ``compile``: on CUDA,
+    ``torch.compile`` of the forward (:func:`metrics.features._batching.compiled_forward`; modules that batch through
+    ``run_batched`` get it without an argument of their own).
     """
 
     module: str
@@ -81,11 +83,12 @@ class ImageFeatureNet:
     precision: str = "fp32"
     weights_sha256: str | None = None
     allow_unverified: bool = False
+    compile: bool = False
     input_key: str = "x"
 
     def with_options(self, **options: Any) -> ImageFeatureNet:
         """A copy with some of ``weights``, ``batch_size``, ``device``, ``precision``, ``weights_sha256``,
-        ``allow_unverified`` replaced (None = keep)."""
+        ``allow_unverified``, ``compile`` replaced (None = keep)."""
         return dataclasses.replace(self, **{k: v for k, v in options.items() if v is not None})
 
     @property
@@ -135,8 +138,11 @@ class ImageFeatureNet:
         images = check_images(images)
         self.weight_checks()  # refuse unexpected weights before any work (digests are cached per process)
         module = self.implementation()
-        return module.extract_outputs(images, batch_size=self.batch_size, device=self.device, weights=self.weights,
-                                      variant=self.variant, precision=self.precision)
+        from metrics.features._batching import compiled_forward
+
+        with compiled_forward(self.compile):
+            return module.extract_outputs(images, batch_size=self.batch_size, device=self.device,
+                                          weights=self.weights, variant=self.variant, precision=self.precision)
 
     def __call__(self, images: np.ndarray) -> np.ndarray:
         return self.outputs(images)["features"]

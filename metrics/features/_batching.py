@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import contextvars
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -15,6 +16,21 @@ from metrics.features import check_images
 from metrics.weights import WeightFile
 
 PRECISIONS = ("fp32", "bf16")
+
+#: whether :func:`run_batched` compiles the network's forward (set by :func:`compiled_forward` around a feature
+#: network's ``extract_outputs``: a context, so that network modules, plugins included, need no extra argument)
+_COMPILE: contextvars.ContextVar[bool] = contextvars.ContextVar("feature_compile", default=False)
+
+
+@contextlib.contextmanager
+def compiled_forward(enabled: bool) -> Iterator[None]:
+    """Within the block, :func:`run_batched` on CUDA runs ``torch.compile`` of the forward, every batch at the full
+    batch size (the last one padded, its padding rows dropped): one shape, one compilation."""
+    token = _COMPILE.set(bool(enabled))
+    try:
+        yield
+    finally:
+        _COMPILE.reset(token)
 
 
 def missing_weights(what: str, path: Path | None, how: str | WeightFile) -> FileNotFoundError:
@@ -58,6 +74,7 @@ def run_batched(images: np.ndarray, forward: Callable[[torch.Tensor], dict[str, 
     Args:
         images: uint8 (n, H, W, 3). forward: batch -> {name: (b, ...) tensor}, called under ``torch.inference_mode``.
         precision: "fp32", or "bf16" (autocast on CUDA; ValueError elsewhere).
+        Within :func:`compiled_forward` (CUDA): ``torch.compile(forward)``, every batch of ``batch_size`` rows.
     Returns:
         {name: float32 (n, ...)}.
     """
@@ -71,6 +88,9 @@ def run_batched(images: np.ndarray, forward: Callable[[torch.Tensor], dict[str, 
     if precision == "bf16" and device.type != "cuda":
         raise ValueError(f"precision='bf16' needs a CUDA device, got device={str(device)!r}; use precision='fp32'")
     autocast = (torch.autocast("cuda", dtype=torch.bfloat16) if precision == "bf16" else contextlib.nullcontext())
+    compiled = _COMPILE.get() and device.type == "cuda"
+    if compiled:
+        forward = torch.compile(forward, dynamic=False)
     chunks: dict[str, list[torch.Tensor]] = {}
     host: dict[str, np.ndarray] = {}
     # On a GPU, outputs stay on the device until the end: no per-batch synchronisation, so the host slices and
@@ -80,6 +100,9 @@ def run_batched(images: np.ndarray, forward: Callable[[torch.Tensor], dict[str, 
     with torch.inference_mode(), autocast:
         for start in tqdm(range(0, len(images), batch_size), desc=desc, unit="batch", leave=False, disable=None):
             batch = torch.from_numpy(images[start:start + batch_size])
+            rows = len(batch)
+            if compiled and rows < batch_size:  # the compiled shape: repeat the last image, drop its outputs
+                batch = torch.cat([batch, batch[-1:].expand(batch_size - rows, *batch.shape[1:])])
             if device.type == "cuda":
                 batch = batch.pin_memory().to(device, non_blocking=True)
             try:
@@ -91,6 +114,7 @@ def run_batched(images: np.ndarray, forward: Callable[[torch.Tensor], dict[str, 
                     raise
                 raise out_of_memory(err, images, batch_size, device) from None
             for name, value in outputs.items():
+                value = value[:rows]
                 if device.type != "cpu":
                     chunks.setdefault(name, []).append(value.float())
                     continue

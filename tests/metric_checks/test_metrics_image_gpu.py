@@ -44,3 +44,19 @@ def test_fd_with_cuda_covariances_equals_cpu() -> None:
     rng = np.random.default_rng(0)
     real, fake = rng.normal(size=(3000, 64)), rng.normal(size=(2500, 64)) * 1.1 + 0.05
     assert fd_from_features(real, fake, device="cuda") == pytest.approx(fd_from_features(real, fake), rel=1e-9)
+
+
+def test_compiled_extraction_pads_the_last_batch_and_matches_eager(tmp_path) -> None:
+    """``compile=True``: one compiled shape (the last, partial batch padded and its padding dropped), features within
+    TF32 noise of the eager forward, the same row count and order."""
+    weights = save_random_inception(tmp_path / "inception.pth")
+    images = random_images(150, seed=3, size=64)  # batches of 64: the last holds 22
+    eager = FEATURE_NETS.get("inception").with_options(weights=str(weights), batch_size=64, device="cuda",
+                                                       allow_unverified=True)
+    compiled = eager.with_options(compile=True)
+    a, b = eager.outputs(images), compiled.outputs(images)
+    for key in ("features", "logits"):
+        assert a[key].shape == b[key].shape, key
+        rel = np.abs(a[key] - b[key]).max() / np.abs(a[key]).max()
+        print(f"\ncompiled vs eager {key}: max rel diff {rel:.2e}")
+        assert rel < FEATURE_RTOL_CUDA_FP32, key

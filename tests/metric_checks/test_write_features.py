@@ -48,3 +48,28 @@ def test_vector_items_and_empty_input(tmp_path) -> None:
     with pytest.raises(ValueError, match="no items to extract features of"):
         write_features(tmp_path / "g.npz", "identity", [tmp_path / "e.npz"], lambda s: {})
     assert not (tmp_path / "g.npz").exists()
+
+
+def test_compile_choice_is_resolved_by_device_and_set_size() -> None:
+    from metrics.errors import InputError
+    from metrics.extract import COMPILE_MIN_ITEMS, resolve_compile
+
+    assert resolve_compile("auto", "cuda", COMPILE_MIN_ITEMS) is True
+    assert resolve_compile("auto", "cuda:1", COMPILE_MIN_ITEMS - 1) is False  # a sample shard: not worth ~40 s
+    assert resolve_compile("auto", "cpu", 10 * COMPILE_MIN_ITEMS) is False
+    assert resolve_compile(True, "cpu", 1) is True  # as asked (run_batched compiles on CUDA only)
+    with pytest.raises(InputError, match="'yes'.*expected one of"):
+        resolve_compile("yes", "cuda", 1)
+
+
+def test_compile_on_the_cpu_is_the_eager_extraction(tmp_path, inception_weights, one_torch_thread) -> None:
+    """run_batched compiles on CUDA only: on the CPU ``compile=True`` gives the eager values bit for bit, and the
+    record says what was asked."""
+    save_data(tmp_path / "a.npz", {"x": random_images(7, seed=2), "labels": np.zeros(7, dtype=int)}, {})
+    options = {"weights": str(inception_weights), "batch_size": 4, "allow_unverified": True}
+    for flag in (True, False):
+        write_features(tmp_path / f"{flag}.npz", "inception", [tmp_path / "a.npz"],
+                       lambda settings: {"config": settings}, compile=flag, **options)
+    on, off = load_npz(tmp_path / "True.npz"), load_npz(tmp_path / "False.npz")
+    assert np.array_equal(on["features"], off["features"])
+    assert on["meta"]["config"]["feature_compile"] is True and off["meta"]["config"]["feature_compile"] is False

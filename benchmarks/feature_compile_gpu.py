@@ -1,0 +1,138 @@
+"""What compiling the Inception forward costs and buys in the features stage (``metrics.feature_compile``).
+
+    python benchmarks/feature_compile_gpu.py [--n 50000 --size 256 --batch-size 500]
+    python benchmarks/feature_compile_gpu.py --smoke   (CPU, tiny sizes: the code paths run, no compilation)
+
+Through :func:`metrics.extract.write_features` (the stage's own path: chunks, batches, the compiled forward with the
+last batch padded) on N random 256 px images (torch-fidelity ``inception-v3-compat`` with random weights built here,
+TF32 convolutions = PyTorch's and torch-fidelity's default): eager, then compiled in a fresh process with an empty
+Inductor cache (cold: what a job on a new node pays) and again with that cache (warm: a shared
+``TORCHINDUCTOR_CACHE_DIR``). Prints images/s, the one-off compile seconds, the ratio to eager measured in the same
+run, the fraction of the TF32 FLOP bound, the relative FD change against eager (real vs brightness-shifted images)
+and the set size from which compiling pays off (``metrics.extract.COMPILE_MIN_ITEMS`` is set from it).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO))
+sys.path.insert(0, str(REPO / "benchmarks"))
+sys.path.insert(0, str(REPO / "tests" / "metric_checks"))
+
+import _smoke  # noqa: E402
+
+SMOKE = {"n": 6, "size": 32, "batch_size": 4, "distinct": 6}
+TF32_PEAK = 494.7e12  # dense TF32 tensor-core FLOP/s of an H100 / H200 SXM
+
+
+def extract(work: Path, name: str, compiled: bool, batch_size: int) -> dict[str, float]:
+    """Features of ``work/images.npz`` written to ``work/<name>.npz``; seconds of the first batch alone (compiling)
+    and of the whole set."""
+    import torch
+
+    from metrics.extract import write_features
+    from metrics.io import load_npz
+    from metrics.store import load_data
+
+    device = "cuda" if torch.cuda.is_available() else "cpu"
+    options = {"weights": str(work / "inception.pth"), "batch_size": batch_size, "device": device,
+               "allow_unverified": True, "compile": compiled}
+    first = time.perf_counter()
+    write_features(work / f"{name}_first.npz", "inception", [work / "first.npz"], lambda s: {"config": s}, **options)
+    first = time.perf_counter() - first
+    start = time.perf_counter()
+    write_features(work / f"{name}.npz", "inception", [work / "images.npz"], lambda s: {"config": s}, **options)
+    total = time.perf_counter() - start
+    assert load_npz(work / f"{name}.npz")["features"].shape[0] == len(load_data(work / "images.npz")["x"])
+    return {"first_batch_s": first, "set_s": total}
+
+
+def child(args: argparse.Namespace) -> None:
+    """The ``--child NAME`` process: one extraction, its timings as JSON on the last line."""
+    print(json.dumps(extract(Path(args.work), args.child, args.child != "eager", args.batch_size)))
+
+
+def run_child(work: Path, name: str, args: argparse.Namespace, cache: Path) -> dict[str, float]:
+    env = {**os.environ, "TORCHINDUCTOR_CACHE_DIR": str(cache), "PYTHONPATH": str(REPO)}
+    done = subprocess.run([sys.executable, __file__, "--child", name, "--work", str(work), "--batch-size",
+                           str(args.batch_size), *(["--smoke"] if args.smoke else [])], env=env,
+                          capture_output=True, text=True)
+    if done.returncode != 0:
+        sys.exit(f"{name} failed:\n{done.stderr[-3000:]}")
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--n", type=int, default=50000, help="images in the timed set")
+    parser.add_argument("--distinct", type=int, default=5000, help="distinct images (the set repeats them)")
+    parser.add_argument("--size", type=int, default=256)
+    parser.add_argument("--batch-size", type=int, default=500)
+    parser.add_argument("--child", help=argparse.SUPPRESS)
+    parser.add_argument("--work", help=argparse.SUPPRESS)
+    args = _smoke.parse_args(parser, SMOKE)
+    if args.child:
+        return child(args)
+    import torch
+    from img_nets import random_images, save_random_inception
+
+    from metrics.frechet import fd_from_features
+    from metrics.io import load_npz
+    from metrics.store import save_data
+    from metrics_suite import inception_flops
+
+    cuda = torch.cuda.is_available() and not args.smoke
+    if not cuda:
+        _smoke.skip("compilation (the children run eagerly on the CPU)", "run_batched compiles on CUDA only")
+    with tempfile.TemporaryDirectory(prefix="feature_compile_") as tmp:
+        work = Path(tmp)
+        save_random_inception(work / "inception.pth")
+        half = max(1, args.distinct // 2)
+        distinct = np.concatenate([random_images(half, seed=1, size=args.size),
+                                   random_images(args.distinct - half, seed=2, size=args.size, shift=25)])
+        images = distinct[np.arange(args.n) % len(distinct)]
+        save_data(work / "images.npz", {"x": images, "labels": np.zeros(len(images), dtype=np.int64)}, {},
+                  shard_size=len(images))
+        save_data(work / "first.npz", {"x": images[:args.batch_size],
+                                       "labels": np.zeros(min(args.batch_size, len(images)), dtype=np.int64)}, {})
+        del images
+        per_image = inception_flops(work / "inception.pth", args.size)
+        bound = TF32_PEAK / per_image
+        print(f"{'device ' + torch.cuda.get_device_name() if cuda else 'cpu'}; torch {torch.__version__}; "
+              f"{args.n} images of {args.size} px ({args.distinct} distinct), batch {args.batch_size}; "
+              f"{per_image / 1e9:.2f} GFLOP per image: TF32 bound {bound:,.0f} img/s", flush=True)
+        cache = work / "inductor_cache"
+        runs = {"eager": run_child(work, "eager", args, cache), "compiled_cold": run_child(work, "cold", args, cache),
+                "compiled_warm": run_child(work, "warm", args, cache)}
+        eager = runs["eager"]
+        rate = {name: args.n / r["set_s"] for name, r in runs.items()}
+        features = {name: load_npz(work / f"{file}.npz")["features"].astype(np.float64)[:args.distinct]
+                    for name, file in (("eager", "eager"), ("compiled_cold", "cold"), ("compiled_warm", "warm"))}
+        fd = {name: fd_from_features(f[:half], f[half:]) for name, f in features.items()}
+        for name, r in runs.items():
+            compile_s = r["first_batch_s"] - eager["first_batch_s"]
+            print(f"{name:<14} {rate[name]:9,.0f} img/s (x{rate[name] / rate['eager']:.2f} vs eager, "
+                  f"{rate[name] / bound:.1%} of the TF32 bound); first batch {r['first_batch_s']:6.1f} s "
+                  f"(compile ~{compile_s:5.1f} s); FD rel. diff vs eager {abs(fd[name] - fd['eager']) / fd['eager']:.1e}",
+                  flush=True)
+        for name in ("compiled_cold", "compiled_warm"):
+            compile_s = runs[name]["first_batch_s"] - eager["first_batch_s"]
+            gain = 1 / rate["eager"] - 1 / rate[name]
+            pays = ("never (no speed-up)" if gain <= 0 else "the first image (no compile time measured)"
+                    if compile_s <= 0 else f"{compile_s / gain:,.0f} images")
+            print(f"{name}: compiling pays off from {pays}", flush=True)
+
+
+if __name__ == "__main__":
+    main()
