@@ -62,6 +62,29 @@ def _npy_layout(path: Path) -> tuple[tuple[int, ...], np.dtype, int]:
         return shape, dtype, handle.tell()
 
 
+def row_index(key: Any, n: int, kind: str, noun: str) -> int | np.ndarray:
+    """A row key of an on-disk column of ``n`` rows (``kind`` names it in errors, ``noun`` its rows) as a
+    non-negative int (for an int key) or a 1-D int64 index array (a step-1 slice, a boolean mask or an integer
+    array); negative positions count from the end. IndexError for anything else or out of range."""
+    if isinstance(key, (int, np.integer)):
+        if not -n <= key < n:
+            raise IndexError(f"index {key} out of range for {n} {noun}")
+        return int(key) % n
+    if isinstance(key, slice):
+        start, stop, step = key.indices(n)
+        if step != 1:
+            raise IndexError(f"{kind} slices must have step 1")
+        return np.arange(start, max(start, stop), dtype=np.int64)
+    index = np.asarray(key)
+    if index.dtype == bool:
+        index = np.flatnonzero(index)
+    if index.ndim != 1 or not np.issubdtype(index.dtype, np.integer):
+        raise IndexError(f"{kind} takes an int, a slice or a 1-D integer array; got {key!r:.80}")
+    if len(index) and (index.min() < -n or index.max() >= n):
+        raise IndexError(f"index out of range for {n} {noun}")
+    return (index % n).astype(np.int64) if len(index) else index.astype(np.int64)
+
+
 class ShardedArray:
     """A read-only (n, *item_shape) array held in ``.npy`` shard files and read on demand.
 
@@ -149,24 +172,8 @@ class ShardedArray:
         return out
 
     def __getitem__(self, key: Any) -> np.ndarray:
-        n = len(self)
-        if isinstance(key, (int, np.integer)):
-            if not -n <= key < n:
-                raise IndexError(f"index {key} out of range for {n} items")
-            return self._gather(np.array([int(key) % n]))[0]
-        if isinstance(key, slice):
-            start, stop, step = key.indices(n)
-            if step != 1:
-                raise IndexError("ShardedArray slices must have step 1")
-            return self._gather(np.arange(start, max(start, stop)))
-        index = np.asarray(key)
-        if index.dtype == bool:
-            index = np.flatnonzero(index)
-        if index.ndim != 1 or not np.issubdtype(index.dtype, np.integer):
-            raise IndexError(f"ShardedArray takes an int, a slice or a 1-D integer array; got {key!r:.80}")
-        if len(index) and (index.min() < -n or index.max() >= n):
-            raise IndexError(f"index out of range for {n} items")
-        return self._gather(index % n if len(index) else index.astype(np.int64))
+        index = row_index(key, len(self), "ShardedArray", "items")
+        return self._gather(np.array([index]))[0] if isinstance(index, int) else self._gather(index)
 
     def __array__(self, dtype: Any = None, copy: Any = None) -> np.ndarray:
         out = self[:]
@@ -285,20 +292,10 @@ class TextColumn:
         return raw.decode("utf-8")
 
     def __getitem__(self, key: Any) -> str | np.ndarray:
-        if isinstance(key, (int, np.integer)):
-            if not -self.n <= key < self.n:
-                raise IndexError(f"index {key} out of range for {self.n} strings")
-            i = int(key) % self.n
-            start, end = (int(v) for v in self._offsets[i:i + 2])
+        index = row_index(key, self.n, "TextColumn", "strings")
+        if isinstance(index, int):
+            start, end = (int(v) for v in self._offsets[index:index + 2])
             return self._text(start, end)
-        index = np.arange(self.n)[key] if isinstance(key, slice) else np.asarray(key)
-        if index.dtype == bool:
-            index = np.flatnonzero(index)
-        if index.ndim != 1 or not np.issubdtype(index.dtype, np.integer):
-            raise IndexError(f"TextColumn takes an int, a slice or a 1-D integer array; got {key!r:.80}")
-        if len(index) and (index.min() < -self.n or index.max() >= self.n):
-            raise IndexError(f"index out of range for {self.n} strings")
-        index = index % max(self.n, 1)
         bounds = self._offsets[np.concatenate([index, index + 1])]  # one gather for both ends
         starts, ends = bounds[:len(index)], bounds[len(index):]
         return np.array([self._text(int(a), int(b)) for a, b in zip(starts, ends, strict=True)], dtype=str)
