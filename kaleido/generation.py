@@ -84,7 +84,7 @@ def generate(exp: dict[str, Any], seed: int, method: str, weight: float, indices
     main, guide = models[spec.model], models.get(spec.guide_model) if spec.guide_model else None
     schedule = Schedule.for_model(exp["diffusion"], main.level_layout)
     prediction = exp["diffusion"]["prediction"]
-    index_all = torch.as_tensor(list(indices), dtype=torch.int64)  # on the CPU: the counter RNG runs there
+    index_all = torch.as_tensor(list(indices), dtype=torch.int64)
     texts = getattr(main, "condition_texts", None)  # a captioned model's: the training or held-out captions
     conditions = sample_conditions(exp, main.num_classes if texts is None else len(texts))
     device = next((t.device for t in (*main.parameters(), *main.buffers())), torch.device("cpu"))
@@ -121,8 +121,13 @@ def generate(exp: dict[str, Any], seed: int, method: str, weight: float, indices
             inputs.guide, inputs.y_guide = guide_net, guide.encode(labels)[0]
         # a shifted schedule is sampled in the base schedule's space, exactly (kaleido.diffusion.schedule)
         eps_fn, clip_x0, to_data = in_base_space(schedule, SCHEMES.get(spec.guidance)(inputs), main.clip_x0, device)
-        noise_fn = lambda k, index=index: counter_normal(  # noqa: E731
-            seed, index, STREAM_DIFFUSION, k, (main.data_dim,)).to(device)
+        # the per-step noise is hashed on the model's device: on the CPU it took ~60 % of a CUDA sampling step of
+        # mdm_in256 (13M normals per step at batch 64; benchmarks/denoiser_knobs_gpu.py vs sampling_gpu.py). The
+        # hash is integer arithmetic (the same bits anywhere); the float64 Box-Muller may differ by an ulp between
+        # CPU and GPU libm, so CUDA samples are deterministic per device, as the bf16 forward already makes them.
+        index_dev = index.to(device)
+        noise_fn = lambda k, index=index_dev: counter_normal(  # noqa: E731
+            seed, index, STREAM_DIFFUSION, k, (main.data_dim,))
         sampler = exp["sampler"]
         xs.append(to_data(run_sampler(sampler["name"], eps_fn, schedule, sampler["steps"], noise_fn,
                                       {k: sampler[k] for k in SAMPLERS.get(sampler["name"]).options if k in sampler},

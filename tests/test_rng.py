@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pytest
 import torch
 
 from kaleido.rng import counter_normal, counter_uniform
@@ -33,3 +34,15 @@ def test_normal_moments_and_uniform_range():
     assert abs((z**4).mean() - 3) < 0.05  # Gaussian kurtosis
     u = counter_uniform(5, torch.arange(100_000), 0, 0, 1)
     assert 0 < u.min() and u.max() < 1 and abs(u.mean() - 0.5) < 0.005
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_cuda_hashes_equal_the_cpu_and_normals_agree_to_an_ulp():
+    """The sampler hashes its noise on the model's device: the integer hash is the CPU's bit for bit, the Box-Muller
+    normals (float64 libm) within float32 rounding."""
+    idx = torch.arange(1000, 1064)
+    cpu_u, cuda_u = counter_uniform(9, idx, 2, 5, 4096), counter_uniform(9, idx.cuda(), 2, 5, 4096).cpu()
+    assert torch.equal(cpu_u, cuda_u)
+    cpu_n, cuda_n = counter_normal(9, idx, 2, 5, (4096,)), counter_normal(9, idx.cuda(), 2, 5, (4096,)).cpu()
+    assert torch.allclose(cpu_n, cuda_n, rtol=1e-6, atol=1e-6)
