@@ -113,20 +113,20 @@ def main() -> None:
               f"{args.n} images of {args.size} px ({args.distinct} distinct), batch {args.batch_size}; "
               f"{per_image / 1e9:.2f} GFLOP per image: TF32 bound {bound:,.0f} img/s", flush=True)
         cache = work / "inductor_cache"
-        runs = {"eager": run_child(work, "eager", args, cache), "compiled_cold": run_child(work, "cold", args, cache),
-                "compiled_warm": run_child(work, "warm", args, cache)}
-        eager = runs["eager"]
+        runs: dict[str, dict[str, float]] = {}
+        features: dict[str, np.ndarray] = {}
+        for name, child_name in (("eager", "eager"), ("compiled_cold", "cold"), ("compiled_warm", "warm")):
+            runs[name] = r = run_child(work, child_name, args, cache)  # each printed as it ends: a cut run keeps it
+            features[name] = load_npz(work / f"{child_name}.npz")["features"].astype(np.float64)[:args.distinct]
+            rate = args.n / r["set_s"]
+            eager_rate = args.n / runs["eager"]["set_s"]
+            compile_s = r["first_batch_s"] - runs["eager"]["first_batch_s"]
+            fd = [fd_from_features(f[:half], f[half:]) for f in (features["eager"], features[name])]
+            print(f"{name:<14} {rate:9,.0f} img/s (x{rate / eager_rate:.2f} vs eager, {rate / bound:.1%} of the TF32 "
+                  f"bound); first batch {r['first_batch_s']:6.1f} s (compile ~{compile_s:5.1f} s); FD rel. diff vs "
+                  f"eager {abs(fd[1] - fd[0]) / fd[0]:.1e}", flush=True)
         rate = {name: args.n / r["set_s"] for name, r in runs.items()}
-        features = {name: load_npz(work / f"{file}.npz")["features"].astype(np.float64)[:args.distinct]
-                    for name, file in (("eager", "eager"), ("compiled_cold", "cold"), ("compiled_warm", "warm"))}
-        fd = {name: fd_from_features(f[:half], f[half:]) for name, f in features.items()}
-        for name, r in runs.items():
-            compile_s = r["first_batch_s"] - eager["first_batch_s"]
-            moved = abs(fd[name] - fd["eager"]) / fd["eager"]
-            print(f"{name:<14} {rate[name]:9,.0f} img/s (x{rate[name] / rate['eager']:.2f} vs eager, "
-                  f"{rate[name] / bound:.1%} of the TF32 bound); first batch {r['first_batch_s']:6.1f} s "
-                  f"(compile ~{compile_s:5.1f} s); FD rel. diff vs eager {moved:.1e}",
-                  flush=True)
+        eager = runs["eager"]
         for name in ("compiled_cold", "compiled_warm"):
             compile_s = runs[name]["first_batch_s"] - eager["first_batch_s"]
             gain = 1 / rate["eager"] - 1 / rate[name]
