@@ -55,7 +55,7 @@ def experiment(steps: int, precision: str, compiled: bool) -> dict:
 
 
 def mode_name(precision: str, compiled: bool) -> str:
-    return precision + (" +compile" if compiled else "")
+    return precision + (" +compile" if compiled else " eager")
 
 
 def forward_flops(model: torch.nn.Module, batch: int, device: torch.device) -> float:
@@ -84,7 +84,7 @@ def throughput(args: argparse.Namespace, device: torch.device) -> None:
     print(f"device {torch.cuda.get_device_name() if device.type == 'cuda' else 'cpu'}; nested_unet/{args.size} "
           f"{args.res}px, {sum(p.numel() for p in model.parameters()) / 1e6:.1f}M parameters, batch {args.batch}, "
           f"{args.sample_steps} DDPM steps, CFG: {per_image / 1e9:.1f} GFLOP per image")
-    base = None
+    base, base_name = None, ""
     modes = [MODES[i] for i in args.modes]
     runs = [(mode, args.batch) for mode in modes] + [(MODES[-1], batch) for batch in args.more_batches]
     for mode, batch in runs:
@@ -101,11 +101,11 @@ def throughput(args: argparse.Namespace, device: torch.device) -> None:
                  batch_size=batch)
         torch.cuda.synchronize() if device.type == "cuda" else None
         rate = samples / (time.perf_counter() - start)
-        base = base or rate
+        base, base_name = (base, base_name) if base else (rate, mode_name(*mode))
         p = peak(mode[0])
         share = f", {rate * per_image / p:.1%} of the {p / 1e12:.0f} TFLOP/s {mode[0]} peak" if p else ""
-        print(f"sample {mode_name(*mode):<14} batch {batch:4d}: {rate:8.2f} img/s (x{rate / base:.2f} vs eager "
-              f"fp32){share}", flush=True)
+        print(f"sample {mode_name(*mode):<14} batch {batch:4d}: {rate:8.2f} img/s (x{rate / base:.2f} vs "
+              f"{base_name}){share}", flush=True)
 
 
 def run(args: list[str]) -> None:

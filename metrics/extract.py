@@ -32,9 +32,11 @@ def configured_net(name: str, *, weights: str | None = None, batch_size: int | N
     return net
 
 
-#: sets of at least this many items are extracted with the compiled forward under ``compile="auto"`` on CUDA:
-#: compiling Inception costs ~40 s once per job and doubles its speed (benchmarks/feature_compile_gpu.py), so it
-#: pays off only for sets the size of a training-set reference, not for a 50K sample shard
+#: sets of at least this many items are extracted with the compiled forward under ``compile="auto"`` on CUDA.
+#: From the bare H200 probe of torch-fidelity's Inception (5.6K img/s eager channels-last, 11.4K compiled, ~40 s of
+#: compilation): compiling pays from ~440K images, so for a training-set reference, not a 50K sample shard. The
+#: stage-level measurement (benchmarks/feature_compile_gpu.py, cold and warm Inductor cache) has not run to the end
+#: on a device yet (benchmarks/logs/feature_compile_h200_cut.log).
 COMPILE_MIN_ITEMS = 400_000
 COMPILE_CHOICES = ("auto", True, False)
 
