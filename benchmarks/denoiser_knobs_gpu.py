@@ -64,16 +64,23 @@ def build(args: argparse.Namespace, device: torch.device) -> torch.nn.Module:
     return checkpoint.build_denoiser(meta).to(device)
 
 
-def apply(knobs: dict, model: torch.nn.Module) -> bool:
-    """Set the global knobs (cuDNN autotuning) and the model's memory format for one variant; True when the memory
-    format changed (the caller compiles afresh; cuDNN autotuning needs no recompilation: convolutions stay calls
-    into cuDNN)."""
+def prepare(part: str, name: str, knobs: dict, model: torch.nn.Module, module: torch.nn.Module,
+            compiled_before: Callable | None, device: torch.device) -> Callable:
+    """Set one variant's knobs (cuDNN autotuning, the model's memory format) and return ``module`` compiled (or
+    eager off CUDA) for it: compiled afresh only when the memory format changed, since cuDNN autotuning needs no
+    recompilation (convolutions stay calls into cuDNN)."""
+    compiled = bool(knobs.get("compile")) and device.type == "cuda"
+    if knobs.get("compile") and not compiled:
+        _smoke.skip(f"torch.compile in {part} {name} (run eagerly)", "compiling on the CPU takes minutes")
     torch.backends.cudnn.benchmark = bool(knobs.get("cudnn_benchmark"))
     fmt = torch.channels_last if knobs.get("channels_last") else torch.contiguous_format
     changed = getattr(model, "_bench_format", torch.contiguous_format) != fmt
     model.to(memory_format=fmt)
     model._bench_format = fmt
-    return changed
+    if changed or compiled_before is None or not compiled:
+        torch._dynamo.reset()
+        return torch.compile(module) if compiled else module
+    return compiled_before
 
 
 def timed(fn: Callable[[], object], iters: int, warmup: int, device: torch.device) -> float:
@@ -151,13 +158,7 @@ def forward_part(args: argparse.Namespace, device: torch.device) -> None:
     base = net = None
     names = list(FORWARD_VARIANTS)
     for name in names:
-        knobs = FORWARD_VARIANTS[name]
-        compiled = knobs.get("compile") and device.type == "cuda"
-        if knobs.get("compile") and not compiled:
-            _smoke.skip(f"torch.compile in forward {name} (run eagerly)", "compiling on the CPU takes minutes")
-        if apply(knobs, model) or net is None or not compiled:
-            torch._dynamo.reset()
-            net = torch.compile(model) if compiled else model
+        net = prepare("forward", name, FORWARD_VARIANTS[name], model, model, net, device)
 
         def call(net=net) -> torch.Tensor:
             with torch.no_grad(), torch.autocast(device.type, dtype=torch.bfloat16):
@@ -186,15 +187,11 @@ def train_part(args: argparse.Namespace, device: torch.device) -> None:
     p = peak("bf16")
     flops = None
     base = run = None
+    objective = _Objective(model)
     names = list(TRAIN_VARIANTS)
     for name in names:
         knobs = TRAIN_VARIANTS[name]
-        compiled = knobs.get("compile") and device.type == "cuda"
-        if knobs.get("compile") and not compiled:
-            _smoke.skip(f"torch.compile in train {name} (run eagerly)", "compiling on the CPU takes minutes")
-        if apply(knobs, model) or run is None or not compiled:
-            torch._dynamo.reset()
-            run = torch.compile(_Objective(model)) if compiled else _Objective(model)
+        run = prepare("train", name, knobs, model, objective, run, device)
         ema.to(memory_format=torch.channels_last if knobs.get("channels_last") else torch.contiguous_format)
         fused = bool(knobs.get("fused")) and device.type == "cuda"
         opt = torch.optim.Adam(model.parameters(), lr=1e-5, betas=(0.9, 0.99), eps=1e-8,
