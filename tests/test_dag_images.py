@@ -38,6 +38,12 @@ def shapes_run(tmp_path_factory):
     cfg = tiny_shapes(yaml.safe_load((REPO / "config" / "shapes.yaml").read_text()), methods=METHODS, guidance=[4],
                       edits=[{"latent": "bbox", "edit": "move", "guidance": 4, "count": 8}])
     cfg["experiments"]["shapes"]["latents"] = {"bbox": {}}
+    # train / sample / edit jobs on one torch thread each, so that `--cores 2` runs two of them at once: the tiny
+    # models gain little from a second thread (a kaleido train job 10.4 s on one, 8.1 s on two), and on a loaded
+    # 2-core machine a 2-thread job's threads wait for each other. Latents keep resources.default's 2 (its
+    # worker pool); the loader still gets its one worker process (max(1, threads - 1)).
+    for rule in ("train", "sample"):
+        cfg["resources"][rule]["cpus_per_task"] = 1
     # the text-to-image path (config/cc12m.yaml in miniature): a captioned set read by the `captions` data set from
     # a path<TAB>caption file, each image its own condition, the T5 context over each batch's captions, sampled on
     # 12 held-out captions x 4 samples so that the per-caption diversity (MSS, per-condition Vendi) is defined
