@@ -4,10 +4,6 @@ Three kinds of kill, drawn at random each time: SIGKILL of Snakemake and every j
 unlocks), SIGTERM of Snakemake alone (a scheduler cancel), SIGKILL of one running job (the OOM killer). After each
 kill the outputs on disk are recorded; the next run may rewrite only those Snakemake marked incomplete. At the
 end the table, the metric values and the MLflow runs must equal the uninterrupted run's, with no duplicate run.
-
-Two rounds run side by side (LANES), each in its own working directory with its own seeded draws: one Snakemake
-run alone left a core of the 2-core machine idle about half the time (its start-up and shutdown are one process).
-A lane starts another round only while kills are still due and no other lane is mid-round (that one takes them).
 """
 
 from __future__ import annotations
@@ -20,9 +16,7 @@ import random
 import signal
 import subprocess
 import sys
-import threading
 import time
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
@@ -32,15 +26,6 @@ from faults_helpers import TARGET, mlflow_runs
 pytestmark = pytest.mark.slow
 
 KILLS = 20
-#: rounds in flight at once, each in its own working directory (kills counted together)
-LANES = 2
-SEED = 20261123
-#: a kill comes this many seconds (uniform) after the run's first job started. One round alone drew from (0.1, 3.0);
-#: with LANES rounds sharing the cores each job runs ~1.5x slower, so the delay stretches by as much and the kills
-#: land as far into the DAG. Measured on the 2-core machine: without the stretch neither lane's kills reached the
-#: report job (which writes the MLflow runs); with it two runs killed train, sample, evaluate and report jobs (3 and
-#: 4 report kills), one also latents and features jobs (one lane alone: report 8, never latents)
-DELAY_S = (0.15, 4.5)
 #: Snakemake outputs (not logs, checkpoints or the MLflow store, which jobs legitimately rewrite)
 OUTPUT_GLOBS = ("results/toy2d/data/*.npz", "results/toy2d/latents/*", "results/toy2d/train/*/*/model.pt",
                 "results/toy2d/samples/**/*.npz", "results/toy2d/features/**/*.npz", "results/toy2d/metrics/**/*.json",
@@ -97,27 +82,22 @@ def _metric_values(work: Path) -> dict[str, dict]:
             for p in sorted(work.glob("results/toy2d/metrics/**/*.json"))}
 
 
-def _count(counts: dict[str, int], key: str, lock: threading.Lock, by: int = 1) -> None:
-    with lock:
-        counts[key] = counts.get(key, 0) + by
-
-
 def _run_until_done(work: Path, rng: random.Random, counts: dict[str, int], kinds: dict[str, int],
-                    deadline: float, lock: threading.Lock) -> None:
+                    deadline: float) -> None:
     """Rerun the DAG, killing it (while fewer than KILLS kills so far) until one run completes."""
     frozen: dict[str, tuple[int, int]] = {}  # outputs that were complete at the last kill
     while True:
         proc = subprocess.Popen([sys.executable, "-m", "snakemake", "--cores", "2", TARGET], cwd=work,
                                 env=env_for(work), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
                                 start_new_session=True)
-        _count(counts, "runs", lock)
+        counts["runs"] += 1
         killed = None
         if counts["kills"] < KILLS:
             # kill while work is under way: a random moment after the first job of this run started
             while proc.poll() is None and not _job_pids(proc.pid):
                 time.sleep(0.05)
             try:
-                proc.wait(timeout=rng.uniform(*DELAY_S))
+                proc.wait(timeout=rng.uniform(0.1, 3.0))
             except subprocess.TimeoutExpired:
                 killed = rng.choice(["dag_sigkill", "snakemake_sigterm", "job_sigkill"])
                 jobs = _job_pids(proc.pid)
@@ -129,8 +109,8 @@ def _run_until_done(work: Path, rng: random.Random, counts: dict[str, int], kind
                     proc.send_signal(signal.SIGTERM)
                 else:
                     os.kill(rng.choice(jobs), signal.SIGKILL)
-                _count(kinds, killed, lock)
-                _count(counts, "kills", lock)
+                kinds[killed] = kinds.get(killed, 0) + 1
+                counts["kills"] += 1
         rc = proc.wait(timeout=max(1.0, deadline - time.time()))
         with contextlib.suppress(ProcessLookupError):
             os.killpg(proc.pid, signal.SIGKILL)  # no job may outlive its Snakemake into the next run
@@ -141,45 +121,24 @@ def _run_until_done(work: Path, rng: random.Random, counts: dict[str, int], kind
             assert rc == 0, "the uninterrupted run that ends a round failed"
             return
         incomplete = _incomplete(work)
-        _count(counts, "incomplete_rewritten", lock, len(incomplete & set(now)))
+        counts["incomplete_rewritten"] += len(incomplete & set(now))
         frozen = {p: stamp for p, stamp in now.items() if p not in incomplete}
         if killed == "dag_sigkill":
             snakemake(work, "--unlock", TARGET)
-            _count(counts, "unlocks", lock)
+            counts["unlocks"] += 1
         assert time.time() < deadline, f"kill loop exceeded its time bound: {counts}"
 
 
 def test_dag_survives_twenty_random_kills(finished_run, tmp_path):
+    rng = random.Random(20261123)
     counts = {"rounds": 0, "kills": 0, "runs": 0, "unlocks": 0, "incomplete_rewritten": 0}
     kinds: dict[str, int] = {}
-    lock = threading.Lock()
-    active = [0]  # lanes mid-round
     deadline = time.time() + 1200
-
-    def lane(index: int) -> list[Path]:
-        """Rounds in working directories of this lane's own, until KILLS kills happened in all lanes together."""
-        rng = random.Random(SEED + index)
-        finished = []
-        while True:  # a round starts from nothing; rounds repeat until KILLS kills happened
-            with lock:
-                if counts["kills"] >= KILLS or (finished and active[0]):
-                    return finished  # a round begun for the last few kills would run the DAG almost uninterrupted
-                active[0] += 1
-                counts["rounds"] += 1
-            try:
-                work = small_workdir(tmp_path / f"lane{index}_round{len(finished)}")
-                _run_until_done(work, rng, counts, kinds, deadline, lock)
-            finally:
-                with lock:
-                    active[0] -= 1
-            finished.append(work)
-
-    with ThreadPoolExecutor(LANES) as pool:
-        lanes = [pool.submit(lane, index) for index in range(LANES)]
-        rounds = [work for done in lanes for work in done.result()]  # re-raises a lane's failed assertion
-    assert counts["kills"] >= KILLS and len(rounds) == counts["rounds"]
-    for work in rounds:  # every round's end state, checked here (one thread reads the MLflow stores)
-        assert (work / TARGET).read_bytes() == (finished_run / TARGET).read_bytes(), work.name
-        assert _metric_values(work) == _metric_values(finished_run), work.name
-        assert mlflow_runs(work) == mlflow_runs(finished_run), work.name
+    while counts["kills"] < KILLS:  # a round starts from nothing; rounds repeat until KILLS kills happened
+        work = small_workdir(tmp_path / f"round{counts['rounds']}")
+        counts["rounds"] += 1
+        _run_until_done(work, rng, counts, kinds, deadline)
+        assert (work / TARGET).read_bytes() == (finished_run / TARGET).read_bytes()
+        assert _metric_values(work) == _metric_values(finished_run)
+        assert mlflow_runs(work) == mlflow_runs(finished_run)
     print(f"\nkill loop: {counts}, kinds {kinds}")
