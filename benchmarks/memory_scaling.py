@@ -32,6 +32,7 @@ import yaml
 
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO / "benchmarks"))  # also when imported by file (tests/test_memory_scaling.py)
+sys.path.insert(0, str(REPO))  # the folder maker's pool workers import kaleido, installed or not
 import _smoke  # noqa: E402
 
 STAGES = ("data", "latents", "train", "features")
