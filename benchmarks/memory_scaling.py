@@ -106,10 +106,20 @@ def domain_weights(path: Path, size: int) -> Path:
     return path
 
 
-def peak_rss_mb(args: list[str], cwd: Path) -> float:
+#: glibc's malloc with a fixed mmap threshold and one arena in every measured process. By default the threshold
+#: moves up as large blocks are freed, so whether a freed backward-pass buffer goes back to the system or stays in
+#: the heap depends on the order of earlier frees: the training stage's peak varied by ~70 MiB between runs of one
+#: command (1172-1241 MiB), as much as the growth the test allows. Fixed, it repeats to the MiB (1051 / 1055 MiB at
+#: 4,000 / 16,000 images, three runs each); an array held per image counts the same either way.
+FIXED_MALLOC = {"MALLOC_MMAP_THRESHOLD_": "131072", "MALLOC_ARENA_MAX": "1"}
+
+
+def peak_rss_mb(args: list[str], cwd: Path, fixed_malloc: bool = True) -> float:
     """Run ``python args...`` in ``cwd``; the peak RSS of its largest process, MiB. Raises naming the stage on
-    failure (with its stderr tail)."""
-    env = {**os.environ, "PYTHONPATH": f"{REPO}{os.pathsep}{os.environ.get('PYTHONPATH', '')}"}
+    failure (with its stderr tail). ``fixed_malloc``: under :data:`FIXED_MALLOC` (off where the stage's speed is
+    measured too: one malloc arena serialises the allocations of its threads)."""
+    env = {**os.environ, **(FIXED_MALLOC if fixed_malloc else {}),
+           "PYTHONPATH": f"{REPO}{os.pathsep}{os.environ.get('PYTHONPATH', '')}"}
     done = subprocess.run([sys.executable, "-c", _PEAK_RSS, sys.executable, *args], cwd=cwd, env=env,
                           capture_output=True, text=True)
     if done.returncode:
@@ -140,9 +150,8 @@ def measure(work: Path, root: Path, n: int, *, size: int, shard_size: int, steps
     """Peak RSS (MiB) of each stage on a fresh run over n images of the folder ``root`` (n / 10 per class): the
     least of ``repeats`` runs of it, each from scratch (its output folder removed).
 
-    Why the least: a stage's peak also holds the allocator's and the libraries' transient memory, which varies
-    from run to run by up to ~100 MiB in the training stage (measured on the 2-core machine: 1.42-1.60 GiB for the
-    same command); that excursion only ever adds, and the least of a few runs is the stage's own need."""
+    Every process runs under :data:`FIXED_MALLOC`, so one run is enough (the peak repeats to the MiB); ``repeats``
+    stays for a look at the spread under other allocator settings."""
     run = work / f"run_{n}_{size}"
     run.mkdir(parents=True, exist_ok=True)
     cfg = write_config(run / "config.yaml", root, size=size, shard_size=shard_size, steps=steps, batch=batch,
@@ -182,7 +191,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--steps", type=int, default=5, help="training steps (the same at n and 4n)")
     parser.add_argument("--batch", type=int, default=8)
     parser.add_argument("--threads", type=int, default=2, help="decoding / loader processes")
-    parser.add_argument("--repeats", type=int, default=2, help="runs of each stage; the least peak is reported")
+    parser.add_argument("--repeats", type=int, default=1, help="runs of each stage; the least peak is reported")
     parser.add_argument("--work", type=Path, help="working directory (default: a temporary one)")
     args = _smoke.parse_args(parser, SMOKE, argv)
     with tempfile.TemporaryDirectory() as tmp:
