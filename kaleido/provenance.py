@@ -32,6 +32,7 @@ def config_hash(obj: Any) -> str:
 _ROOT = Path(__file__).resolve().parent.parent
 
 
+@functools.cache
 def _module_file(name: str) -> Path | None:
     """Source file of project module ``name`` (found on disk, without importing anything), else None."""
     if name.split(".")[0] not in PROJECT_PACKAGES:
@@ -43,8 +44,10 @@ def _module_file(name: str) -> Path | None:
     return None
 
 
-def _imported_project_modules(name: str, path: Path) -> set[str]:
-    """Names of project modules imported (absolutely or relatively) by the module ``name`` at ``path``."""
+@functools.cache
+def _imported_project_modules(name: str, path: Path) -> frozenset[str]:
+    """Names of project modules imported (absolutely or relatively) by the module ``name`` at ``path`` (parsed once
+    per process: the rules' entry points share most of their modules)."""
     is_package = path.name == "__init__.py"
     package = name if is_package else name.rpartition(".")[0]
     found: set[str] = set()
@@ -71,7 +74,7 @@ def _imported_project_modules(name: str, path: Path) -> set[str]:
                 prefix = ".".join(parts[:depth])
                 if _module_file(prefix) is not None:
                     found.add(prefix)
-    return found
+    return frozenset(found)
 
 
 @functools.cache
