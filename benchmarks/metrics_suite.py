@@ -1,6 +1,6 @@
 """Time the image-metric suite against the reference packages on the same inputs, in one process.
 
-    python benchmarks/metrics_suite.py --n 50000 --device cuda [--precision bf16] [--out result.json]
+    python benchmarks/metrics_suite.py --n 50000 --device cuda [--precision bf16] [--compile] [--out result.json]
     python benchmarks/metrics_suite.py --n 256 --device cpu          # small CPU run
     python benchmarks/metrics_suite.py --smoke                        # 4 images of 32 px, JSON to a scratch file
 
@@ -89,9 +89,11 @@ def run_ours(real, fake, labels, weights, args) -> tuple[dict[str, float], dict[
     # random weights, by design: no digest to match (the records would say "unverified")
     net = FEATURE_NETS.get("inception").with_options(weights=str(weights), batch_size=args.batch_size,
                                                      device=args.device, precision=args.precision,
-                                                     allow_unverified=True)
-    net(real[: args.batch_size])  # build + warm up (cuDNN autotuning) outside the timing
+                                                     allow_unverified=True, compile=args.compile)
+    t = time.perf_counter()
+    net(real[: args.batch_size])  # build + warm up (cuDNN autotuning, compilation) outside the timing
     _sync(args.device)
+    print(f"ours: warm-up batch {time.perf_counter() - t:.1f} s (compile={args.compile})", flush=True)
     t0 = time.perf_counter()
     real_f = net(real)
     fake_f = net(fake)
@@ -162,6 +164,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--batch-size", type=int, default=200, help="extraction batch, both sides (default 200)")
     parser.add_argument("--chunk-size", type=int, default=4096, help="k-NN rows per distance block (default 4096)")
     parser.add_argument("--precision", choices=("fp32", "bf16"), default="fp32", help="our extractor's precision")
+    parser.add_argument("--compile", action="store_true",
+                        help="our extractor's forward under torch.compile (metrics.feature_compile; CUDA only)")
     parser.add_argument("--skip-reference", action="store_true", help="time ours only")
     parser.add_argument("--breakdown", action="store_true", help="also time each metric group alone (untimed total)")
     parser.add_argument("--out", type=Path, help="also write the numbers as JSON here (smoke: a scratch file)")

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import collections
 import contextlib
 import contextvars
 from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
@@ -67,6 +69,35 @@ def out_of_memory(err: BaseException, images: np.ndarray, batch_size: int, devic
                       "metrics.feature_batch_size) or downscale the images")
 
 
+#: batches read ahead of the one the network runs (each one uint8 batch of host memory)
+PREFETCH_BATCHES = 2
+
+
+def host_batches(images: np.ndarray, batch_size: int, *, pad: bool, pin: bool) -> Iterator[tuple[int, torch.Tensor]]:
+    """(rows, uint8 (batch_size or fewer, H, W, 3) tensor) for consecutive batches of ``images``, read (a
+    :class:`metrics.store.ShardedArray` from its shard files), padded and pinned by one background thread
+    :data:`PREFETCH_BATCHES` ahead of the caller, so that the reads overlap the network's work.
+
+    ``pad``: the last batch filled up to ``batch_size`` with copies of its last image (``rows`` counts the real ones);
+    ``pin``: in page-locked memory, for asynchronous host-to-GPU copies."""
+    def load(start: int) -> tuple[int, torch.Tensor]:
+        batch = torch.from_numpy(np.ascontiguousarray(images[start:start + batch_size]))
+        rows = len(batch)
+        if pad and rows < batch_size:  # the compiled shape: repeat the last image, the caller drops its outputs
+            batch = torch.cat([batch, batch[-1:].expand(batch_size - rows, *batch.shape[1:])])
+        return rows, batch.pin_memory() if pin else batch
+
+    starts = range(0, len(images), batch_size)
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="feature-batches") as pool:
+        ahead = collections.deque(pool.submit(load, start) for start in starts[:PREFETCH_BATCHES])
+        for start in starts[PREFETCH_BATCHES:]:
+            done = ahead.popleft().result()
+            ahead.append(pool.submit(load, start))
+            yield done
+        while ahead:
+            yield ahead.popleft().result()
+
+
 def run_batched(images: np.ndarray, forward: Callable[[torch.Tensor], dict[str, torch.Tensor]], *, batch_size: int,
                 device: str | torch.device, precision: str = "fp32", desc: str = "features") -> dict[str, np.ndarray]:
     """Apply ``forward`` to uint8 (b, 3, H, W) batches on ``device``; concatenate its outputs as float32 numpy.
@@ -93,18 +124,17 @@ def run_batched(images: np.ndarray, forward: Callable[[torch.Tensor], dict[str, 
         forward = torch.compile(forward, dynamic=False)
     chunks: dict[str, list[torch.Tensor]] = {}
     host: dict[str, np.ndarray] = {}
-    # On a GPU, outputs stay on the device until the end: no per-batch synchronisation, so the host slices and
-    # copies the next batch while the GPU still runs the previous one. On the CPU they go straight into arrays of
+    # On a GPU, outputs stay on the device until the end: no per-batch synchronisation, so the GPU runs one batch
+    # while host_batches' thread reads and pins the next ones. On the CPU they go straight into arrays of
     # the final size: many small kept blocks between the freed batch buffers would fragment the heap, and the
     # process would grow with the number of images instead of staying at one batch.
-    with torch.inference_mode(), autocast:
-        for start in tqdm(range(0, len(images), batch_size), desc=desc, unit="batch", leave=False, disable=None):
-            batch = torch.from_numpy(images[start:start + batch_size])
-            rows = len(batch)
-            if compiled and rows < batch_size:  # the compiled shape: repeat the last image, drop its outputs
-                batch = torch.cat([batch, batch[-1:].expand(batch_size - rows, *batch.shape[1:])])
+    batches = host_batches(images, batch_size, pad=compiled, pin=device.type == "cuda")
+    progress = tqdm(batches, total=-(-len(images) // batch_size), desc=desc, unit="batch", leave=False, disable=None)
+    with torch.inference_mode(), autocast, contextlib.closing(batches):
+        for index, (rows, batch) in enumerate(progress):
+            start = index * batch_size
             if device.type == "cuda":
-                batch = batch.pin_memory().to(device, non_blocking=True)
+                batch = batch.to(device, non_blocking=True)
             try:
                 outputs = forward(batch.permute(0, 3, 1, 2).contiguous())
             except (torch.OutOfMemoryError, MemoryError) as err:
