@@ -33,10 +33,11 @@ def configured_net(name: str, *, weights: str | None = None, batch_size: int | N
 
 
 #: sets of at least this many items are extracted with the compiled forward under ``compile="auto"`` on CUDA.
-#: Measured through this stage's own path (benchmarks/logs/feature_compile_h100.log, one H100, 50K images of 256
-#: px): 2.8K img/s eager, 4.3K compiled, 23 s of compilation with an empty Inductor cache (5 s with a warm one):
-#: compiling pays from ~196K images cold (~43K warm), so for a training-set reference, not a 50K sample shard.
-COMPILE_MIN_ITEMS = 200_000
+#: Measured through this stage's own path on a set in data-stage shards (benchmarks/logs/
+#: feature_compile_h100_read_ahead.log, one H100, 50K images of 256 px): 3.6K img/s eager, 5.1K compiled, 28 s of
+#: compilation with an empty Inductor cache (6 s with a warm one): compiling pays from ~365K images cold (~60K
+#: warm), so for a training-set reference, not a 50K sample shard.
+COMPILE_MIN_ITEMS = 400_000
 COMPILE_CHOICES = ("auto", True, False)
 
 
