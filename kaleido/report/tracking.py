@@ -79,12 +79,20 @@ class SyncResult:
 
 
 def make_client(tracking_uri: str) -> MlflowClient:
-    """An :class:`MlflowClient` for ``tracking_uri``; creates the directory of a sqlite database."""
+    """An :class:`MlflowClient` for ``tracking_uri``; a sqlite store is first made complete by
+    :func:`~kaleido.report.sqlite_store.prepare_sqlite_store` (created atomically, a killed creation's leftovers
+    repaired).
+
+    Raises:
+        InputError: the sqlite store is unusable and holds runs (see ``prepare_sqlite_store``).
+    """
     from mlflow.tracking import MlflowClient
+
+    from kaleido.report.sqlite_store import prepare_sqlite_store
 
     db = sqlite_path(tracking_uri)
     if db is not None:
-        db.parent.mkdir(parents=True, exist_ok=True)
+        prepare_sqlite_store(db, default_artifact_root(tracking_uri))
     return MlflowClient(tracking_uri=tracking_uri)
 
 
