@@ -32,7 +32,7 @@ sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(REPO / "benchmarks"))
 
 import _smoke  # noqa: E402
-from _gpu import peak  # noqa: E402
+from _gpu import counted_flops, peak  # noqa: E402
 
 from kaleido import checkpoint  # noqa: E402
 from kaleido.training import _Objective, ema_update  # noqa: E402
@@ -146,12 +146,8 @@ def forward_part(args: argparse.Namespace, device: torch.device) -> None:
     t = torch.full((rows,), 500, device=device)
     with torch.no_grad():
         y = torch.cat([model.encode(labels[: rows // 2])[0], model.null_condition(rows - rows // 2)])
-    from torch.utils.flop_counter import FlopCounterMode
-
-    counter = FlopCounterMode(display=False)
-    with counter, torch.no_grad():
-        model(x, t, y)
-    flops = counter.get_total_flops()
+    with torch.no_grad():
+        flops = counted_flops(lambda: model(x, t, y))
     p = peak("bf16")
     print(f"forward: nested_unet/{args.size} {args.res}px, {sum(q.numel() for q in model.parameters()) / 1e6:.1f}M "
           f"parameters, {rows} rows (CFG batch {rows // 2}), {flops / rows / 1e9:.1f} GFLOP per row", flush=True)
@@ -216,16 +212,13 @@ def train_part(args: argparse.Namespace, device: torch.device) -> None:
                         p_ema.lerp_(q, 1.0 - 0.9999)
 
         if flops is None:
-            from torch.utils.flop_counter import FlopCounterMode
-
-            counter = FlopCounterMode(display=False)
-            with counter:
-                step_eager = _Objective(model)
+            def eager_step() -> None:
                 with torch.autocast(device.type, dtype=torch.bfloat16):
-                    out, _ = step_eager(x0, torch.full((args.batch,), 500, device=device), labels, None, drop)
+                    out, _ = _Objective(model)(x0, torch.full((args.batch,), 500, device=device), labels, None, drop)
                 out.float().square().mean().backward()
+
+            flops = counted_flops(eager_step)
             model.zero_grad(set_to_none=True)
-            flops = counter.get_total_flops()
             print(f"train: batch {args.batch}, {flops / args.batch / 1e9:.1f} GFLOP per image (fwd + bwd)",
                   flush=True)
         sec = timed(step, args.iters, args.warmup, device)

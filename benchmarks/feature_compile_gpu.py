@@ -1,16 +1,21 @@
-"""What compiling the Inception forward costs and buys in the features stage (``metrics.feature_compile``).
+"""Feature-extraction throughput of the features stage per network, eager and compiled (``metrics.feature_compile``).
 
-    python benchmarks/feature_compile_gpu.py [--n 50000 --size 256 --batch-size 500]
-    python benchmarks/feature_compile_gpu.py --smoke   (CPU, tiny sizes: the code paths run, no compilation)
+    python benchmarks/feature_compile_gpu.py [--nets inception --n 50000 --size 256 --batch-size 500]
+    python benchmarks/feature_compile_gpu.py --nets dinov2-hf sscd --n 10000 --batch-size 250
+    python benchmarks/feature_compile_gpu.py --smoke   (CPU, tiny sizes, every network: the code paths run)
 
 Through :func:`metrics.extract.write_features` (the stage's own path: every shard's SHA-256 checked, chunks, batches
 read ahead by a thread, the compiled forward with the last batch padded) on N random 256 px images in shards of
-``--shard-size`` (torch-fidelity ``inception-v3-compat`` with random weights built here, TF32 convolutions =
-PyTorch's and torch-fidelity's default): eager, then compiled in a fresh process with an empty Inductor cache (cold:
-what a job on a new node pays) and again with that cache (warm: a shared ``TORCHINDUCTOR_CACHE_DIR``). Prints
-images/s of the stage and past its shard checks, the one-off compile seconds, the ratio to eager measured in the same
-run, the fraction of the TF32 FLOP bound, the relative FD change against eager (real vs brightness-shifted images)
-and the set size from which compiling pays off (``metrics.extract.COMPILE_MIN_ITEMS`` is set from it).
+``--shard-size``, with random weights built here in each network's release format: ``inception`` = torch-fidelity
+``inception-v3-compat``; ``dinov2-hf`` = a ``transformers`` Dinov2Model of facebook/dinov2-large's shape (ViT-L/14,
+the architecture of the hub model the ``dinov2`` net loads); ``sscd`` = a TorchScript ResNet-50 + GeM + 2048->512
+projection (the ``sscd_disc_mixup`` release's architecture). Math modes are PyTorch's and the reference packages'
+defaults: TF32 convolutions, strict fp32 matmuls (so DINOv2's bound is the fp32 CUDA-core peak). Runs eager, then
+compiled in a fresh process with an empty Inductor cache (cold: what a job on a new node pays) and again with that
+cache (warm: a shared ``TORCHINDUCTOR_CACHE_DIR``). Prints images/s of the stage and past its shard checks, the
+one-off compile seconds, the ratio to eager measured in the same run, the fraction of the FLOP bound in the network's
+math mode, the relative FD change against eager (real vs brightness-shifted images, in the network's feature space)
+and the set size from which compiling pays off (``metrics.extract.COMPILE_MIN_ITEMS`` is set from Inception's).
 """
 
 from __future__ import annotations
@@ -32,12 +37,35 @@ sys.path.insert(0, str(REPO / "benchmarks"))
 sys.path.insert(0, str(REPO / "tests" / "metric_checks"))
 
 import _smoke  # noqa: E402
+from _gpu import feature_flops, peak  # noqa: E402
 
-SMOKE = {"n": 6, "size": 32, "batch_size": 4, "distinct": 6, "shard_size": 4}
-TF32_PEAK = 494.7e12  # dense TF32 tensor-core FLOP/s of an H100 / H200 SXM
+#: weight file (or directory) of each network, and whether its FLOPs are convolutions (TF32 under PyTorch's default)
+#: or matmuls (strict fp32 under PyTorch's default)
+NETS = {"inception": ("inception.pth", "conv"), "dinov2-hf": ("dinov2", "matmul"), "sscd": ("sscd.pt", "conv")}
+SMOKE = {"n": 6, "size": 32, "batch_size": 4, "distinct": 6, "shard_size": 4, "nets": list(NETS)}
 
 
-def extract(work: Path, name: str, compiled: bool, batch_size: int) -> dict[str, float]:
+def save_weights(net: str, path: Path, smoke: bool) -> None:
+    """Random weights of ``net`` in its release format at ``path`` (full size, or tiny stand-ins under --smoke)."""
+    from img_nets import save_hf_dinov2, save_random_inception, save_sscd_resnet50, save_tiny_sscd
+
+    if net == "inception":
+        save_random_inception(path)
+    elif net == "dinov2-hf":
+        save_hf_dinov2(path, "tiny" if smoke else "large")
+    else:
+        (save_tiny_sscd if smoke else save_sscd_resnet50)(path)
+
+
+def math_mode(net: str) -> str:
+    """The math mode of ``net``'s FLOPs under the current PyTorch settings: "tf32" or "fp32"."""
+    import torch
+
+    allowed = torch.backends.cudnn.allow_tf32 if NETS[net][1] == "conv" else torch.backends.cuda.matmul.allow_tf32
+    return "tf32" if allowed else "fp32"
+
+
+def extract(work: Path, net: str, name: str, compiled: bool, batch_size: int) -> dict[str, float]:
     """Features of ``work/images.npz`` written to ``work/<name>.npz``; seconds of the first batch alone (compiling)
     and of the whole set."""
     import torch
@@ -47,16 +75,16 @@ def extract(work: Path, name: str, compiled: bool, batch_size: int) -> dict[str,
     from metrics.store import load_data
 
     device = "cuda" if torch.cuda.is_available() else "cpu"
-    options = {"weights": str(work / "inception.pth"), "batch_size": batch_size, "device": device,
+    options = {"weights": str(work / NETS[net][0]), "batch_size": batch_size, "device": device,
                "allow_unverified": True, "compile": compiled}
     first = time.perf_counter()
-    write_features(work / f"{name}_first.npz", "inception", [work / "first.npz"], lambda s: {"config": s}, **options)
+    write_features(work / f"{name}_first.npz", net, [work / "first.npz"], lambda s: {"config": s}, **options)
     first = time.perf_counter() - first
     start = time.perf_counter()
     n = len(load_data(work / "images.npz")["x"])  # what write_features does first: every shard's SHA-256 checked
     check = time.perf_counter() - start
     start = time.perf_counter()
-    write_features(work / f"{name}.npz", "inception", [work / "images.npz"], lambda s: {"config": s}, **options)
+    write_features(work / f"{name}.npz", net, [work / "images.npz"], lambda s: {"config": s}, **options)
     total = time.perf_counter() - start
     assert load_npz(work / f"{name}.npz")["features"].shape[0] == n
     return {"first_batch_s": first, "set_s": total, "check_s": check}
@@ -64,37 +92,79 @@ def extract(work: Path, name: str, compiled: bool, batch_size: int) -> dict[str,
 
 def child(args: argparse.Namespace) -> None:
     """The ``--child NAME`` process: one extraction, its timings as JSON on the last line."""
-    print(json.dumps(extract(Path(args.work), args.child, args.child != "eager", args.batch_size)))
+    print(json.dumps(extract(Path(args.work), args.net, args.child, args.child != "eager", args.batch_size)))
 
 
-def run_child(work: Path, name: str, args: argparse.Namespace, cache: Path) -> dict[str, float]:
+def run_child(work: Path, net: str, name: str, args: argparse.Namespace, cache: Path) -> dict[str, float]:
     env = {**os.environ, "TORCHINDUCTOR_CACHE_DIR": str(cache), "PYTHONPATH": str(REPO)}
-    done = subprocess.run([sys.executable, __file__, "--child", name, "--work", str(work), "--batch-size",
-                           str(args.batch_size), *(["--smoke"] if args.smoke else [])], env=env,
+    done = subprocess.run([sys.executable, __file__, "--child", name, "--work", str(work), "--net", net,
+                           "--batch-size", str(args.batch_size), *(["--smoke"] if args.smoke else [])], env=env,
                           capture_output=True, text=True)
     if done.returncode != 0:
         sys.exit(f"{name} failed:\n{done.stderr[-3000:]}")
     return json.loads(done.stdout.strip().splitlines()[-1])
 
 
+def measure(net: str, work: Path, args: argparse.Namespace, cuda: bool) -> None:
+    """Eager, cold-compiled and warm-compiled extraction of ``work/images.npz`` with ``net``; prints each."""
+    import torch
+
+    from metrics.features import FEATURE_NETS
+    from metrics.frechet import fd_from_features
+    from metrics.io import load_npz
+
+    save_weights(net, work / NETS[net][0], args.smoke)
+    per_image = feature_flops(FEATURE_NETS.get(net).with_options(weights=str(work / NETS[net][0]),
+                                                                 allow_unverified=True), args.size)
+    mode = math_mode(net)
+    gpu = torch.cuda.get_device_name() if cuda else "H100"  # off the GPU: an H100's bound, for the arithmetic
+    bound = peak(mode, gpu) / per_image
+    print(f"{'device ' + gpu if cuda else 'cpu'}; torch {torch.__version__}; {net}: {args.n} images of {args.size} px "
+          f"({args.distinct} distinct), batch {args.batch_size}; {per_image / 1e9:.2f} GFLOP per image in {mode}: "
+          f"bound {bound:,.0f} img/s at {gpu}'s {peak(mode, gpu) / 1e12:.0f} TFLOP/s", flush=True)
+    half = max(1, args.distinct // 2)
+    cache = work / f"inductor_cache_{net}"
+    runs: dict[str, dict[str, float]] = {}
+    features: dict[str, np.ndarray] = {}
+    for name, child_name in (("eager", "eager"), ("compiled_cold", "cold"), ("compiled_warm", "warm")):
+        runs[name] = r = run_child(work, net, child_name, args, cache)  # each printed as it ends: a cut run keeps it
+        features[name] = load_npz(work / f"{child_name}.npz")["features"].astype(np.float64)[:args.distinct]
+        rate = args.n / r["set_s"]
+        eager_rate = args.n / runs["eager"]["set_s"]
+        compile_s = r["first_batch_s"] - runs["eager"]["first_batch_s"]
+        fd = [fd_from_features(f[:half], f[half:]) for f in (features["eager"], features[name])]
+        network = args.n / (r["set_s"] - r["check_s"])
+        print(f"{name:<14} {rate:9,.0f} img/s (x{rate / eager_rate:.2f} vs eager, {rate / bound:.1%} of the {mode} "
+              f"bound); {network:,.0f} img/s past the shard checks ({r['check_s']:.1f} s, {network / bound:.1%}); "
+              f"first batch {r['first_batch_s']:6.1f} s (compile ~{compile_s:5.1f} s); FD rel. diff vs "
+              f"eager {abs(fd[1] - fd[0]) / fd[0]:.1e}", flush=True)
+    rate = {name: args.n / r["set_s"] for name, r in runs.items()}
+    eager = runs["eager"]
+    for name in ("compiled_cold", "compiled_warm"):
+        compile_s = runs[name]["first_batch_s"] - eager["first_batch_s"]
+        gain = 1 / rate["eager"] - 1 / rate[name]
+        pays = ("never (no speed-up)" if gain <= 0 else "the first image (no compile time measured)"
+                if compile_s <= 0 else f"{compile_s / gain:,.0f} images")
+        print(f"{net} {name}: compiling pays off from {pays}", flush=True)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--nets", nargs="+", choices=sorted(NETS), default=["inception"], help="feature networks")
     parser.add_argument("--n", type=int, default=50000, help="images in the timed set")
     parser.add_argument("--distinct", type=int, default=5000, help="distinct images (the set repeats them)")
     parser.add_argument("--size", type=int, default=256)
     parser.add_argument("--batch-size", type=int, default=500)
     parser.add_argument("--shard-size", type=int, default=5000, help="images per shard file of the set (data stage)")
     parser.add_argument("--child", help=argparse.SUPPRESS)
+    parser.add_argument("--net", help=argparse.SUPPRESS)
     parser.add_argument("--work", help=argparse.SUPPRESS)
     args = _smoke.parse_args(parser, SMOKE)
     if args.child:
         return child(args)
     import torch
-    from img_nets import random_images, save_random_inception
-    from metrics_suite import inception_flops
+    from img_nets import random_images
 
-    from metrics.frechet import fd_from_features
-    from metrics.io import load_npz
     from metrics.store import save_data
 
     cuda = torch.cuda.is_available() and not args.smoke
@@ -102,7 +172,6 @@ def main() -> None:
         _smoke.skip("compilation (the children run eagerly on the CPU)", "run_batched compiles on CUDA only")
     with tempfile.TemporaryDirectory(prefix="feature_compile_") as tmp:
         work = Path(tmp)
-        save_random_inception(work / "inception.pth")
         half = max(1, args.distinct // 2)
         distinct = np.concatenate([random_images(half, seed=1, size=args.size),
                                    random_images(args.distinct - half, seed=2, size=args.size, shift=25)])
@@ -112,34 +181,8 @@ def main() -> None:
         save_data(work / "first.npz", {"x": images[:args.batch_size],
                                        "labels": np.zeros(min(args.batch_size, len(images)), dtype=np.int64)}, {})
         del images
-        per_image = inception_flops(work / "inception.pth", args.size)
-        bound = TF32_PEAK / per_image
-        print(f"{'device ' + torch.cuda.get_device_name() if cuda else 'cpu'}; torch {torch.__version__}; "
-              f"{args.n} images of {args.size} px ({args.distinct} distinct), batch {args.batch_size}; "
-              f"{per_image / 1e9:.2f} GFLOP per image: TF32 bound {bound:,.0f} img/s", flush=True)
-        cache = work / "inductor_cache"
-        runs: dict[str, dict[str, float]] = {}
-        features: dict[str, np.ndarray] = {}
-        for name, child_name in (("eager", "eager"), ("compiled_cold", "cold"), ("compiled_warm", "warm")):
-            runs[name] = r = run_child(work, child_name, args, cache)  # each printed as it ends: a cut run keeps it
-            features[name] = load_npz(work / f"{child_name}.npz")["features"].astype(np.float64)[:args.distinct]
-            rate = args.n / r["set_s"]
-            eager_rate = args.n / runs["eager"]["set_s"]
-            compile_s = r["first_batch_s"] - runs["eager"]["first_batch_s"]
-            fd = [fd_from_features(f[:half], f[half:]) for f in (features["eager"], features[name])]
-            network = args.n / (r["set_s"] - r["check_s"])
-            print(f"{name:<14} {rate:9,.0f} img/s (x{rate / eager_rate:.2f} vs eager, {rate / bound:.1%} of the TF32 "
-                  f"bound); {network:,.0f} img/s past the shard checks ({r['check_s']:.1f} s, {network / bound:.1%}); "
-                  f"first batch {r['first_batch_s']:6.1f} s (compile ~{compile_s:5.1f} s); FD rel. diff vs "
-                  f"eager {abs(fd[1] - fd[0]) / fd[0]:.1e}", flush=True)
-        rate = {name: args.n / r["set_s"] for name, r in runs.items()}
-        eager = runs["eager"]
-        for name in ("compiled_cold", "compiled_warm"):
-            compile_s = runs[name]["first_batch_s"] - eager["first_batch_s"]
-            gain = 1 / rate["eager"] - 1 / rate[name]
-            pays = ("never (no speed-up)" if gain <= 0 else "the first image (no compile time measured)"
-                    if compile_s <= 0 else f"{compile_s / gain:,.0f} images")
-            print(f"{name}: compiling pays off from {pays}", flush=True)
+        for net in args.nets:
+            measure(net, work, args, cuda)
 
 
 if __name__ == "__main__":

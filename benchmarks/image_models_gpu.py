@@ -24,7 +24,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 import _smoke  # noqa: E402
-from _gpu import peak  # noqa: E402
+from _gpu import counted_flops, peak  # noqa: E402
 from image_helpers import word_tokenizer  # noqa: E402
 
 from kaleido import checkpoint, config  # noqa: E402
@@ -83,12 +83,7 @@ def train_throughput(model, data, tokens, args, precision: str, compiled: bool, 
     rate = args.steps * args.batch / (time.perf_counter() - start)
     flops = 0.0
     if not compiled:
-        from torch.utils.flop_counter import FlopCounterMode
-
-        counter = FlopCounterMode(display=False)
-        with counter:
-            step()
-        flops = counter.get_total_flops() / args.batch
+        flops = counted_flops(step) / args.batch
     return rate, flops
 
 

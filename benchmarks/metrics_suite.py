@@ -33,9 +33,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests" / "metric_checks"))
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # also when imported as benchmarks.metrics_suite
 import _smoke  # noqa: E402
+from _gpu import feature_flops, peak  # noqa: E402
 
-#: dense peak TFLOP/s of an H100 SXM / H200 (the same SMs and clocks) by math mode (NVIDIA datasheets)
-HOPPER_PEAK_TFLOPS = {"fp32": 67.0, "tf32": 494.7, "bf16": 989.4}
 #: every step, the per-metric breakdown and the JSON file included (Inception itself stays full size: 2048-d features,
 #: whose Fréchet distances take most of a smoke run)
 SMOKE = {"n": 4, "size": 32, "k": 2, "batch_size": 4, "device": "cpu", "breakdown": True}
@@ -63,18 +62,6 @@ class _Images(torch.utils.data.Dataset):
 
     def __getitem__(self, i: int) -> torch.Tensor:
         return torch.from_numpy(self.images[i]).permute(2, 0, 1)
-
-
-def inception_flops(weights: Path, size: int) -> float:
-    """FLOPs (2 per multiply-add) of one torch-fidelity Inception forward on a size x size image."""
-    from torch.utils.flop_counter import FlopCounterMode
-
-    from metrics.features.inception import load
-
-    model = load(str(weights), "cpu")
-    with FlopCounterMode(display=False) as counter, torch.inference_mode():
-        model(torch.zeros(1, 3, size, size, dtype=torch.uint8))
-    return float(counter.get_total_flops())
 
 
 def _sync(device: str) -> None:
@@ -207,19 +194,23 @@ def run(args: argparse.Namespace, tmp: Path) -> None:
     if args.breakdown:
         parts = metric_breakdown(real_f, fake_f, labels, args)
         print("ours, each metric group alone: " + ", ".join(f"{k} {v:.2f} s" for k, v in parts.items()), flush=True)
-    flops = inception_flops(weights, args.size)
+    from metrics.features import FEATURE_NETS
+
+    flops = feature_flops(FEATURE_NETS.get("inception").with_options(weights=str(weights), allow_unverified=True),
+                          args.size)
     result: dict[str, object] = {"n": args.n, "size": args.size, "device": args.device, "precision": args.precision,
                                  "ours": ours, "ours_times": ours_t, "inception_images_per_s": images_per_s,
                                  "inception_gflop_per_image": flops / 1e9}
     print(f"Inception: {flops / 1e9:.2f} GFLOP/image (FLOPs = 2 x MACs, resize excluded)")
-    gpu_name = torch.cuda.get_device_name() if args.device.startswith("cuda") else ""
-    if "H100" in gpu_name or "H200" in gpu_name:
+    gpu_name = torch.cuda.get_device_name() if args.device.startswith("cuda") else "cpu"
+    if peak("bf16", gpu_name) is not None:
         # the convolutions' math mode in this run: bf16 autocast, else TF32 when cuDNN allows it (PyTorch's default)
         in_effect = "bf16" if args.precision == "bf16" else "tf32" if torch.backends.cudnn.allow_tf32 else "fp32"
-        for mode, tflops in HOPPER_PEAK_TFLOPS.items():
-            bound = tflops * 1e12 / flops
-            print(f"  FLOP bound at {mode} peak {tflops:.0f} TFLOP/s: {bound:.0f} img/s; ours reach "
-                  f"{100 * images_per_s / bound:.1f}%" + ("  <- this run's math mode" if mode == in_effect else ""))
+        for mode in ("fp32", "tf32", "bf16"):
+            bound = peak(mode, gpu_name) / flops
+            mark = "  <- this run's math mode" if mode == in_effect else ""
+            print(f"  FLOP bound at {mode} peak {peak(mode, gpu_name) / 1e12:.0f} TFLOP/s: {bound:.0f} img/s; ours "
+                  f"reach {100 * images_per_s / bound:.1f}%{mark}")
             result[f"flop_bound_{mode}_images_per_s"] = bound
         result["conv_math_mode"] = in_effect
     if not args.skip_reference:

@@ -36,39 +36,36 @@ sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(REPO / "benchmarks"))
 
 import _smoke  # noqa: E402
-from _gpu import peak  # noqa: E402
+from _gpu import counted_flops, peak  # noqa: E402
 
 from kaleido import checkpoint, config  # noqa: E402
 from kaleido.generation import generate  # noqa: E402
 
-#: (precision, compile) per mode; the last is the sample stage's default on CUDA
-MODES = (("fp32", False), ("bf16", False), ("bf16", True))
+#: (precision, compile, cuda_graphs) per mode; STAGE_MODE is the sample stage's default on CUDA
+MODES = (("fp32", False, False), ("bf16", False, False), ("bf16", True, False), ("bf16", True, True))
+STAGE_MODE = MODES[2]
 SMOKE = {"size": "nested_tiny", "res": 16, "batch": 4, "samples": 8, "sample_steps": 2, "num": 64,
          "train_steps": 4, "num_train": 128, "domain_steps": 5, "sample_steps_fidelity": 2}
 
 
 
-def experiment(steps: int, precision: str, compiled: bool) -> dict:
+def experiment(steps: int, precision: str, compiled: bool, graphs: bool = False) -> dict:
     return {"diffusion": {"timesteps": 1000, "schedule": "cosine", "prediction": "eps"},
             "sampler": {**config.block_defaults("sampler"), "name": "ddpm", "steps": steps, "precision": precision,
-                        "compile": compiled}}
+                        "compile": compiled, "cuda_graphs": graphs}}
 
 
-def mode_name(precision: str, compiled: bool) -> str:
-    return precision + (" +compile" if compiled else " eager")
+def mode_name(precision: str, compiled: bool, graphs: bool = False) -> str:
+    return precision + (" +graphs" if graphs else " +compile" if compiled else " eager")
 
 
 def forward_flops(model: torch.nn.Module, batch: int, device: torch.device) -> float:
     """Model FLOPs of one CFG denoiser call per image (both branches: a forward of 2 x batch rows, / batch)."""
-    from torch.utils.flop_counter import FlopCounterMode
-
     labels = torch.arange(batch, device=device) % model.num_classes
-    y = torch.cat([model.encode(labels)[0], model.null_condition(batch)])
     x = torch.randn(2 * batch, model.data_dim, device=device)
-    counter = FlopCounterMode(display=False)
-    with counter, torch.no_grad():
-        model(x, torch.full((2 * batch,), 500, device=device), y)
-    return counter.get_total_flops() / batch
+    with torch.no_grad():
+        y = torch.cat([model.encode(labels)[0], model.null_condition(batch)])
+        return counted_flops(lambda: model(x, torch.full((2 * batch,), 500, device=device), y)) / batch
 
 
 def throughput(args: argparse.Namespace, device: torch.device) -> None:
@@ -86,7 +83,8 @@ def throughput(args: argparse.Namespace, device: torch.device) -> None:
           f"{args.sample_steps} DDPM steps, CFG: {per_image / 1e9:.1f} GFLOP per image")
     base, base_name = None, ""
     modes = [MODES[i] for i in args.modes]
-    runs = [(mode, args.batch) for mode in modes] + [(MODES[-1], batch) for batch in args.more_batches]
+    runs = [(mode, args.batch) for mode in modes] + [(STAGE_MODE, batch) for batch in args.more_batches]
+    first_batch: dict[tuple, np.ndarray] = {}  # samples of the first batch per mode at args.batch
     for mode, batch in runs:
         torch._dynamo.reset()  # each mode compiles afresh, as a sample job does
         if mode[1] and device.type != "cuda":
@@ -97,8 +95,8 @@ def throughput(args: argparse.Namespace, device: torch.device) -> None:
         torch.cuda.synchronize() if device.type == "cuda" else None
         start = time.perf_counter()
         samples = max(args.samples, batch)
-        generate(experiment(args.sample_steps, *mode), 0, "mdm", 4.0, range(samples), {"mdm": model},
-                 batch_size=batch)
+        out = generate(experiment(args.sample_steps, *mode), 0, "mdm", 4.0, range(samples), {"mdm": model},
+                       batch_size=batch)
         torch.cuda.synchronize() if device.type == "cuda" else None
         rate = samples / (time.perf_counter() - start)
         base, base_name = (base, base_name) if base else (rate, mode_name(*mode))
@@ -106,6 +104,13 @@ def throughput(args: argparse.Namespace, device: torch.device) -> None:
         share = f", {rate * per_image / p:.1%} of the {p / 1e12:.0f} TFLOP/s {mode[0]} peak" if p else ""
         print(f"sample {mode_name(*mode):<14} batch {batch:4d}: {rate:8.2f} img/s (x{rate / base:.2f} vs "
               f"{base_name}){share}", flush=True)
+        if batch == args.batch:
+            first_batch[mode] = out["x"][:batch]
+    compiled, graphs = MODES[2], MODES[3]
+    if compiled in first_batch and graphs in first_batch:  # CUDA graphs replay the compiled kernels: same bits
+        same = np.array_equal(first_batch[compiled], first_batch[graphs])
+        print(f"samples of {mode_name(*graphs)} and {mode_name(*compiled)}: {'bit-identical' if same else 'DIFFER'} "
+              f"({np.mean(first_batch[compiled] != first_batch[graphs]):.2%} of values differ)", flush=True)
 
 
 def run(args: list[str]) -> None:

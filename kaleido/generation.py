@@ -33,6 +33,7 @@ class FastPath(NamedTuple):
 
     precision: str  # "fp32" or "bf16" (autocast)
     compile: bool  # torch.compile of the denoiser
+    cuda_graphs: bool = False  # the compiled forward replayed as a CUDA graph (mode="reduce-overhead")
 
 
 def fast_path(sampler: dict[str, Any], device: torch.device) -> FastPath:
@@ -42,19 +43,29 @@ def fast_path(sampler: dict[str, Any], device: torch.device) -> FastPath:
     samples are bit-for-bit those of every earlier run. The sampler's own arithmetic (x_t updates, guidance
     combination, ε conversion) stays fp32 on every path. (Channels-last convolutions and larger batches were measured
     and gave nothing on an H200: benchmarks/logs/sampling_gpu_h200_channels_last.log.)
+
+    ``sampler.cuda_graphs`` applies where the denoiser is compiled on CUDA: the compiled forward is recorded once per
+    batch shape and replayed as one CUDA graph (``torch.compile(mode="reduce-overhead")``), so a small model's step
+    is not bound by launching its hundreds of kernels one by one.
     """
     cuda = device.type == "cuda"
     precision, compiled = sampler["precision"], sampler["compile"]
-    return FastPath(("bf16" if cuda else "fp32") if precision == "auto" else precision,
-                    cuda if compiled == "auto" else compiled)
+    compiled = cuda if compiled == "auto" else compiled
+    return FastPath(("bf16" if cuda else "fp32") if precision == "auto" else precision, compiled,
+                    bool(sampler.get("cuda_graphs", False)) and compiled and cuda)
 
 
 def _eps_net(model: Denoiser, schedule: Schedule, prediction: str, path: FastPath):
-    forward = torch.compile(model) if path.compile else model
+    forward = (torch.compile(model, mode="reduce-overhead" if path.cuda_graphs else None) if path.compile
+               else model)
 
     def net(x: torch.Tensor, t: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        if path.cuda_graphs:
+            torch.compiler.cudagraph_mark_step_begin()  # each call is a new replay: no output outlives its step
         with torch.autocast(x.device.type, dtype=torch.bfloat16, enabled=path.precision == "bf16"):
             out = forward(x, t, y)
+        if path.cuda_graphs:
+            out = out.clone()  # the graph's output buffer is rewritten by its next replay
         return output_to_eps(prediction, out.float(), x, *schedule.coefficients(t, x.dtype, x.ndim))
 
     return net

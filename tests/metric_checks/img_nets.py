@@ -93,15 +93,27 @@ def write_dinov2_hub(root: Path) -> Path:
     return repo
 
 
-def save_tiny_hf_dinov2(path: Path) -> Path:
-    """A tiny random ``transformers`` Dinov2Model saved with ``save_pretrained``."""
+#: ``transformers`` Dinov2Config fields of facebook/dinov2-large (ViT-L/14) and of a tiny stand-in
+HF_DINOV2_CONFIGS = {
+    "large": {"hidden_size": 1024, "num_hidden_layers": 24, "num_attention_heads": 16, "intermediate_size": 4096,
+              "patch_size": 14, "image_size": 518, "layerscale_value": 1.0},
+    "tiny": {"hidden_size": 32, "num_hidden_layers": 1, "num_attention_heads": 2, "intermediate_size": 64,
+             "patch_size": 14, "image_size": 224},
+}
+
+
+def save_hf_dinov2(path: Path, size: str = "tiny") -> Path:
+    """A random ``transformers`` Dinov2Model of ``size`` (:data:`HF_DINOV2_CONFIGS`) saved with ``save_pretrained``."""
     from transformers import Dinov2Config, Dinov2Model
 
     torch.manual_seed(0)
-    config = Dinov2Config(hidden_size=32, num_hidden_layers=1, num_attention_heads=2, intermediate_size=64,
-                          patch_size=14, image_size=224)
-    Dinov2Model(config).save_pretrained(path)
+    Dinov2Model(Dinov2Config(**HF_DINOV2_CONFIGS[size])).save_pretrained(path)
     return path
+
+
+def save_tiny_hf_dinov2(path: Path) -> Path:
+    """A tiny random ``transformers`` Dinov2Model saved with ``save_pretrained``."""
+    return save_hf_dinov2(path, "tiny")
 
 
 class TinySSCD(torch.nn.Module):
@@ -120,4 +132,28 @@ def save_tiny_sscd(path: Path) -> Path:
     """A TorchScript file (``torch.jit.save`` of a scripted module), the SSCD release format."""
     torch.manual_seed(0)
     torch.jit.save(torch.jit.script(TinySSCD().eval()), str(path))
+    return path
+
+
+class ResNet50GeM(torch.nn.Module):
+    """The SSCD release model's architecture (``sscd_disc_mixup``): torchvision ResNet-50 trunk, GeM pooling
+    (p = 3), a linear 2048 -> 512 projection."""
+
+    def __init__(self) -> None:
+        import torchvision
+
+        super().__init__()
+        trunk = torchvision.models.resnet50()
+        self.trunk = torch.nn.Sequential(*list(trunk.children())[:-2])
+        self.embedding = torch.nn.Linear(2048, 512)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        features = self.trunk(x).clamp(min=1e-6).pow(3.0).mean(dim=(2, 3)).pow(1.0 / 3.0)
+        return self.embedding(features)
+
+
+def save_sscd_resnet50(path: Path) -> Path:
+    """A random-weight :class:`ResNet50GeM` as a TorchScript file (the SSCD release format)."""
+    torch.manual_seed(0)
+    torch.jit.save(torch.jit.script(ResNet50GeM().eval()), str(path))
     return path
