@@ -65,12 +65,18 @@ def math_mode(net: str) -> str:
     return "tf32" if allowed else "fp32"
 
 
+#: batches timed from memory (no shard reads, checks or output file) after the set
+MEMORY_BATCHES = 10
+
+
 def extract(work: Path, net: str, name: str, compiled: bool, batch_size: int) -> dict[str, float]:
-    """Features of ``work/images.npz`` written to ``work/<name>.npz``; seconds of the first batch alone (compiling)
-    and of the whole set."""
+    """Features of ``work/images.npz`` written to ``work/<name>.npz``; seconds of the first batch alone (compiling),
+    of the whole set, of its shard checks, and of :data:`MEMORY_BATCHES` batches extracted from an array in memory
+    (``memory_s`` for ``memory_n`` images: the network and the host-to-GPU path without the stage's file work)."""
     import torch
 
     from metrics.extract import write_features
+    from metrics.features import FEATURE_NETS
     from metrics.io import load_npz
     from metrics.store import load_data
 
@@ -87,7 +93,15 @@ def extract(work: Path, net: str, name: str, compiled: bool, batch_size: int) ->
     write_features(work / f"{name}.npz", net, [work / "images.npz"], lambda s: {"config": s}, **options)
     total = time.perf_counter() - start
     assert load_npz(work / f"{name}.npz")["features"].shape[0] == n
-    return {"first_batch_s": first, "set_s": total, "check_s": check}
+    in_memory = np.asarray(load_data(work / "images.npz", verify=False)["x"][:MEMORY_BATCHES * batch_size])
+    network = FEATURE_NETS.get(net).with_options(**options)
+    from metrics.features._batching import compiled_forward
+
+    with compiled_forward(compiled):
+        start = time.perf_counter()
+        network.outputs(in_memory)
+        memory = time.perf_counter() - start
+    return {"first_batch_s": first, "set_s": total, "check_s": check, "memory_s": memory, "memory_n": len(in_memory)}
 
 
 def child(args: argparse.Namespace) -> None:
@@ -134,9 +148,11 @@ def measure(net: str, work: Path, args: argparse.Namespace, cuda: bool) -> None:
         compile_s = r["first_batch_s"] - runs["eager"]["first_batch_s"]
         fd = [fd_from_features(f[:half], f[half:]) for f in (features["eager"], features[name])]
         network = args.n / (r["set_s"] - r["check_s"])
+        memory = r["memory_n"] / r["memory_s"]
         print(f"{name:<14} {rate:9,.0f} img/s (x{rate / eager_rate:.2f} vs eager, {rate / bound:.1%} of the {mode} "
               f"bound); {network:,.0f} img/s past the shard checks ({r['check_s']:.1f} s, {network / bound:.1%}); "
-              f"first batch {r['first_batch_s']:6.1f} s (compile ~{compile_s:5.1f} s); FD rel. diff vs "
+              f"{memory:,.0f} img/s from memory ({memory / bound:.1%}); first batch {r['first_batch_s']:6.1f} s "
+              f"(compile ~{compile_s:5.1f} s); FD rel. diff vs "
               f"eager {abs(fd[1] - fd[0]) / fd[0]:.1e}", flush=True)
     rate = {name: args.n / r["set_s"] for name, r in runs.items()}
     eager = runs["eager"]
