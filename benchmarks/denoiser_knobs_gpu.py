@@ -119,7 +119,7 @@ def profile(fn: Callable[[], object], label: str, device: torch.device) -> None:
 
     fn()
     torch.cuda.synchronize()
-    with torch_profile(activities=[ProfilerActivity.CUDA]) as prof:
+    with torch_profile(activities=[ProfilerActivity.CPU, ProfilerActivity.CUDA], record_shapes=True) as prof:
         fn()
         torch.cuda.synchronize()
     kinds: Counter[str] = Counter()
@@ -134,7 +134,17 @@ def profile(fn: Callable[[], object], label: str, device: torch.device) -> None:
         print(f"    {kind:<28} {us / 1e3:8.1f} ms  {us / total:6.1%}")
     for name, us in names.most_common(TOP_KERNELS):
         print(f"    {us / total:6.1%}  {name[:110]}")
+    # which host op launched the time: an aten op outside Inductor's kernels (a layout copy before cuDNN, a cast)
+    # shows here with its input shapes
+    ops = [op for op in prof.key_averages(group_by_input_shape=True) if _self_device_us(op) > 0]
+    print("  by launching op (self CUDA time, input shapes):")
+    for op in sorted(ops, key=_self_device_us, reverse=True)[:TOP_KERNELS]:
+        print(f"    {_self_device_us(op) / total:6.1%}  {op.key[:48]:<48} x{op.count:<4} {str(op.input_shapes)[:100]}")
     sys.stdout.flush()
+
+
+def _self_device_us(op: object) -> float:
+    return getattr(op, "self_device_time_total", None) or getattr(op, "self_cuda_time_total", 0.0)
 
 
 
@@ -152,7 +162,7 @@ def forward_part(args: argparse.Namespace, device: torch.device) -> None:
     print(f"forward: nested_unet/{args.size} {args.res}px, {sum(q.numel() for q in model.parameters()) / 1e6:.1f}M "
           f"parameters, {rows} rows (CFG batch {rows // 2}), {flops / rows / 1e9:.1f} GFLOP per row", flush=True)
     base = net = None
-    names = list(FORWARD_VARIANTS)
+    names = [name for name in FORWARD_VARIANTS if not args.variants or name in args.variants]
     for name in names:
         net = prepare("forward", name, FORWARD_VARIANTS[name], model, model, net, device)
 
@@ -184,7 +194,7 @@ def train_part(args: argparse.Namespace, device: torch.device) -> None:
     flops = None
     base = run = None
     objective = _Objective(model)
-    names = list(TRAIN_VARIANTS)
+    names = [name for name in TRAIN_VARIANTS if not args.variants or name in args.variants]
     for name in names:
         knobs = TRAIN_VARIANTS[name]
         run = prepare("train", name, knobs, model, objective, run, device)
@@ -241,6 +251,8 @@ def main() -> None:
     parser.add_argument("--iters", type=int, default=10, help="timed calls per variant")
     parser.add_argument("--warmup", type=int, default=3, help="untimed calls per variant first")
     parser.add_argument("--profile", action="store_true", help="kernel-time breakdown of the first / last variant")
+    parser.add_argument("--variants", nargs="+", help="only these variants (names of FORWARD_VARIANTS / "
+                        "TRAIN_VARIANTS; the first one given is the ratios' baseline)")
     args = _smoke.parse_args(parser, SMOKE)
     device = torch.device("cuda" if torch.cuda.is_available() and not args.smoke else "cpu")
     if device.type == "cuda":
