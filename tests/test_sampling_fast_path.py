@@ -29,10 +29,17 @@ def test_auto_is_eager_fp32_on_the_cpu_and_the_fast_path_on_cuda():
     cpu, cuda = torch.device("cpu"), torch.device("cuda")
     default = config.block_defaults("sampler")  # what a config that leaves the keys out resolves to
     assert default["precision"] == default["compile"] == "auto"
-    assert fast_path(default, cpu) == ("fp32", False)
-    assert fast_path(default, cuda) == ("bf16", True)
-    assert fast_path({**default, "precision": "fp32", "compile": False}, cuda) == ("fp32", False)
-    assert fast_path({**default, "precision": "bf16"}, cpu) == ("bf16", False)
+    assert fast_path(default, cpu) == ("fp32", False, False)
+    assert fast_path(default, cuda) == ("bf16", True, default["cuda_graphs"])
+    assert fast_path({**default, "precision": "fp32", "compile": False}, cuda) == ("fp32", False, False)
+    assert fast_path({**default, "precision": "bf16"}, cpu) == ("bf16", False, False)
+
+
+def test_cuda_graphs_apply_only_to_a_forward_compiled_on_cuda():
+    graphs = {**config.block_defaults("sampler"), "cuda_graphs": True}
+    assert fast_path(graphs, torch.device("cuda")).cuda_graphs
+    assert not fast_path({**graphs, "compile": False}, torch.device("cuda")).cuda_graphs
+    assert not fast_path({**graphs, "compile": True}, torch.device("cpu")).cuda_graphs
 
 
 def test_default_cpu_samples_are_the_eager_fp32_samples_bit_for_bit():
@@ -68,3 +75,14 @@ def test_fast_path_on_cuda_is_deterministic_per_index_and_close_to_eager():
                      {"mdm": model}, batch_size=4)
     diff = np.abs(fast["x"].astype(np.int16) - eager["x"].astype(np.int16))
     assert diff.mean() < 8, diff.mean()  # same noise: bf16 rounding moves pixels a little (uint8 scale)
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_cuda_graphs_replay_the_compiled_forward_bit_for_bit():
+    model = _model("cuda")
+    compiled = generate(_exp(), 3, "mdm", 3.0, range(10), {"mdm": model}, batch_size=4)  # batches 4, 4, 2
+    graphs = generate(_exp(cuda_graphs=True), 3, "mdm", 3.0, range(10), {"mdm": model}, batch_size=4)
+    again = generate(_exp(cuda_graphs=True), 3, "mdm", 3.0, range(10), {"mdm": model}, batch_size=4)
+    assert np.array_equal(graphs["x"], again["x"])
+    assert np.array_equal(graphs["x"], compiled["x"])
