@@ -160,15 +160,17 @@ class ShardedArray:
         out = np.empty((len(index), *self.item_shape), dtype=self.dtype)
         if not len(index):
             return out
-        order = np.argsort(index, kind="stable")
-        sorted_index = index[order]
+        ascending = bool(np.all(np.diff(index) >= 0))  # a slice, a sorted batch: read straight into place
+        order = None if ascending else np.argsort(index, kind="stable")
+        sorted_index = index if order is None else index[order]
         shard_of = np.searchsorted(self.starts, sorted_index, side="right") - 1
         # runs of consecutive items within one shard: one read each, then scattered to their places
         breaks = np.flatnonzero((np.diff(sorted_index) != 1) | (np.diff(shard_of) != 0)) + 1
-        buffer = np.empty_like(out)
+        buffer = out if order is None else np.empty_like(out)
         for lo, hi in zip(np.r_[0, breaks], np.r_[breaks, len(index)], strict=True):
             self._read_run(int(sorted_index[lo]), int(hi - lo), buffer[lo:hi])
-        out[order] = buffer
+        if order is not None:
+            out[order] = buffer
         return out
 
     def __getitem__(self, key: Any) -> np.ndarray:
