@@ -125,7 +125,9 @@ def profile(fn: Callable[[], object], label: str, device: torch.device) -> None:
     kinds: Counter[str] = Counter()
     names: Counter[str] = Counter()
     for event in prof.events():
-        if event.device_type == torch.autograd.DeviceType.CUDA:
+        # kernels only: with CPU activity on, the GPU timeline also carries annotation ranges (Inductor's
+        # "## Call CompiledFxGraph ... ##", "Optimizer.step#...") that span the kernels inside them
+        if event.device_type == torch.autograd.DeviceType.CUDA and not _annotation(event):
             kinds[kernel_kind(event.name)] += event.device_time
             names[event.name] += event.device_time
     total = sum(kinds.values())
@@ -136,11 +138,16 @@ def profile(fn: Callable[[], object], label: str, device: torch.device) -> None:
         print(f"    {us / total:6.1%}  {name[:110]}")
     # which host op launched the time: an aten op outside Inductor's kernels (a layout copy before cuDNN, a cast)
     # shows here with its input shapes
-    ops = [op for op in prof.key_averages(group_by_input_shape=True) if _self_device_us(op) > 0]
+    ops = [op for op in prof.key_averages(group_by_input_shape=True)
+           if _self_device_us(op) > 0 and not _annotation(op)]
     print("  by launching op (self CUDA time, input shapes):")
     for op in sorted(ops, key=_self_device_us, reverse=True)[:TOP_KERNELS]:
         print(f"    {_self_device_us(op) / total:6.1%}  {op.key[:48]:<48} x{op.count:<4} {str(op.input_shapes)[:100]}")
     sys.stdout.flush()
+
+
+def _annotation(event: object) -> bool:
+    return bool(getattr(event, "is_user_annotation", False)) or event.name.startswith("## ") or "#" in event.name
 
 
 def _self_device_us(op: object) -> float:

@@ -101,7 +101,18 @@ def extract(work: Path, net: str, name: str, compiled: bool, batch_size: int) ->
         start = time.perf_counter()
         network.outputs(in_memory)
         memory = time.perf_counter() - start
-    return {"first_batch_s": first, "set_s": total, "check_s": check, "memory_s": memory, "memory_n": len(in_memory)}
+        times = {"first_batch_s": first, "set_s": total, "check_s": check, "memory_s": memory,
+                 "memory_n": len(in_memory)}
+        if net == "sscd" and device == "cuda":  # the peer of its CUDA default (channels-last): NCHW, same process
+            from metrics.features import sscd
+
+            sscd.extract_outputs(in_memory[:batch_size], batch_size=batch_size, device=device,
+                                 weights=options["weights"], channels_last=False)  # its own warm-up / compile
+            start = time.perf_counter()
+            sscd.extract_outputs(in_memory, batch_size=batch_size, device=device, weights=options["weights"],
+                                 channels_last=False)
+            times["memory_nchw_s"] = time.perf_counter() - start
+    return times
 
 
 def child(args: argparse.Namespace) -> None:
@@ -149,9 +160,10 @@ def measure(net: str, work: Path, args: argparse.Namespace, cuda: bool) -> None:
         fd = [fd_from_features(f[:half], f[half:]) for f in (features["eager"], features[name])]
         network = args.n / (r["set_s"] - r["check_s"])
         memory = r["memory_n"] / r["memory_s"]
+        nchw = f" vs NCHW {r['memory_n'] / r['memory_nchw_s']:,.0f}" if "memory_nchw_s" in r else ""
         print(f"{name:<14} {rate:9,.0f} img/s (x{rate / eager_rate:.2f} vs eager, {rate / bound:.1%} of the {mode} "
               f"bound); {network:,.0f} img/s past the shard checks ({r['check_s']:.1f} s, {network / bound:.1%}); "
-              f"{memory:,.0f} img/s from memory ({memory / bound:.1%}); first batch {r['first_batch_s']:6.1f} s "
+              f"{memory:,.0f} img/s from memory ({memory / bound:.1%}{nchw}); first batch {r['first_batch_s']:6.1f} s "
               f"(compile ~{compile_s:5.1f} s); FD rel. diff vs "
               f"eager {abs(fd[1] - fd[0]) / fd[0]:.1e}", flush=True)
     rate = {name: args.n / r["set_s"] for name, r in runs.items()}

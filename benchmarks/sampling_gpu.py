@@ -43,7 +43,7 @@ from kaleido.generation import generate  # noqa: E402
 
 #: (precision, compile, cuda_graphs) per mode; STAGE_MODE is the sample stage's default on CUDA
 MODES = (("fp32", False, False), ("bf16", False, False), ("bf16", True, False), ("bf16", True, True))
-STAGE_MODE = MODES[2]
+STAGE_MODE = MODES[3]
 SMOKE = {"size": "nested_tiny", "res": 16, "batch": 4, "samples": 8, "sample_steps": 2, "num": 64,
          "train_steps": 4, "num_train": 128, "domain_steps": 5, "sample_steps_fidelity": 2}
 

@@ -44,15 +44,18 @@ def fast_path(sampler: dict[str, Any], device: torch.device) -> FastPath:
     combination, ε conversion) stays fp32 on every path. (Channels-last convolutions and larger batches were measured
     and gave nothing on an H200: benchmarks/logs/sampling_gpu_h200_channels_last.log.)
 
-    ``sampler.cuda_graphs`` applies where the denoiser is compiled on CUDA: the compiled forward is recorded once per
-    batch shape and replayed as one CUDA graph (``torch.compile(mode="reduce-overhead")``), so a small model's step
-    is not bound by launching its hundreds of kernels one by one.
+    ``sampler.cuda_graphs`` (default on) applies where the denoiser is compiled on CUDA: the compiled forward is
+    recorded once per batch shape and replayed as one CUDA graph (``torch.compile(mode="reduce-overhead")``), so a
+    small model's step is not bound by launching its hundreds of kernels one by one. Measured on one H100
+    (benchmarks/logs/sampling_gpu_h100_cuda_graphs_*.log): the shapes study's 1.1M-parameter denoiser at 32 px,
+    batch 1024, 1,295 -> 1,468 img/s; ``mdm_in256`` at 256 px, batch 64, 9.91 -> 10.10 img/s (29.2 % of the bf16
+    peak); the samples bit-identical to the compiled forward's.
     """
     cuda = device.type == "cuda"
     precision, compiled = sampler["precision"], sampler["compile"]
     compiled = cuda if compiled == "auto" else compiled
     return FastPath(("bf16" if cuda else "fp32") if precision == "auto" else precision, compiled,
-                    bool(sampler.get("cuda_graphs", False)) and compiled and cuda)
+                    bool(sampler.get("cuda_graphs", True)) and compiled and cuda)
 
 
 def _eps_net(model: Denoiser, schedule: Schedule, prediction: str, path: FastPath):

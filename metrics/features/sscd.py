@@ -46,24 +46,36 @@ def preprocess(batch: torch.Tensor, variant: str = "") -> torch.Tensor:
     return tvf.normalize(x, IMAGENET_MEAN, IMAGENET_STD)
 
 
+#: on CUDA, weights and inputs in channels-last (NHWC): cuDNN's tensor-core convolutions read it without transposes
+CHANNELS_LAST_ON_CUDA = True
+
+
 @functools.lru_cache(maxsize=2)
-def load(weights: str | None, device: str) -> torch.jit.ScriptModule:
-    """The TorchScript SSCD model from ``weights`` (None = :func:`default_weights`), eval mode on ``device``."""
+def load(weights: str | None, device: str, channels_last: bool = False) -> torch.jit.ScriptModule:
+    """The TorchScript SSCD model from ``weights`` (None = :func:`default_weights`), eval mode on ``device``, its
+    convolution weights channels-last if asked."""
     path = Path(weights) if weights is not None else default_weights()
     if not path.is_file():
         raise missing_weights("SSCD (TorchScript)", path, WEIGHT_FILE)
     with loading_weights("SSCD", path, f"the TorchScript file {WEIGHT_FILE.filename} of "
                                        "facebookresearch/sscd-copy-detection"):
-        return torch.jit.load(str(path), map_location=device).eval()
+        model = torch.jit.load(str(path), map_location=device).eval()
+    return model.to(memory_format=torch.channels_last) if channels_last else model
 
 
 def extract_outputs(images: np.ndarray, *, batch_size: int = 64, device: str = "cpu", weights: str | None = None,
-                    variant: str = "", precision: str = "fp32") -> dict[str, np.ndarray]:
-    """uint8 (n, H, W, 3) -> {"features": float32 (n, d) unit-norm descriptors}."""
-    model = load(weights, str(device))
+                    variant: str = "", precision: str = "fp32", channels_last: bool | None = None
+                    ) -> dict[str, np.ndarray]:
+    """uint8 (n, H, W, 3) -> {"features": float32 (n, d) unit-norm descriptors}. ``channels_last``: None =
+    :data:`CHANNELS_LAST_ON_CUDA` on a CUDA device."""
+    if channels_last is None:
+        channels_last = CHANNELS_LAST_ON_CUDA and torch.device(device).type == "cuda"
+    model = load(weights, str(device), channels_last)
+    layout = torch.channels_last if channels_last else torch.contiguous_format
 
     def forward(batch: torch.Tensor) -> dict[str, torch.Tensor]:
-        return {"features": torch.nn.functional.normalize(model(preprocess(batch, variant)).float(), dim=1)}
+        x = preprocess(batch, variant).contiguous(memory_format=layout)
+        return {"features": torch.nn.functional.normalize(model(x).float(), dim=1)}
 
     return run_batched(images, forward, batch_size=batch_size, device=device, precision=precision, desc="sscd")
 

@@ -142,3 +142,15 @@ def test_bad_images_are_rejected() -> None:
         net(np.zeros((2, 8, 8, 3)))
     with pytest.raises(ValueError, match=r"shape \(2, 8, 8\); expected \(n, H, W, 3\)"):
         net(np.zeros((2, 8, 8), dtype=np.uint8))
+
+
+def test_sscd_channels_last_path_gives_the_same_descriptors(tmp_path) -> None:
+    """The CUDA default's layout (channels-last weights and inputs) computes the same descriptors as NCHW."""
+    from metrics.features import sscd
+
+    path = str(save_tiny_sscd(tmp_path / "sscd.torchscript.pt"))
+    images = random_images(5, seed=3, size=40)
+    nchw = sscd.extract_outputs(images, batch_size=2, weights=path, channels_last=False)["features"]
+    nhwc = sscd.extract_outputs(images, batch_size=2, weights=path, channels_last=True)["features"]
+    np.testing.assert_allclose(nhwc, nchw, atol=1e-5)
+    assert sscd.extract_outputs(images, batch_size=2, weights=path)["features"].shape == nchw.shape  # CPU: NCHW
