@@ -12,8 +12,9 @@ the architecture of the hub model the ``dinov2`` net loads); ``sscd`` = a TorchS
 projection (the ``sscd_disc_mixup`` release's architecture). Math modes are PyTorch's and the reference packages'
 defaults: TF32 convolutions, strict fp32 matmuls (so DINOv2's bound is the fp32 CUDA-core peak). Runs eager, then
 compiled in a fresh process with an empty Inductor cache (cold: what a job on a new node pays) and again with that
-cache (warm: a shared ``TORCHINDUCTOR_CACHE_DIR``). Prints images/s of the stage and past its shard checks, the
-one-off compile seconds, the ratio to eager measured in the same run, the fraction of the FLOP bound in the network's
+cache (warm: a shared ``TORCHINDUCTOR_CACHE_DIR``). Prints images/s of the stage, past its shard checks and from an
+array in memory (ten batches: the network and the host-to-GPU path alone; for SSCD also its NCHW peer beside the
+channels-last default, in the same process), the one-off compile seconds, the ratio to eager measured in the same run, the fraction of the FLOP bound in the network's
 math mode, the relative FD change against eager (real vs brightness-shifted images, in the network's feature space)
 and the set size from which compiling pays off (``metrics.extract.COMPILE_MIN_ITEMS`` is set from Inception's).
 """
