@@ -14,9 +14,11 @@ defaults: TF32 convolutions, strict fp32 matmuls (so DINOv2's bound is the fp32 
 compiled in a fresh process with an empty Inductor cache (cold: what a job on a new node pays) and again with that
 cache (warm: a shared ``TORCHINDUCTOR_CACHE_DIR``). Prints images/s of the stage, past its shard checks and from an
 array in memory (ten batches: the network and the host-to-GPU path alone; for SSCD also its NCHW peer beside the
-channels-last default, in the same process), the one-off compile seconds, the ratio to eager measured in the same run, the fraction of the FLOP bound in the network's
-math mode, the relative FD change against eager (real vs brightness-shifted images, in the network's feature space)
-and the set size from which compiling pays off (``metrics.extract.COMPILE_MIN_ITEMS`` is set from Inception's).
+channels-last default, in the same process), the one-off compile seconds, the ratio to eager measured in the same
+run, the fraction of the FLOP bound in the network's math mode, the relative FD change against eager (real vs
+brightness-shifted images, in the network's feature space) and the set size from which compiling pays off
+(``metrics.extract.COMPILE_MIN_ITEMS`` is set from Inception's). Under ``--smoke`` the networks after the first run
+their eager child only (on the CPU all three children run the same eager code).
 """
 
 from __future__ import annotations
@@ -152,7 +154,10 @@ def measure(net: str, work: Path, args: argparse.Namespace, cuda: bool) -> None:
     cache = work / f"inductor_cache_{net}"
     runs: dict[str, dict[str, float]] = {}
     features: dict[str, np.ndarray] = {}
-    for name, child_name in (("eager", "eager"), ("compiled_cold", "cold"), ("compiled_warm", "warm")):
+    children = (("eager", "eager"), ("compiled_cold", "cold"), ("compiled_warm", "warm"))
+    if args.smoke and net != args.nets[0]:  # on the CPU the three children run the same eager code: once is enough
+        children = children[:1]
+    for name, child_name in children:
         runs[name] = r = run_child(work, net, child_name, args, cache)  # each printed as it ends: a cut run keeps it
         features[name] = load_npz(work / f"{child_name}.npz")["features"].astype(np.float64)[:args.distinct]
         rate = args.n / r["set_s"]
@@ -170,6 +175,8 @@ def measure(net: str, work: Path, args: argparse.Namespace, cuda: bool) -> None:
     rate = {name: args.n / r["set_s"] for name, r in runs.items()}
     eager = runs["eager"]
     for name in ("compiled_cold", "compiled_warm"):
+        if name not in runs:
+            continue
         compile_s = runs[name]["first_batch_s"] - eager["first_batch_s"]
         gain = 1 / rate["eager"] - 1 / rate[name]
         pays = ("never (no speed-up)" if gain <= 0 else "the first image (no compile time measured)"
