@@ -19,6 +19,7 @@ job broke every later report.
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import logging
 import os
@@ -47,13 +48,15 @@ def head_revision() -> str:
 
 
 def schema_state(db: Path) -> tuple[str | None, int]:
-    """``(alembic revision or None, number of runs)`` of a sqlite MLflow store, read without writing to it.
+    """``(alembic revision or None, number of runs)`` of a sqlite MLflow store, read without changing it.
 
     Raises:
         InputError: ``db`` is not an sqlite database.
     """
     try:
-        with sqlite3.connect(f"{db.resolve().as_uri()}?mode=ro", uri=True) as connection:
+        # read-write mode only so that sqlite can roll back a hot journal a killed writer left (what any opener,
+        # MLflow included, does first); nothing here writes
+        with contextlib.closing(sqlite3.connect(db)) as connection:
             tables = {row[0] for row in connection.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
             revision = None
             if "alembic_version" in tables:
@@ -78,7 +81,9 @@ def prepare_sqlite_store(db: Path, artifact_root: Path) -> None:
     """
     db.parent.mkdir(parents=True, exist_ok=True)
     remove_stale_creations(db)
-    if not db.exists() or db.stat().st_size == 0:
+    if db.exists() and db.stat().st_size == 0:  # opened by sqlite and killed before its first page: no store
+        db.unlink()
+    if not db.exists():
         _create(db, artifact_root)
         return
     revision, runs = schema_state(db)

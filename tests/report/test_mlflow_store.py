@@ -55,6 +55,13 @@ def test_fresh_store_is_complete(tmp_path: Path) -> None:
     assert sorted(p.name for p in db.parent.iterdir()) == ["mlflow.db"]  # no temporary left behind
 
 
+def test_empty_file_becomes_a_complete_store(tmp_path: Path) -> None:
+    db = tmp_path / "mlflow.db"
+    db.touch()  # what sqlite leaves when its opener dies before writing the first page
+    make_client(_uri(db)).search_experiments()
+    assert schema_state(db) == (head_revision(), 0)
+
+
 def test_half_migrated_store_is_rebuilt(tmp_path: Path, caplog) -> None:
     db = tmp_path / "mlflow.db"
     _killed(_KILL_MID_MIGRATION.format(create=_PLAIN_MLFLOW.format(uri=_uri(db))))  # MLflow's own in-place build
