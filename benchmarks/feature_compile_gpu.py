@@ -146,10 +146,11 @@ def measure(net: str, work: Path, args: argparse.Namespace, cuda: bool) -> None:
                                                                  allow_unverified=True), args.size)
     mode = math_mode(net)
     gpu = torch.cuda.get_device_name() if cuda else "H100"  # off the GPU: an H100's bound, for the arithmetic
-    bound = peak(mode, gpu) / per_image
+    top = peak(mode, gpu)
+    bound = top / per_image
     print(f"{'device ' + gpu if cuda else 'cpu'}; torch {torch.__version__}; {net}: {args.n} images of {args.size} px "
           f"({args.distinct} distinct), batch {args.batch_size}; {per_image / 1e9:.2f} GFLOP per image in {mode}: "
-          f"bound {bound:,.0f} img/s at {gpu}'s {peak(mode, gpu) / 1e12:.0f} TFLOP/s", flush=True)
+          f"bound {bound:,.0f} img/s at {gpu}'s {top / 1e12:.0f} TFLOP/s", flush=True)
     half = max(1, args.distinct // 2)
     cache = work / f"inductor_cache_{net}"
     runs: dict[str, dict[str, float]] = {}

@@ -207,9 +207,10 @@ def run(args: argparse.Namespace, tmp: Path) -> None:
         # the convolutions' math mode in this run: bf16 autocast, else TF32 when cuDNN allows it (PyTorch's default)
         in_effect = "bf16" if args.precision == "bf16" else "tf32" if torch.backends.cudnn.allow_tf32 else "fp32"
         for mode in ("fp32", "tf32", "bf16"):
-            bound = peak(mode, gpu_name) / flops
+            top = peak(mode, gpu_name)
+            bound = top / flops
             mark = "  <- this run's math mode" if mode == in_effect else ""
-            print(f"  FLOP bound at {mode} peak {peak(mode, gpu_name) / 1e12:.0f} TFLOP/s: {bound:.0f} img/s; ours "
+            print(f"  FLOP bound at {mode} peak {top / 1e12:.0f} TFLOP/s: {bound:.0f} img/s; ours "
                   f"reach {100 * images_per_s / bound:.1f}%{mark}")
             result[f"flop_bound_{mode}_images_per_s"] = bound
         result["conv_math_mode"] = in_effect
