@@ -4,18 +4,20 @@
     python benchmarks/feature_compile_gpu.py --nets dinov2-hf sscd --n 10000 --batch-size 250
     python benchmarks/feature_compile_gpu.py --smoke   (CPU, tiny sizes, every network: the code paths run)
 
-Through :func:`metrics.extract.write_features` (the stage's own path: every shard's SHA-256 checked, chunks, batches
-read ahead by a thread, the compiled forward with the last batch padded) on N random 256 px images in shards of
-``--shard-size``, with random weights built here in each network's release format: ``inception`` = torch-fidelity
-``inception-v3-compat``; ``dinov2-hf`` = a ``transformers`` Dinov2Model of facebook/dinov2-large's shape (ViT-L/14,
-the architecture of the hub model the ``dinov2`` net loads); ``sscd`` = a TorchScript ResNet-50 + GeM + 2048->512
-projection (the ``sscd_disc_mixup`` release's architecture). Math modes are PyTorch's and the reference packages'
-defaults: TF32 convolutions, strict fp32 matmuls (so DINOv2's bound is the fp32 CUDA-core peak). Runs eager, then
-compiled in a fresh process with an empty Inductor cache (cold: what a job on a new node pays) and again with that
-cache (warm: a shared ``TORCHINDUCTOR_CACHE_DIR``). Prints images/s of the stage, past its shard checks and from an
-array in memory (ten batches: the network and the host-to-GPU path alone; for SSCD also its NCHW peer beside the
-channels-last default, in the same process), the one-off compile seconds, the ratio to eager measured in the same
-run, the fraction of the FLOP bound in the network's math mode, the relative FD change against eager (real vs
+Through :func:`metrics.extract.write_features` (the stage's own path: chunks, batches read ahead by two threads into
+pinned buffers, every shard's SHA-256 checked beside the extraction, the compiled forward with the last batch padded)
+on N random 256 px images in shards of ``--shard-size``, with random weights built here in each network's release
+format: ``inception`` = torch-fidelity ``inception-v3-compat``; ``dinov2-hf`` = a ``transformers`` Dinov2Model of
+facebook/dinov2-large's shape (ViT-L/14, the architecture of the hub model the ``dinov2`` net loads); ``sscd`` = a
+TorchScript ResNet-50 + GeM + 2048->512 projection (the ``sscd_disc_mixup`` release's architecture). Math modes are
+PyTorch's and the reference packages' defaults: TF32 convolutions, strict fp32 matmuls (so DINOv2's bound is the fp32
+CUDA-core peak). Runs eager, then compiled in a fresh process with an empty Inductor cache (cold: what a job on a new
+node pays) and again with that cache (warm: a shared ``TORCHINDUCTOR_CACHE_DIR``). Prints images/s of the stage, the
+seconds its shard hashing takes alone, images/s from an array in memory (ten batches: the network and the
+host-to-GPU path; for SSCD also its NCHW peer beside the channels-last default, in the same process), and on CUDA
+the two halves alone: the network on one resident batch, and the host feed of the whole set (``device_batches``)
+beside the feed it replaced, in the same process; the one-off compile seconds, the ratio to eager measured in the
+same run, the fraction of the FLOP bound in the network's math mode, the relative FD change against eager (real vs
 brightness-shifted images, in the network's feature space) and the set size from which compiling pays off
 (``metrics.extract.COMPILE_MIN_ITEMS`` is set from Inception's). Under ``--smoke`` the networks after the first run
 their eager child only (on the CPU all three children run the same eager code).
@@ -31,6 +33,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from unittest import mock
 
 import numpy as np
 
@@ -72,6 +75,51 @@ def math_mode(net: str) -> str:
 MEMORY_BATCHES = 10
 
 
+def resident_batches(images: np.ndarray, batch_size: int, *, pad: bool, device: object):
+    """Stand-in for ``device_batches``: the first batch copied to the GPU once and handed out for every batch, so that
+    the stage's forward path runs without its host feed (the network's own rate)."""
+    import torch
+
+    batch = torch.from_numpy(np.ascontiguousarray(images[:batch_size])).to(device)
+    for start in range(0, len(images), batch_size):
+        yield min(batch_size, len(images) - start), batch
+
+
+def previous_batches(images: np.ndarray, batch_size: int, *, pad: bool, device: object):
+    """The feed ``device_batches`` replaced (same batches): one thread reads each batch into a fresh array and pins
+    it with a second copy (``pin_memory``), two batches ahead; the caller copies it to the GPU."""
+    import collections
+    from concurrent.futures import ThreadPoolExecutor
+
+    import torch
+
+    def load(start: int):
+        batch = torch.from_numpy(np.ascontiguousarray(images[start:start + batch_size]))
+        return len(batch), batch.pin_memory()
+
+    starts = range(0, len(images), batch_size)
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        ahead = collections.deque(pool.submit(load, start) for start in starts[:2])
+        for start in starts[2:]:
+            rows, batch = ahead.popleft().result()
+            ahead.append(pool.submit(load, start))
+            yield rows, batch.to(device, non_blocking=True)
+        while ahead:
+            rows, batch = ahead.popleft().result()
+            yield rows, batch.to(device, non_blocking=True)
+
+
+def time_feed(feed, images: np.ndarray, batch_size: int, device: str) -> float:
+    """Seconds for ``feed`` to put every batch of ``images`` on the GPU (no network: the host path's own rate)."""
+    import torch
+
+    start = time.perf_counter()
+    for _ in feed(images, batch_size, pad=True, device=torch.device(device)):
+        pass
+    torch.cuda.synchronize()
+    return time.perf_counter() - start
+
+
 def extract(work: Path, net: str, name: str, compiled: bool, batch_size: int) -> dict[str, float]:
     """Features of ``work/images.npz`` written to ``work/<name>.npz``; seconds of the first batch alone (compiling),
     of the whole set, of its shard checks, and of :data:`MEMORY_BATCHES` batches extracted from an array in memory
@@ -98,6 +146,7 @@ def extract(work: Path, net: str, name: str, compiled: bool, batch_size: int) ->
     assert load_npz(work / f"{name}.npz")["features"].shape[0] == n
     in_memory = np.asarray(load_data(work / "images.npz", verify=False)["x"][:MEMORY_BATCHES * batch_size])
     network = FEATURE_NETS.get(net).with_options(**options)
+    from metrics.features import _batching
     from metrics.features._batching import compiled_forward
 
     with compiled_forward(compiled):
@@ -106,6 +155,15 @@ def extract(work: Path, net: str, name: str, compiled: bool, batch_size: int) ->
         memory = time.perf_counter() - start
         times = {"first_batch_s": first, "set_s": total, "check_s": check, "memory_s": memory,
                  "memory_n": len(in_memory)}
+        if device == "cuda":  # the two halves alone: the network on one resident batch, and the host feed
+            with mock.patch.object(_batching, "device_batches", resident_batches):
+                start = time.perf_counter()
+                network.outputs(in_memory)
+                times["resident_s"] = time.perf_counter() - start
+            sharded = load_data(work / "images.npz", verify=False)["x"]
+            times["feed_n"] = n
+            times["feed_s"] = time_feed(_batching.device_batches, sharded, batch_size, device)
+            times["feed_previous_s"] = time_feed(previous_batches, sharded, batch_size, device)
         if net == "sscd" and device == "cuda":  # the peer of its CUDA default (channels-last): NCHW, same process
             from metrics.features import sscd
 
@@ -165,14 +223,17 @@ def measure(net: str, work: Path, args: argparse.Namespace, cuda: bool) -> None:
         eager_rate = args.n / runs["eager"]["set_s"]
         compile_s = r["first_batch_s"] - runs["eager"]["first_batch_s"]
         fd = [fd_from_features(f[:half], f[half:]) for f in (features["eager"], features[name])]
-        network = args.n / (r["set_s"] - r["check_s"])
         memory = r["memory_n"] / r["memory_s"]
         nchw = f" vs NCHW {r['memory_n'] / r['memory_nchw_s']:,.0f}" if "memory_nchw_s" in r else ""
+        alone = (f"; network alone on a resident batch {r['memory_n'] / r['resident_s']:,.0f} img/s "
+                 f"({r['memory_n'] / r['resident_s'] / bound:.1%}), host feed alone {r['feed_n'] / r['feed_s']:,.0f} "
+                 f"img/s (previous feed {r['feed_n'] / r['feed_previous_s']:,.0f}, x"
+                 f"{r['feed_previous_s'] / r['feed_s']:.2f})" if "resident_s" in r else "")
         print(f"{name:<14} {rate:9,.0f} img/s (x{rate / eager_rate:.2f} vs eager, {rate / bound:.1%} of the {mode} "
-              f"bound); {network:,.0f} img/s past the shard checks ({r['check_s']:.1f} s, {network / bound:.1%}); "
+              f"bound; its shards' SHA-256 alone take {r['check_s']:.1f} s, beside the extraction); "
               f"{memory:,.0f} img/s from memory ({memory / bound:.1%}{nchw}); first batch {r['first_batch_s']:6.1f} s "
               f"(compile ~{compile_s:5.1f} s); FD rel. diff vs "
-              f"eager {abs(fd[1] - fd[0]) / fd[0]:.1e}", flush=True)
+              f"eager {abs(fd[1] - fd[0]) / fd[0]:.1e}{alone}", flush=True)
     rate = {name: args.n / r["set_s"] for name, r in runs.items()}
     eager = runs["eager"]
     for name in ("compiled_cold", "compiled_warm"):

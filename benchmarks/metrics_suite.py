@@ -37,7 +37,7 @@ from _gpu import feature_flops, peak  # noqa: E402
 
 #: every step, the per-metric breakdown and the JSON file included (Inception itself stays full size: 2048-d features,
 #: whose Fréchet distances take most of a smoke run)
-SMOKE = {"n": 4, "size": 32, "k": 2, "batch_size": 4, "device": "cpu", "breakdown": True}
+SMOKE = {"n": 4, "size": 32, "k": 2, "batch_size": 4, "device": "cpu", "breakdown": True, "profile": True}
 
 
 def make_images(n: int, size: int, seed: int, device: str) -> np.ndarray:
@@ -107,6 +107,24 @@ def metric_breakdown(real_f: np.ndarray, fake_f: np.ndarray, labels: np.ndarray,
     return times
 
 
+def metric_profile(real_f: np.ndarray, fake_f: np.ndarray, labels: np.ndarray, args, top: int = 30) -> None:
+    """Print where ``compute_all``'s seconds go (cProfile, by own time and by cumulative time; on CUDA a kernel's time
+    lands on the call that waits for it, e.g. ``.cpu()``)."""
+    import cProfile
+    import pstats
+
+    from metrics.suite import compute_all
+
+    profile = cProfile.Profile()
+    profile.enable()
+    compute_all(real_f, fake_f, labels_fake=labels, k_pr=args.k, k_dc=args.k, device=args.device,
+                chunk_size=args.chunk_size, metrics=("fid", "prdc", "vendi", "mss"))
+    _sync(args.device)
+    profile.disable()
+    for order in ("tottime", "cumulative"):
+        pstats.Stats(profile, stream=sys.stdout).sort_stats(order).print_stats(top)
+
+
 def run_reference(real, fake, labels, real_f, fake_f, weights, args) -> tuple[dict[str, float], dict[str, float]]:
     import torch_fidelity
     from prdc import compute_prdc
@@ -155,6 +173,7 @@ def main(argv: list[str] | None = None) -> int:
                         help="our extractor's forward under torch.compile (metrics.feature_compile; CUDA only)")
     parser.add_argument("--skip-reference", action="store_true", help="time ours only")
     parser.add_argument("--breakdown", action="store_true", help="also time each metric group alone (untimed total)")
+    parser.add_argument("--profile", action="store_true", help="also print a cProfile of our metric computation")
     parser.add_argument("--out", type=Path, help="also write the numbers as JSON here (smoke: a scratch file)")
     args = _smoke.parse_args(parser, SMOKE, argv)
     tmp = Path(tempfile.mkdtemp(prefix="metrics_suite_"))
@@ -194,6 +213,8 @@ def run(args: argparse.Namespace, tmp: Path) -> None:
     if args.breakdown:
         parts = metric_breakdown(real_f, fake_f, labels, args)
         print("ours, each metric group alone: " + ", ".join(f"{k} {v:.2f} s" for k, v in parts.items()), flush=True)
+    if args.profile:
+        metric_profile(real_f, fake_f, labels, args)
     from metrics.features import FEATURE_NETS
 
     flops = feature_flops(FEATURE_NETS.get("inception").with_options(weights=str(weights), allow_unverified=True),

@@ -156,8 +156,19 @@ class ShardedArray:
                                  "delete it and its index, and rerun the data step")
             done += got
 
-    def _gather(self, index: np.ndarray) -> np.ndarray:
-        out = np.empty((len(index), *self.item_shape), dtype=self.dtype)
+    def read_into(self, start: int, out: np.ndarray) -> np.ndarray:
+        """Rows ``start .. start + len(out) - 1`` read straight into ``out`` (a C-contiguous (m, *item_shape) array of
+        this dtype, e.g. a view of a page-locked buffer): one read per shard touched, no temporary. Returns ``out``."""
+        if out.shape[1:] != self.item_shape or out.dtype != self.dtype or not out.flags.c_contiguous:
+            raise ValueError(f"out: {out.dtype} {out.shape} (C-contiguous: {out.flags.c_contiguous}); expected a "
+                             f"C-contiguous {self.dtype} (m, {', '.join(map(str, self.item_shape))}) array")
+        if not 0 <= start <= start + len(out) <= len(self):
+            raise IndexError(f"rows {start}..{start + len(out) - 1} out of range: the array has {len(self)} items")
+        return self._gather(np.arange(start, start + len(out)), out)
+
+    def _gather(self, index: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
+        if out is None:
+            out = np.empty((len(index), *self.item_shape), dtype=self.dtype)
         if not len(index):
             return out
         ascending = bool(np.all(np.diff(index) >= 0))  # a slice, a sorted batch: read straight into place
@@ -381,10 +392,21 @@ def _check_shard(path: Path, shard: Path, digest: str, count: int, verify: bool)
     if shape[0] != count:
         raise InputError(f"{shard}: {shape[0]} items, the index {path} says {count}")
     expected = offset + int(np.prod(shape, dtype=np.int64)) * dtype.itemsize
-    if verify and sha256_file(shard) != digest or shard.stat().st_size != expected:
-        raise InputError(f"{shard}: checksum mismatch (corrupted or truncated shard of {path}); delete both and "
-                         "rerun the data step")
+    if shard.stat().st_size != expected:
+        raise _mismatch(path, shard)
+    if verify:
+        _check_digest(path, shard, digest)
     return offset
+
+
+def _mismatch(path: Path, shard: Path) -> InputError:
+    return InputError(f"{shard}: checksum mismatch (corrupted or truncated shard of {path}); delete both and rerun "
+                      "the data step")
+
+
+def _check_digest(path: Path, shard: Path, digest: str) -> None:
+    if sha256_file(shard) != digest:
+        raise _mismatch(path, shard)
 
 
 def _members(path: Path) -> list[str]:
@@ -425,3 +447,18 @@ def load_data(path: str | os.PathLike[str], required: tuple[str, ...] = ("x", "l
         offsets = list(pool.map(check, files, digests, counts))
     data["x"] = ShardedArray(files, counts, shape, dtype, offsets)
     return data
+
+
+def verify_data(path: str | os.PathLike[str], workers: int = 8) -> None:
+    """Hash every shard of the data stage output ``path`` (``workers`` threads) against the SHA-256 its index
+    records; :class:`InputError` naming the first corrupted shard. Nothing to do for an unsharded file (its members
+    carry their own CRCs). :func:`load_data` with ``verify=False`` plus this, run beside the work that reads the
+    items, is the check of ``load_data(verify=True)`` without its wait (:func:`metrics.extract.write_features`)."""
+    path = Path(path)
+    index = load_npz(path, keys=("x_shards", "x_sha256"))
+    if "x_shards" not in index:
+        return
+    files = [path.parent / str(name) for name in index["x_shards"]]
+    digests = [str(d) for d in index["x_sha256"]]
+    with ThreadPoolExecutor(max_workers=max(1, min(workers, len(files)))) as pool:  # hashlib releases the GIL
+        list(pool.map(lambda f, d: _check_digest(path, f, d), files, digests))

@@ -35,6 +35,22 @@ def test_sharded_array_reads_like_the_array(tmp_path, items):
     np.testing.assert_array_equal(pickle.loads(pickle.dumps(x))[order], items[order])  # into loader workers
 
 
+def test_rows_read_straight_into_a_given_buffer(tmp_path, items):
+    """``read_into``: the feature extractors' reads into pinned buffers, across shard boundaries and at the end."""
+    save_data(tmp_path / "d.npz", {"x": items, "labels": np.arange(103)}, {}, shard_size=10)
+    x = load_data(tmp_path / "d.npz")["x"]
+    buffer = np.zeros((25, *items.shape[1:]), dtype=np.uint8)
+    for start, count in ((0, 25), (7, 25), (95, 8), (102, 1), (40, 0)):
+        assert x.read_into(start, buffer[:count]) is not None
+        np.testing.assert_array_equal(buffer[:count], items[start:start + count])
+    with pytest.raises(IndexError, match=r"rows 100\.\.124 out of range: the array has 103 items"):
+        x.read_into(100, buffer)
+    with pytest.raises(ValueError, match=r"out: float32 .*expected a C-contiguous uint8 \(m, 4, 5, 3\) array"):
+        x.read_into(0, buffer.astype(np.float32))
+    with pytest.raises(ValueError, match="C-contiguous: False"):
+        x.read_into(0, buffer[::2])
+
+
 def test_killed_data_stage_keeps_its_shards_and_a_changed_one_rewrites(tmp_path, items):
     class Failing:
         """x that fails after ``fail_at`` items were read, as a decode job killed mid-set."""

@@ -69,33 +69,64 @@ def out_of_memory(err: BaseException, images: np.ndarray, batch_size: int, devic
                       "metrics.feature_batch_size) or downscale the images")
 
 
-#: batches read ahead of the one the network runs (each one uint8 batch of host memory)
-PREFETCH_BATCHES = 2
+#: batches read ahead of the one the network runs
+PREFETCH_BATCHES = 3
+#: threads reading batches (the reads release the GIL: shard files through ``os.preadv``, arrays through numpy's copy)
+READ_THREADS = 2
 
 
-def host_batches(images: np.ndarray, batch_size: int, *, pad: bool, pin: bool) -> Iterator[tuple[int, torch.Tensor]]:
-    """(rows, uint8 (batch_size or fewer, H, W, 3) tensor) for consecutive batches of ``images``, read (a
-    :class:`metrics.store.ShardedArray` from its shard files), padded and pinned by one background thread
-    :data:`PREFETCH_BATCHES` ahead of the caller, so that the reads overlap the network's work.
+def _read_rows(images: np.ndarray, start: int, out: np.ndarray) -> None:
+    """Rows ``start .. start + len(out) - 1`` of ``images`` into ``out``: straight from the shard files for an array
+    that offers ``read_into`` (:class:`metrics.store.ShardedArray`), else through one copy."""
+    if hasattr(images, "read_into"):
+        images.read_into(start, out)
+    else:
+        np.copyto(out, np.asarray(images[start:start + len(out)]))
 
-    ``pad``: the last batch filled up to ``batch_size`` with copies of its last image (``rows`` counts the real ones);
-    ``pin``: in page-locked memory, for asynchronous host-to-GPU copies."""
-    def load(start: int) -> tuple[int, torch.Tensor]:
-        batch = torch.from_numpy(np.ascontiguousarray(images[start:start + batch_size]))
-        rows = len(batch)
-        if pad and rows < batch_size:  # the compiled shape: repeat the last image, the caller drops its outputs
-            batch = torch.cat([batch, batch[-1:].expand(batch_size - rows, *batch.shape[1:])])
-        return rows, batch.pin_memory() if pin else batch
 
+def device_batches(images: np.ndarray, batch_size: int, *, pad: bool, device: torch.device
+                   ) -> Iterator[tuple[int, torch.Tensor]]:
+    """(rows, uint8 (batch_size or fewer, H, W, 3) tensor on ``device``) for consecutive batches of ``images``, read
+    by :data:`READ_THREADS` background threads :data:`PREFETCH_BATCHES` ahead of the caller, so that the reads
+    overlap the network's work.
+
+    On CUDA each batch is read straight into one of a ring of page-locked buffers (no temporary, no second copy to
+    pin it) and copied to the GPU asynchronously; a buffer is refilled only once the copy out of it has completed.
+    ``pad``: the last batch filled up to ``batch_size`` with copies of its last image (``rows`` counts the real
+    ones)."""
+    cuda = device.type == "cuda"
     starts = range(0, len(images), batch_size)
-    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="feature-batches") as pool:
-        ahead = collections.deque(pool.submit(load, start) for start in starts[:PREFETCH_BATCHES])
-        for start in starts[PREFETCH_BATCHES:]:
-            done = ahead.popleft().result()
-            ahead.append(pool.submit(load, start))
-            yield done
-        while ahead:
-            yield ahead.popleft().result()
+    shape = (batch_size, *images.shape[1:])
+    ring = PREFETCH_BATCHES + 2  # the batch being copied, the one the caller holds, those read ahead
+    buffers = [torch.empty(shape, dtype=torch.uint8, pin_memory=True) for _ in range(min(ring, len(starts)))] \
+        if cuda else []
+    copied: list[torch.cuda.Event | None] = [None] * len(buffers)  # when each buffer's last copy has completed
+
+    def load(index: int) -> tuple[int, torch.Tensor]:
+        rows = min(batch_size, len(images) - starts[index])
+        if cuda:
+            slot = index % len(buffers)
+            if copied[slot] is not None:
+                copied[slot].synchronize()  # the GPU has taken what this buffer held
+            batch = buffers[slot] if pad else buffers[slot][:rows]
+        else:
+            batch = torch.empty((rows if not pad else batch_size, *shape[1:]), dtype=torch.uint8)
+        _read_rows(images, starts[index], batch[:rows].numpy())
+        if pad and rows < batch_size:  # the compiled shape: repeat the last image, the caller drops its outputs
+            batch[rows:] = batch[rows - 1]
+        return rows, batch
+
+    with ThreadPoolExecutor(max_workers=READ_THREADS, thread_name_prefix="feature-batches") as pool:
+        ahead = collections.deque(pool.submit(load, index) for index in range(min(PREFETCH_BATCHES, len(starts))))
+        for index in range(len(starts)):
+            rows, batch = ahead.popleft().result()
+            if cuda:
+                batch = batch.to(device, non_blocking=True)
+                copied[index % len(buffers)] = event = torch.cuda.Event()
+                event.record()
+            if index + PREFETCH_BATCHES < len(starts):  # its buffer's previous copy was issued above or before
+                ahead.append(pool.submit(load, index + PREFETCH_BATCHES))
+            yield rows, batch
 
 
 def run_batched(images: np.ndarray, forward: Callable[[torch.Tensor], dict[str, torch.Tensor]], *, batch_size: int,
@@ -125,16 +156,14 @@ def run_batched(images: np.ndarray, forward: Callable[[torch.Tensor], dict[str, 
     chunks: dict[str, list[torch.Tensor]] = {}
     host: dict[str, np.ndarray] = {}
     # On a GPU, outputs stay on the device until the end: no per-batch synchronisation, so the GPU runs one batch
-    # while host_batches' thread reads and pins the next ones. On the CPU they go straight into arrays of
+    # while device_batches' threads read the next ones. On the CPU they go straight into arrays of
     # the final size: many small kept blocks between the freed batch buffers would fragment the heap, and the
     # process would grow with the number of images instead of staying at one batch.
-    batches = host_batches(images, batch_size, pad=compiled, pin=device.type == "cuda")
+    batches = device_batches(images, batch_size, pad=compiled, device=device)
     progress = tqdm(batches, total=-(-len(images) // batch_size), desc=desc, unit="batch", leave=False, disable=None)
     with torch.inference_mode(), autocast, contextlib.closing(batches):
         for index, (rows, batch) in enumerate(progress):
             start = index * batch_size
-            if device.type == "cuda":
-                batch = batch.to(device, non_blocking=True)
             try:
                 outputs = forward(batch.permute(0, 3, 1, 2).contiguous())
             except (torch.OutOfMemoryError, MemoryError) as err:

@@ -39,6 +39,22 @@ def test_chunks_give_the_one_pass_values(tmp_path, inception_weights, one_torch_
     assert not list(tmp_path.glob(".f.npz.parts.*")), "the chunk parts were not removed"
 
 
+def test_a_corrupted_shard_is_refused_and_nothing_is_written(tmp_path) -> None:
+    """The shards' SHA-256 are checked beside the extraction: a shard of the right size with one changed byte (which
+    the index checks alone pass) still fails the stage by name, and no output (nor its parts) is left behind."""
+    from metrics.errors import InputError
+
+    x = np.random.default_rng(0).normal(size=(50, 3)).astype(np.float32)
+    save_data(tmp_path / "v.npz", {"x": x, "labels": np.arange(50)}, {}, shard_size=20)
+    shard = tmp_path / "v.x-00001-of-00003.npy"
+    raw = bytearray(shard.read_bytes())
+    raw[-1] ^= 0xFF
+    shard.write_bytes(bytes(raw))
+    with pytest.raises(InputError, match=r"v\.x-00001-of-00003\.npy: checksum mismatch"):
+        write_features(tmp_path / "f.npz", "identity", [tmp_path / "v.npz"], lambda s: {}, chunk_items=7)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["v.npz", *(f"v.x-0000{k}-of-00003.npy" for k in range(3))]
+
+
 def test_vector_items_and_empty_input(tmp_path) -> None:
     x = np.random.default_rng(0).normal(size=(50, 3)).astype(np.float32)
     save_data(tmp_path / "v.npz", {"x": x, "labels": np.arange(50)}, {})
