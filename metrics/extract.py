@@ -35,10 +35,10 @@ def configured_net(name: str, *, weights: str | None = None, batch_size: int | N
 
 #: sets of at least this many items are extracted with the compiled forward under ``compile="auto"`` on CUDA.
 #: Measured through this stage's own path on a set in data-stage shards (benchmarks/logs/
-#: feature_compile_h100_read_ahead.log, one H100, 50K images of 256 px): 3.6K img/s eager, 5.1K compiled, 28 s of
-#: compilation with an empty Inductor cache (6 s with a warm one): compiling pays from ~365K images cold (~60K
+#: feature_compile_h100_pinned_feed.log, one H100, 50K images of 256 px): 4.1K img/s eager, 7.2K compiled, 28 s of
+#: compilation with an empty Inductor cache (6.5 s with a warm one): compiling pays from ~270K images cold (~64K
 #: warm), so for a training-set reference, not a 50K sample shard.
-COMPILE_MIN_ITEMS = 400_000
+COMPILE_MIN_ITEMS = 300_000
 COMPILE_CHOICES = ("auto", True, False)
 
 

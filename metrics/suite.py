@@ -21,6 +21,7 @@ from metrics._validate import (
     check_feature_array,
     check_positive_int,
     check_same_dim,
+    checked_features,
     reads_on_demand,
 )
 from metrics.bootstrap import bootstrap_ci
@@ -146,12 +147,13 @@ def compute_all(
     inputs = MetricInputs(real=real, fake=fake, labels=labels_fake, logits=logits_fake, device=device,
                           chunk_size=chunk_size, key_chunk_size=key_chunk_size, knn_precision=knn_precision)
     results: dict[str, float] = {}
-    for metric in selected:
-        found = resolve(metric.compute)(inputs, **{option.name: values[option.name] for option in metric.options})
-        undeclared = sorted(set(found) - {key.name for key in metric.keys})
-        if undeclared:
-            raise RuntimeError(f"metric {metric.name!r} returned keys {undeclared} that its entry does not declare")
-        results.update({name: float(value) for name, value in found.items()})
+    with checked_features(real, fake):  # checked above: the metrics do not rescan them
+        for metric in selected:
+            found = resolve(metric.compute)(inputs, **{option.name: values[option.name] for option in metric.options})
+            undeclared = sorted(set(found) - {key.name for key in metric.keys})
+            if undeclared:
+                raise RuntimeError(f"metric {metric.name!r} returned keys {undeclared} that its entry does not declare")
+            results.update({name: float(value) for name, value in found.items()})
     return results
 
 

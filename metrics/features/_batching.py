@@ -90,31 +90,29 @@ def device_batches(images: np.ndarray, batch_size: int, *, pad: bool, device: to
     by :data:`READ_THREADS` background threads :data:`PREFETCH_BATCHES` ahead of the caller, so that the reads
     overlap the network's work.
 
-    On CUDA each batch is read straight into one of a ring of page-locked buffers (no temporary, no second copy to
-    pin it) and copied to the GPU asynchronously; a buffer is refilled only once the copy out of it has completed.
-    ``pad``: the last batch filled up to ``batch_size`` with copies of its last image (``rows`` counts the real
-    ones)."""
+    Each batch is read straight into one of a ring of buffers (no temporary; on CUDA page-locked, so no second copy
+    to pin it) and, on CUDA, copied to the GPU asynchronously; a buffer is refilled only once the copy out of it has
+    completed. On the CPU the batch handed out is the buffer itself: valid until the caller draws
+    :data:`PREFETCH_BATCHES` + 1 more. ``pad``: the last batch filled up to ``batch_size`` with copies of its last
+    image (``rows`` counts the real ones)."""
     cuda = device.type == "cuda"
     starts = range(0, len(images), batch_size)
-    shape = (batch_size, *images.shape[1:])
     ring = PREFETCH_BATCHES + 2  # the batch being copied, the one the caller holds, those read ahead
-    buffers = [torch.empty(shape, dtype=torch.uint8, pin_memory=True) for _ in range(min(ring, len(starts)))] \
-        if cuda else []
+    buffers = [torch.empty((batch_size, *images.shape[1:]), dtype=torch.uint8, pin_memory=cuda)
+               for _ in range(min(ring, len(starts)))]
     copied: list[torch.cuda.Event | None] = [None] * len(buffers)  # when each buffer's last copy has completed
 
     def load(index: int) -> tuple[int, torch.Tensor]:
-        rows = min(batch_size, len(images) - starts[index])
-        if cuda:
-            slot = index % len(buffers)
-            if copied[slot] is not None:
-                copied[slot].synchronize()  # the GPU has taken what this buffer held
-            batch = buffers[slot] if pad else buffers[slot][:rows]
-        else:
-            batch = torch.empty((rows if not pad else batch_size, *shape[1:]), dtype=torch.uint8)
-        _read_rows(images, starts[index], batch[:rows].numpy())
+        rows, slot = min(batch_size, len(images) - starts[index]), index % len(buffers)
+        if copied[slot] is not None:
+            copied[slot].synchronize()  # the GPU has taken what this buffer held
+        # written through numpy: the buffers may be created under the caller's inference mode, and this thread is not
+        # in it (torch refuses in-place updates of inference tensors outside inference mode)
+        host = buffers[slot].numpy()
+        _read_rows(images, starts[index], host[:rows])
         if pad and rows < batch_size:  # the compiled shape: repeat the last image, the caller drops its outputs
-            batch[rows:] = batch[rows - 1]
-        return rows, batch
+            host[rows:] = host[rows - 1]
+        return rows, buffers[slot] if pad else buffers[slot][:rows]
 
     with ThreadPoolExecutor(max_workers=READ_THREADS, thread_name_prefix="feature-batches") as pool:
         ahead = collections.deque(pool.submit(load, index) for index in range(min(PREFETCH_BATCHES, len(starts))))
@@ -124,7 +122,7 @@ def device_batches(images: np.ndarray, batch_size: int, *, pad: bool, device: to
                 batch = batch.to(device, non_blocking=True)
                 copied[index % len(buffers)] = event = torch.cuda.Event()
                 event.record()
-            if index + PREFETCH_BATCHES < len(starts):  # its buffer's previous copy was issued above or before
+            if index + PREFETCH_BATCHES < len(starts):  # its buffer was last handed out two batches ago
                 ahead.append(pool.submit(load, index + PREFETCH_BATCHES))
             yield rows, batch
 

@@ -136,3 +136,24 @@ def test_a_batch_that_does_not_fit_names_the_remedy() -> None:
 
     with pytest.raises(InputError, match=r"out of memory on cpu .* batch of 2 images of 8x8 .*lower the batch size"):
         run_batched(random_images(2, seed=0, size=8), forward, batch_size=64, device="cpu")
+
+
+def test_non_finite_features_are_refused_once_checked_arrays_are_not_rescanned() -> None:
+    """``compute_all`` scans its inputs once; within ``checked_features`` only the arrays it vouches for skip the
+    scan (shape still checked), and any other array, or the same one outside the block, is scanned as before."""
+    from metrics._validate import as_features, checked_features
+    from metrics.suite import compute_all
+
+    rng = np.random.default_rng(0)
+    real, fake = rng.normal(size=(40, 5)), rng.normal(size=(30, 5))
+    fake[7, 2] = np.nan
+    with pytest.raises(ValueError, match=r"fake: 1 row\(s\) contain NaN values \(first bad row 7\)"):
+        compute_all(real, fake, metrics=("fid", "vendi"))
+    with checked_features(fake):
+        assert as_features(fake, "fake") is fake  # vouched for: not rescanned
+        with pytest.raises(ValueError, match="real: 40 row"):
+            as_features(np.where(np.arange(5) == 0, np.inf, real), "real")  # not vouched for: scanned (all 40 rows)
+        with pytest.raises(ValueError, match=r"shape \(30, 5\) has 30 row\(s\); at least 31 required"):
+            as_features(fake, "fake", min_rows=31)
+    with pytest.raises(ValueError, match="fake: 1 row"):
+        as_features(fake, "fake")

@@ -9,7 +9,7 @@ from img_nets import random_images, save_random_inception
 
 from metrics.extract import configured_net, net_outputs, write_features
 from metrics.io import load_npz
-from metrics.store import npz_member_rows, save_data
+from metrics.store import load_data, npz_member_rows, save_data
 
 
 @pytest.fixture(scope="module")
@@ -37,6 +37,29 @@ def test_chunks_give_the_one_pass_values(tmp_path, inception_weights, one_torch_
     in_place = npz_member_rows(tmp_path / "f.npz", "features")  # the evaluate stage's reader (zip64 members)
     assert np.array_equal(in_place[[26, 0, 13]], out["features"][[26, 0, 13]])
     assert not list(tmp_path.glob(".f.npz.parts.*")), "the chunk parts were not removed"
+
+
+@pytest.mark.parametrize("pad", [False, True])
+def test_batches_through_the_buffer_ring_are_the_items_in_order(tmp_path, pad) -> None:
+    """``device_batches`` (the feature networks' feed) on a sharded set and on an array, drawn under inference mode
+    as ``run_batched`` does: every batch holds its items, the ring's buffers are refilled only after use, and the
+    padded last batch repeats its last item."""
+    import torch
+
+    from metrics.features._batching import device_batches
+
+    items = random_images(23, seed=4, size=8)
+    save_data(tmp_path / "d.npz", {"x": items, "labels": np.arange(23)}, {}, shard_size=5)
+    for source in (load_data(tmp_path / "d.npz")["x"], items):
+        got = []
+        with torch.inference_mode():
+            for rows, batch in device_batches(source, 2, pad=pad, device=torch.device("cpu")):
+                got.append((rows, batch.numpy().copy()))
+        assert [rows for rows, _ in got] == [2] * 11 + [1]
+        assert np.array_equal(np.concatenate([batch[:rows] for rows, batch in got]), items)
+        assert got[-1][1].shape[0] == (2 if pad else 1)
+        if pad:
+            assert np.array_equal(got[-1][1][1], items[-1])
 
 
 def test_a_corrupted_shard_is_refused_and_nothing_is_written(tmp_path) -> None:
