@@ -86,8 +86,9 @@ def resident_batches(images: np.ndarray, batch_size: int, *, pad: bool, device: 
 
 
 def previous_batches(images: np.ndarray, batch_size: int, *, pad: bool, device: object):
-    """The feed ``device_batches`` replaced (same batches): one thread reads each batch into a fresh array and pins
-    it with a second copy (``pin_memory``), two batches ahead; the caller copies it to the GPU."""
+    """The feed ``device_batches`` replaced (the same batches, its last one unpadded): one thread reads each batch
+    into a fresh array and pins it with a second copy (``pin_memory``), two batches ahead; the caller copies it to
+    the GPU."""
     import collections
     from concurrent.futures import ThreadPoolExecutor
 
