@@ -35,6 +35,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))  # also when imported a
 import _smoke  # noqa: E402
 from _gpu import feature_flops, peak  # noqa: E402
 
+#: our metric groups (``metrics.suite.compute_all``), timed together and, with --breakdown, each alone
+GROUPS = ("fid", "prdc", "vendi", "mss")
 #: every step, the per-metric breakdown and the JSON file included (Inception itself stays full size: 2048-d features,
 #: whose Fréchet distances take most of a smoke run)
 SMOKE = {"n": 4, "size": 32, "k": 2, "batch_size": 4, "device": "cpu", "breakdown": True, "profile": True}
@@ -71,7 +73,6 @@ def _sync(device: str) -> None:
 
 def run_ours(real, fake, labels, weights, args) -> tuple[dict[str, float], dict[str, float], np.ndarray, np.ndarray]:
     from metrics.features import FEATURE_NETS
-    from metrics.suite import compute_all
 
     # random weights, by design: no digest to match (the records would say "unverified")
     net = FEATURE_NETS.get("inception").with_options(weights=str(weights), batch_size=args.batch_size,
@@ -86,23 +87,28 @@ def run_ours(real, fake, labels, weights, args) -> tuple[dict[str, float], dict[
     fake_f = net(fake)
     _sync(args.device)
     t1 = time.perf_counter()
-    values = compute_all(real_f, fake_f, labels_fake=labels, k_pr=args.k, k_dc=args.k, device=args.device,
-                         chunk_size=args.chunk_size, metrics=("fid", "prdc", "vendi", "mss"))
-    _sync(args.device)
+    values = our_metrics(real_f, fake_f, labels, args)
     t2 = time.perf_counter()
     return values, {"extract_s": t1 - t0, "metrics_s": t2 - t1, "total_s": t2 - t0}, real_f, fake_f
 
 
-def metric_breakdown(real_f: np.ndarray, fake_f: np.ndarray, labels: np.ndarray, args) -> dict[str, float]:
-    """Seconds of each metric group of ``compute_all`` run alone (after the timed run, so caches are warm)."""
+def our_metrics(real_f: np.ndarray, fake_f: np.ndarray, labels: np.ndarray, args,
+                groups: tuple[str, ...] = GROUPS) -> dict[str, float]:
+    """``compute_all`` of the metric ``groups`` with this run's options, finished on the device when it returns."""
     from metrics.suite import compute_all
 
+    values = compute_all(real_f, fake_f, labels_fake=labels, k_pr=args.k, k_dc=args.k, device=args.device,
+                         chunk_size=args.chunk_size, metrics=groups)
+    _sync(args.device)
+    return values
+
+
+def metric_breakdown(real_f: np.ndarray, fake_f: np.ndarray, labels: np.ndarray, args) -> dict[str, float]:
+    """Seconds of each metric group of ``compute_all`` run alone (after the timed run, so caches are warm)."""
     times = {}
-    for group in ("fid", "prdc", "vendi", "mss"):
+    for group in GROUPS:
         t = time.perf_counter()
-        compute_all(real_f, fake_f, labels_fake=labels, k_pr=args.k, k_dc=args.k, device=args.device,
-                    chunk_size=args.chunk_size, metrics=(group,))
-        _sync(args.device)
+        our_metrics(real_f, fake_f, labels, args, (group,))
         times[group] = time.perf_counter() - t
     return times
 
@@ -113,13 +119,9 @@ def metric_profile(real_f: np.ndarray, fake_f: np.ndarray, labels: np.ndarray, a
     import cProfile
     import pstats
 
-    from metrics.suite import compute_all
-
     profile = cProfile.Profile()
     profile.enable()
-    compute_all(real_f, fake_f, labels_fake=labels, k_pr=args.k, k_dc=args.k, device=args.device,
-                chunk_size=args.chunk_size, metrics=("fid", "prdc", "vendi", "mss"))
-    _sync(args.device)
+    our_metrics(real_f, fake_f, labels, args)
     profile.disable()
     for order in ("tottime", "cumulative"):
         pstats.Stats(profile, stream=sys.stdout).sort_stats(order).print_stats(top)

@@ -28,7 +28,7 @@ import json
 import os
 import struct
 import zipfile
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
@@ -380,9 +380,9 @@ def _complete(shard: Path, shape: tuple[int, ...], dtype: np.dtype) -> bool:
     return found == tuple(shape) and found_dtype == np.dtype(dtype) and shard.stat().st_size == offset + item_bytes
 
 
-def _check_shard(path: Path, shard: Path, digest: str, count: int, verify: bool) -> int:
-    """The data offset of ``shard`` after checking it is present, whole, of ``count`` items and (``verify``) of
-    the recorded SHA-256; InputError naming the shard otherwise."""
+def _check_shard(path: Path, shard: Path, count: int) -> int:
+    """The data offset of ``shard`` after checking it is present, whole and of ``count`` items (its SHA-256:
+    :func:`_verify_shards`); InputError naming the shard otherwise."""
     if not shard.exists():
         raise InputError(f"{shard}: shard listed in {path} is missing; delete {path} and rerun the data step")
     try:
@@ -394,8 +394,6 @@ def _check_shard(path: Path, shard: Path, digest: str, count: int, verify: bool)
     expected = offset + int(np.prod(shape, dtype=np.int64)) * dtype.itemsize
     if shard.stat().st_size != expected:
         raise _mismatch(path, shard)
-    if verify:
-        _check_digest(path, shard, digest)
     return offset
 
 
@@ -404,9 +402,14 @@ def _mismatch(path: Path, shard: Path) -> InputError:
                       "the data step")
 
 
-def _check_digest(path: Path, shard: Path, digest: str) -> None:
-    if sha256_file(shard) != digest:
-        raise _mismatch(path, shard)
+def _verify_shards(path: Path, files: Sequence[Path], digests: Sequence[str], workers: int) -> None:
+    """Hash ``files`` with ``workers`` threads against ``digests``; InputError naming the first corrupted shard."""
+    def check(shard: Path, digest: str) -> None:
+        if sha256_file(shard) != digest:
+            raise _mismatch(path, shard)
+
+    with ThreadPoolExecutor(max_workers=max(1, min(workers, len(files)))) as pool:  # hashlib releases the GIL
+        list(pool.map(check, files, digests))
 
 
 def _members(path: Path) -> list[str]:
@@ -442,9 +445,9 @@ def load_data(path: str | os.PathLike[str], required: tuple[str, ...] = ("x", "l
     counts = [int(c) for c in data.pop("x_counts")]
     shape, dtype = tuple(int(v) for v in data.pop("x_shape")), np.dtype(str(data.pop("x_dtype")))
     files = [path.parent / name for name in names]
-    check: Callable[[Path, str, int], int] = lambda f, d, c: _check_shard(path, f, d, c, verify)  # noqa: E731
-    with ThreadPoolExecutor(max_workers=max(1, min(workers, len(files)))) as pool:  # hashlib releases the GIL
-        offsets = list(pool.map(check, files, digests, counts))
+    offsets = [_check_shard(path, file, count) for file, count in zip(files, counts, strict=True)]
+    if verify:
+        _verify_shards(path, files, digests, workers)
     data["x"] = ShardedArray(files, counts, shape, dtype, offsets)
     return data
 
@@ -458,7 +461,5 @@ def verify_data(path: str | os.PathLike[str], workers: int = 8) -> None:
     index = load_npz(path, keys=("x_shards", "x_sha256"))
     if "x_shards" not in index:
         return
-    files = [path.parent / str(name) for name in index["x_shards"]]
-    digests = [str(d) for d in index["x_sha256"]]
-    with ThreadPoolExecutor(max_workers=max(1, min(workers, len(files)))) as pool:  # hashlib releases the GIL
-        list(pool.map(lambda f, d: _check_digest(path, f, d), files, digests))
+    _verify_shards(path, [path.parent / str(name) for name in index["x_shards"]], [str(d) for d in index["x_sha256"]],
+                   workers)
