@@ -32,7 +32,8 @@ def prdc_metric(inputs: MetricInputs, *, k_pr: int, k_dc: int, prdc_reference: i
 def vendi(inputs: MetricInputs, *, vendi_q: float) -> dict[str, float]:
     out = {keys.VENDI: vendi_score(inputs.fake, q=vendi_q, device=inputs.device)}
     if inputs.labels is not None:
-        out[keys.VENDI_PER_CONDITION] = vendi_per_condition(inputs.fake, inputs.labels, q=vendi_q)
+        out[keys.VENDI_PER_CONDITION] = vendi_per_condition(inputs.fake, inputs.labels, q=vendi_q,
+                                                            device=inputs.device)
     return out
 
 
