@@ -20,8 +20,6 @@ from __future__ import annotations
 
 import argparse
 import sys
-import time
-from collections import Counter
 from collections.abc import Callable
 from pathlib import Path
 
@@ -32,7 +30,7 @@ sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(REPO / "benchmarks"))
 
 import _smoke  # noqa: E402
-from _gpu import counted_flops, peak  # noqa: E402
+from _gpu import counted_flops, peak, profile, timed  # noqa: E402
 
 from kaleido import checkpoint  # noqa: E402
 from kaleido.training import _Objective, ema_update  # noqa: E402
@@ -52,7 +50,6 @@ TRAIN_VARIANTS = {
 }
 SMOKE = {"size": "nested_tiny", "res": 16, "rows": 4, "batch": 2, "iters": 1, "warmup": 1}
 CLASSES = ["a", "b", "c", "d"]
-TOP_KERNELS = 12
 
 
 def build(args: argparse.Namespace, device: torch.device) -> torch.nn.Module:
@@ -81,78 +78,6 @@ def prepare(part: str, name: str, knobs: dict, model: torch.nn.Module, module: t
         torch._dynamo.reset()
         return torch.compile(module) if compiled else module
     return compiled_before
-
-
-def timed(fn: Callable[[], object], iters: int, warmup: int, device: torch.device) -> float:
-    """Seconds per call of ``fn`` after ``warmup`` calls."""
-    sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
-    for _ in range(warmup):
-        fn()
-    sync()
-    start = time.perf_counter()
-    for _ in range(iters):
-        fn()
-    sync()
-    return (time.perf_counter() - start) / iters
-
-
-def kernel_kind(name: str) -> str:
-    low = name.lower()
-    if any(k in low for k in ("flash", "fmha", "attention", "attn")):
-        return "attention"
-    if any(k in low for k in ("conv", "cudnn", "implicit", "nhwc", "xmma_fprop", "dgrad", "wgrad", "fprop")):
-        return "convolution"
-    if any(k in low for k in ("gemm", "cutlass", "cublas", "sm90_xmma", "matmul")):
-        return "gemm"
-    if "triton" in low:
-        return "triton (norm / elementwise)"
-    return "other"
-
-
-def profile(fn: Callable[[], object], label: str, device: torch.device) -> None:
-    """Print CUDA kernel time of one call of ``fn`` by :func:`kernel_kind` and the top kernels."""
-    if device.type != "cuda":
-        _smoke.skip(f"the kernel profile of {label}", "CUDA kernels only")
-        return
-    from torch.profiler import ProfilerActivity
-    from torch.profiler import profile as torch_profile
-
-    fn()
-    torch.cuda.synchronize()
-    with torch_profile(activities=[ProfilerActivity.CPU, ProfilerActivity.CUDA], record_shapes=True) as prof:
-        fn()
-        torch.cuda.synchronize()
-    kinds: Counter[str] = Counter()
-    names: Counter[str] = Counter()
-    for event in prof.events():
-        # kernels only: with CPU activity on, the GPU timeline also carries annotation ranges (Inductor's
-        # "## Call CompiledFxGraph ... ##", "Optimizer.step#...") that span the kernels inside them
-        if event.device_type == torch.autograd.DeviceType.CUDA and not _annotation(event):
-            kinds[kernel_kind(event.name)] += event.device_time
-            names[event.name] += event.device_time
-    total = sum(kinds.values())
-    print(f"  profile {label}: {total / 1e3:.1f} ms of kernels per call")
-    for kind, us in kinds.most_common():
-        print(f"    {kind:<28} {us / 1e3:8.1f} ms  {us / total:6.1%}")
-    for name, us in names.most_common(TOP_KERNELS):
-        print(f"    {us / total:6.1%}  {name[:110]}")
-    # which host op launched the time: an aten op outside Inductor's kernels (a layout copy before cuDNN, a cast)
-    # shows here with its input shapes
-    ops = [op for op in prof.key_averages(group_by_input_shape=True)
-           if _self_device_us(op) > 0 and not _annotation(op)]
-    print("  by launching op (self CUDA time, input shapes):")
-    for op in sorted(ops, key=_self_device_us, reverse=True)[:TOP_KERNELS]:
-        print(f"    {_self_device_us(op) / total:6.1%}  {op.key[:48]:<48} x{op.count:<4} {str(op.input_shapes)[:100]}")
-    sys.stdout.flush()
-
-
-def _annotation(event: object) -> bool:
-    return bool(getattr(event, "is_user_annotation", False)) or "#" in event.name  # "## Call ...", "Optimizer.step#"
-
-
-def _self_device_us(op: object) -> float:
-    return getattr(op, "self_device_time_total", None) or getattr(op, "self_cuda_time_total", 0.0)
-
 
 
 def forward_part(args: argparse.Namespace, device: torch.device) -> None:
