@@ -112,7 +112,8 @@ def profile(fn: Callable[[], object], label: str, device: torch.device) -> None:
 
 
 def _annotation(event: object) -> bool:
-    return bool(getattr(event, "is_user_annotation", False)) or "#" in event.name  # "## Call ...", "Optimizer.step#"
+    name = getattr(event, "name", None) or event.key  # a kernel event has a name, an averaged op row a key
+    return bool(getattr(event, "is_user_annotation", False)) or "#" in name  # "## Call ...", "Optimizer.step#"
 
 
 def _self_device_us(op: object) -> float:

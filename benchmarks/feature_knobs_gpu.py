@@ -50,6 +50,7 @@ VARIANTS = {
     "+freezing": {"compile": "default", "freezing": True},
     "max-autotune-no-cudagraphs": {"compile": "max-autotune-no-cudagraphs"},
     "max-autotune": {"compile": "max-autotune"},
+    "+freezing max-autotune-no-cudagraphs": {"compile": "max-autotune-no-cudagraphs", "freezing": True},
     "bf16 compile (ceiling)": {"compile": "default", "bf16": True},
 }
 SMOKE = {"batch_size": 2, "size": 32, "fd_batches": 2, "iters": 1, "warmup": 1,
