@@ -69,12 +69,6 @@ def out_of_memory(err: BaseException, images: np.ndarray, batch_size: int, devic
                       "metrics.feature_batch_size) or downscale the images")
 
 
-#: compile the forward with Inductor's weight freezing (parameters as constants: batch norm folded into the
-#: convolutions). Measured on one H100 (benchmarks/logs/feature_knobs_h100_inception.log, Inception on a resident
-#: batch of 500): 10.6K img/s vs 9.7K without it (x1.09); FD moves by 1.0e-4 relative against the eager forward
-#: (1.8e-5 without it), inside the 2e-4 the issue allows against torch-fidelity (TF32 alone moves FD by 3.5e-4)
-FREEZE_COMPILED = True
-
 #: batches read ahead of the one the network runs
 PREFETCH_BATCHES = 3
 #: threads reading batches (the reads release the GIL: shard files through ``os.preadv``, arrays through numpy's copy)
@@ -133,15 +127,6 @@ def device_batches(images: np.ndarray, batch_size: int, *, pad: bool, device: to
             yield rows, batch
 
 
-def _inductor_settings(compiled: bool) -> contextlib.AbstractContextManager:
-    """Inductor's settings while a compiled forward runs (it compiles at its first call): :data:`FREEZE_COMPILED`."""
-    if not compiled:
-        return contextlib.nullcontext()
-    import torch._inductor.config
-
-    return torch._inductor.config.patch(freezing=FREEZE_COMPILED)
-
-
 def run_batched(images: np.ndarray, forward: Callable[[torch.Tensor], dict[str, torch.Tensor]], *, batch_size: int,
                 device: str | torch.device, precision: str = "fp32", desc: str = "features") -> dict[str, np.ndarray]:
     """Apply ``forward`` to uint8 (b, 3, H, W) batches on ``device``; concatenate its outputs as float32 numpy.
@@ -149,8 +134,7 @@ def run_batched(images: np.ndarray, forward: Callable[[torch.Tensor], dict[str, 
     Args:
         images: uint8 (n, H, W, 3). forward: batch -> {name: (b, ...) tensor}, called under ``torch.inference_mode``.
         precision: "fp32", or "bf16" (autocast on CUDA; ValueError elsewhere).
-        Within :func:`compiled_forward` (CUDA): ``torch.compile(forward)`` (weights frozen: :data:`FREEZE_COMPILED`),
-        every batch of ``batch_size`` rows.
+        Within :func:`compiled_forward` (CUDA): ``torch.compile(forward)``, every batch of ``batch_size`` rows.
     Returns:
         {name: float32 (n, ...)}.
     """
@@ -175,7 +159,7 @@ def run_batched(images: np.ndarray, forward: Callable[[torch.Tensor], dict[str, 
     # process would grow with the number of images instead of staying at one batch.
     batches = device_batches(images, batch_size, pad=compiled, device=device)
     progress = tqdm(batches, total=-(-len(images) // batch_size), desc=desc, unit="batch", leave=False, disable=None)
-    with torch.inference_mode(), autocast, contextlib.closing(batches), _inductor_settings(compiled):
+    with torch.inference_mode(), autocast, contextlib.closing(batches):
         for index, (rows, batch) in enumerate(progress):
             start = index * batch_size
             try:
