@@ -40,7 +40,8 @@ from _gpu import feature_flops, peak, profile, timed  # noqa: E402
 
 #: name -> knobs; "compile" is the features stage's CUDA path with ``metrics.feature_compile`` on. ``compile``: the
 #: torch.compile mode (absent = eager); ``nhwc_input``: the batch handed over as the permuted view of the NHWC uint8
-#: batch instead of an NCHW copy; ``freezing``: Inductor's weight freezing (folds batch norm into the convolutions);
+#: batch instead of an NCHW copy; ``freezing``: Inductor's weight freezing (folds batch norm into the convolutions;
+#: tried as the stage's default and dropped: x1.03 through the stage, features 1.16e-3 from eager, see the README);
 #: ``bf16``: autocast (not a candidate for the default: it moves FD by ~3e-2, the issue's probe; listed as the ceiling)
 VARIANTS = {
     "eager": {},
