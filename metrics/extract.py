@@ -7,7 +7,6 @@ Both ``python -m metrics extract`` and the harness's feature stage (:mod:`kaleid
 from __future__ import annotations
 
 import os
-import tempfile
 from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
@@ -16,8 +15,8 @@ import numpy as np
 
 from metrics.errors import InputError
 from metrics.features import FEATURE_NETS
-from metrics.io import NpyAppender, save_npz_streamed
 from metrics.store import ShardedArray, load_data, verify_data
+from metrics.streamed_npz import streamed_npz
 from metrics.weights import file_sha256
 
 
@@ -86,11 +85,12 @@ def write_features(out: str | os.PathLike[str], name: str, inputs: Sequence[str 
 
     ``out`` holds ``labels`` (n,), ``features`` float32 (n, d) and extra network outputs (Inception and domain-CNN
     ``logits`` (n, classes)), and ``meta(settings)`` (settings: :func:`net_settings` plus ``inputs``). The items
-    are read and extracted ``chunk_items`` at a time (whole batches) and each chunk's outputs appended to ``.npy``
-    parts beside ``out`` that become its members, by a thread, while the next chunk is extracted: memory O(chunk),
-    not O(n); the values are those of one pass over all items (the batches are the same). The input shards' recorded
-    SHA-256 are checked by another thread during the extraction; a mismatch raises :class:`InputError` and nothing
-    is written. ``compile``: True, False or "auto" (:func:`resolve_compile`).
+    are read and extracted ``chunk_items`` at a time (whole batches) and each chunk's outputs written into their place
+    in ``out``'s archive (:func:`metrics.streamed_npz.streamed_npz`) by a thread while the next chunk is extracted:
+    memory O(chunk), not O(n), every byte written once; the values are those of one pass over all items (the batches
+    are the same). The input shards' recorded SHA-256 are checked by another thread during the extraction; a
+    mismatch raises :class:`InputError` and nothing is written. ``compile``: True, False or "auto"
+    (:func:`resolve_compile`).
     """
     net = configured_net(name, weights=weights, batch_size=batch_size, device=device or "cpu", precision=precision,
                          weights_sha256=weights_sha256, allow_unverified=allow_unverified)
@@ -104,19 +104,11 @@ def write_features(out: str | os.PathLike[str], name: str, inputs: Sequence[str 
         raise InputError(f"no items to extract features of in {[str(p) for p in inputs]}")
     per_batch = getattr(net, "batch_size", None) or 1
     chunk = max(per_batch, chunk_items // per_batch * per_batch)
-    out = Path(out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    with tempfile.TemporaryDirectory(prefix=f".{out.name}.parts.", dir=out.parent) as parts, \
+    with streamed_npz(out, total) as archive, \
             ThreadPoolExecutor(max_workers=1, thread_name_prefix="verify-shards") as checker, \
             ThreadPoolExecutor(max_workers=1, thread_name_prefix="write-features") as writer:
         verified = checker.submit(lambda: [verify_data(path) for path in inputs])
-        appenders: dict[str, NpyAppender] = {}
         written: Future[None] | None = None  # one chunk's outputs go to disk while the next one is extracted
-
-        def append(outputs: dict[str, np.ndarray]) -> None:
-            for key, value in outputs.items():
-                appenders.setdefault(key, NpyAppender(Path(parts) / f"{key}.npy", total)).append(value)
-
         for data in sets:
             items = data[net.input_key]
             for start in range(0, len(items), chunk):
@@ -125,12 +117,10 @@ def write_features(out: str | os.PathLike[str], name: str, inputs: Sequence[str 
                 outputs = net_outputs(net, part)
                 if written is not None:
                     written.result()
-                written = writer.submit(append, outputs)
+                written = writer.submit(archive.append, outputs)
         if written is not None:
             written.result()
         verified.result()
-        for appender in appenders.values():
-            appender.close()
         settings = {**net_settings(name, net), "inputs": [str(p) for p in inputs]}
-        save_npz_streamed(out, meta(settings), {"labels": np.concatenate([data["labels"] for data in sets])},
-                          {key: appender.path for key, appender in appenders.items()})
+        archive.put("labels", np.concatenate([data["labels"] for data in sets]))
+        archive.put("meta", meta(settings))

@@ -11,7 +11,6 @@ import contextlib
 import glob
 import json
 import os
-import shutil
 import tempfile
 import zipfile
 from collections.abc import Iterator, Mapping
@@ -121,61 +120,14 @@ def save_npz_atomic(path: str | os.PathLike[str], meta: Mapping[str, Any] | None
     """Save ``arrays`` to an uncompressed ``.npz`` atomically; ``meta`` is stored as a JSON string under ``meta``."""
     payload = dict(arrays)
     if meta is not None:
-        payload["meta"] = np.array(json.dumps(meta, sort_keys=True))
+        payload["meta"] = meta_array(meta)
     with atomic_path(path, suffix=".npz") as tmp:
         np.savez(tmp, **payload)
 
 
-class NpyAppender:
-    """A ``.npy`` file of ``rows`` rows written chunk by chunk (the header, from the first chunk's item shape and
-    dtype, says the final shape), so an (n, d) output never has to be held whole. :meth:`close` checks that exactly
-    ``rows`` rows came."""
-
-    def __init__(self, path: str | os.PathLike[str], rows: int) -> None:
-        self.path, self.rows, self.written = Path(path), int(rows), 0
-        self._handle: Any = None
-        self.item_shape: tuple[int, ...] = ()
-        self.dtype: np.dtype | None = None
-
-    def append(self, chunk: np.ndarray) -> None:
-        chunk = np.ascontiguousarray(chunk)
-        if self._handle is None:
-            self.item_shape, self.dtype = tuple(chunk.shape[1:]), chunk.dtype
-            self._handle = open(self.path, "wb")
-            np.lib.format.write_array_header_2_0(self._handle, {
-                "descr": np.lib.format.dtype_to_descr(chunk.dtype), "fortran_order": False,
-                "shape": (self.rows, *self.item_shape)})
-        if tuple(chunk.shape[1:]) != self.item_shape or chunk.dtype != self.dtype:
-            raise ValueError(f"{self.path.name}: chunk of {chunk.shape[1:]} {chunk.dtype} after chunks of "
-                             f"{self.item_shape} {self.dtype}")
-        if self.written + len(chunk) > self.rows:
-            raise ValueError(f"{self.path.name}: {self.written + len(chunk)} rows for a file of {self.rows}")
-        self._handle.write(chunk.data)
-        self.written += len(chunk)
-
-    def close(self) -> None:
-        if self._handle is not None:
-            self._handle.close()
-        if self.written != self.rows:
-            raise ValueError(f"{self.path.name}: {self.written} rows written of {self.rows}")
-
-
-def save_npz_streamed(path: str | os.PathLike[str], meta: Mapping[str, Any] | None,
-                      arrays: Mapping[str, np.ndarray], npy_files: Mapping[str, str | os.PathLike[str]]) -> None:
-    """Write an ``.npz`` like :func:`save_npz_atomic` (uncompressed, atomically) whose members are ``arrays`` (held
-    in memory) and the ``.npy`` files ``npy_files`` ({member name: file}, e.g. :class:`NpyAppender` outputs), copied
-    in blocks of 64 MiB: memory O(the block), whatever their size. Members in the order given, arrays first."""
-    payload = dict(arrays)
-    if meta is not None:
-        payload["meta"] = np.array(json.dumps(meta, sort_keys=True))
-    with atomic_path(path, suffix=".npz") as tmp, zipfile.ZipFile(tmp, "w", zipfile.ZIP_STORED,
-                                                                    allowZip64=True) as archive:
-        for name, value in payload.items():
-            with archive.open(f"{name}.npy", "w", force_zip64=True) as member:
-                np.lib.format.write_array(member, np.asanyarray(value), allow_pickle=False)
-        for name, file in npy_files.items():
-            with archive.open(f"{name}.npy", "w", force_zip64=True) as member, open(file, "rb") as source:
-                shutil.copyfileobj(source, member, 64 << 20)
+def meta_array(meta: Mapping[str, Any]) -> np.ndarray:
+    """``meta`` as an ``.npz`` stores it: a 0-d unicode array of its JSON (keys sorted), decoded by :func:`load_npz`."""
+    return np.array(json.dumps(meta, sort_keys=True))
 
 
 def load_npz(path: str | os.PathLike[str], required: tuple[str, ...] = (),
