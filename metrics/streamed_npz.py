@@ -83,6 +83,8 @@ class NpzRowWriter:
 
     def append(self, chunks: Mapping[str, np.ndarray]) -> None:
         if not self._row_members:
+            if set(chunks) & set(self._small):
+                raise ValueError(f"{sorted(set(chunks) & set(self._small))} put as small members already")
             self._lay_out(chunks)
         if set(chunks) != set(self._row_members):
             raise ValueError(f"chunk of members {sorted(chunks)} after chunks of {sorted(self._row_members)}")
@@ -94,7 +96,7 @@ class NpzRowWriter:
                                  f"{rows.item_shape} {rows.dtype}")
             if rows.written + len(chunk) > self.rows:
                 raise ValueError(f"{name}: {rows.written + len(chunk)} rows for an array of {self.rows}")
-            data = memoryview(chunk).cast("B")
+            data = memoryview(chunk.reshape(-1).view(np.uint8))
             self._write(data, rows.next_offset)
             rows.member.crc = zlib.crc32(data, rows.member.crc)
             rows.next_offset += len(data)
@@ -103,6 +105,8 @@ class NpzRowWriter:
     def put(self, name: str, value: np.ndarray | Mapping[str, Any]) -> None:
         """A small member, written after the row members at the end; a mapping is stored as its JSON
         (:func:`metrics.io.meta_array`, the ``meta`` convention)."""
+        if name in self._row_members:
+            raise ValueError(f"{name!r} is a row member already; small members need names of their own")
         self._small[name] = meta_array(value) if isinstance(value, Mapping) else value
 
     def _lay_out(self, chunks: Mapping[str, np.ndarray]) -> None:

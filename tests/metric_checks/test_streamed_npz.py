@@ -20,7 +20,7 @@ def _members(seed: int = 0) -> dict[str, np.ndarray]:
     rng = np.random.default_rng(seed)
     return {"features": rng.standard_normal((ROWS, 7)).astype(np.float32),
             "logits": rng.standard_normal((ROWS, 2, 3)),  # float64, 3-d: item shapes and dtypes of their own
-            "index": np.arange(ROWS, dtype=np.int16)}
+            "index": np.arange(ROWS, dtype=np.int16), "kept": rng.random(ROWS) > 0.5}  # 1-d rows, bool
 
 
 def _write(path, members: dict[str, np.ndarray], cuts=(0, 5, 6, 17, ROWS)) -> None:
@@ -70,13 +70,14 @@ def test_a_flipped_data_byte_fails_the_crc(tmp_path) -> None:
         verify_zip(tmp_path / "out.npz")
 
 
-@pytest.mark.parametrize("fault", ["short", "raised", "shape", "dtype", "members", "too many"])
+@pytest.mark.parametrize("fault", ["short", "raised", "shape", "dtype", "members", "too many", "name taken"])
 def test_a_failed_write_leaves_the_previous_file_and_no_temporary(tmp_path, fault) -> None:
     path = tmp_path / "out.npz"
     save_npz_atomic(path, {"old": True}, x=np.ones(3))
     members = _members()
     expected = {"short": "rows written", "raised": "extraction failed", "shape": r"chunk of \(8,\)",
-                "dtype": "chunk of .*float64 after", "members": "chunk of members", "too many": "24 rows"}[fault]
+                "dtype": "chunk of .*float64 after", "members": "chunk of members", "too many": "24 rows",
+                "name taken": "'features' is a row member already"}[fault]
     with pytest.raises((ValueError, RuntimeError), match=expected):
         with streamed_npz(path, ROWS) as archive:
             archive.append({name: value[:10] for name, value in members.items()})
@@ -91,6 +92,8 @@ def test_a_failed_write_leaves_the_previous_file_and_no_temporary(tmp_path, faul
                 del rest["logits"]
             if fault == "too many":
                 rest = {name: np.concatenate([value, value[:1]]) for name, value in rest.items()}
+            if fault == "name taken":
+                archive.put("features", np.zeros(3))
             if fault != "short":
                 archive.append(rest)
     assert load_npz(path)["meta"] == {"old": True}
