@@ -80,6 +80,11 @@ class NpzRowWriter:
         self.rows = int(rows)
         self._row_members: dict[str, _Rows] = {}
         self._small: dict[str, np.ndarray] = {}
+        self._write_errors: list[OSError] = []
+
+    def raised(self, error: BaseException) -> bool:
+        """Whether ``error`` came from writing the archive (a full disk), not from the caller's own work."""
+        return any(error is own for own in self._write_errors)
 
     def append(self, chunks: Mapping[str, np.ndarray]) -> None:
         if not self._row_members:
@@ -163,16 +168,36 @@ class NpzRowWriter:
 
     def _write(self, data: memoryview, offset: int) -> None:
         while data:  # pwrite may write less than asked (large buffers, signals)
-            done = os.pwrite(self._fd, data, offset)
+            try:
+                done = os.pwrite(self._fd, data, offset)
+            except OSError as err:
+                self._write_errors.append(err)
+                raise
             data, offset = data[done:], offset + done
+
+
+class _CallerError(Exception):
+    """An error of the block around :func:`streamed_npz`, carried past :func:`metrics.io.atomic_path` (which reports
+    an OSError in its block as a failure to write the output: a missing weight file is not one) and re-raised as
+    it was."""
 
 
 @contextlib.contextmanager
 def streamed_npz(path: str | os.PathLike[str], rows: int) -> Iterator[NpzRowWriter]:
     """An :class:`NpzRowWriter` whose row members have ``rows`` rows each; the archive is completed and renamed onto
     ``path`` when the block ends (atomically, :func:`metrics.io.atomic_path`: on an error nothing is written and a
-    previous ``path`` stays). ValueError (nothing written) when a row member did not get exactly ``rows`` rows."""
-    with atomic_path(Path(path), suffix=".npz") as tmp, open(tmp, "rb+") as handle:
-        writer = NpzRowWriter(handle, rows)
-        yield writer
-        writer.close()
+    previous ``path`` stays). An error of the block is raised as it is; one of writing the archive names ``path``.
+    ValueError (nothing written) when a row member did not get exactly ``rows`` rows."""
+    try:
+        with atomic_path(Path(path), suffix=".npz") as tmp, open(tmp, "rb+") as handle:
+            writer = NpzRowWriter(handle, rows)
+            try:
+                yield writer
+            except Exception as err:
+                if writer.raised(err):
+                    raise
+                raise _CallerError from err
+            writer.close()
+    except _CallerError as carried:
+        error = carried.__cause__
+        raise error from error.__cause__

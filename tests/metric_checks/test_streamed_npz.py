@@ -98,3 +98,30 @@ def test_a_failed_write_leaves_the_previous_file_and_no_temporary(tmp_path, faul
                 archive.append(rest)
     assert load_npz(path)["meta"] == {"old": True}
     assert sorted(p.name for p in tmp_path.iterdir()) == ["out.npz"]
+
+
+def test_an_error_of_the_block_is_raised_as_it_is(tmp_path) -> None:
+    """A missing weight file inside the block is the caller's error, not a failure to write the output."""
+    missing = FileNotFoundError("domain CNN weights not set (no weights path was given)")
+    with pytest.raises(FileNotFoundError) as raised:
+        with streamed_npz(tmp_path / "out.npz", ROWS):
+            raise missing
+    assert raised.value is missing and "cannot write" not in str(raised.value)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_a_failed_archive_write_names_the_output(tmp_path, monkeypatch) -> None:
+    """A full disk while a chunk is written is reported against the output file, and leaves nothing."""
+    import errno
+    import os
+
+    def full(fd, data, offset):
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+    members = _members()
+    with pytest.raises(OSError, match=r"cannot write .*out\.npz: No space left on device; its previous version"):
+        with streamed_npz(tmp_path / "out.npz", ROWS) as archive:
+            monkeypatch.setattr(os, "pwrite", full)
+            archive.append(members)
+    monkeypatch.undo()
+    assert list(tmp_path.iterdir()) == []
