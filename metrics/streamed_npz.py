@@ -4,10 +4,10 @@ A feature stage's outputs can be larger than memory (ImageNet's 1.28M Inception 
 so they are written as they come. Writing them to ``.npy`` part files and copying those into the archive at the end
 wrote every byte twice and held the stage for the copy after the last batch (200K Inception outputs, 2.28 GiB, on
 the development machine's disk: 4.9 s after the last chunk, against 1.0 s for this writer;
-``benchmarks/npz_write.py``, ``benchmarks/logs/npz_write_cpu_2core.log``). Here every member's place in the archive is laid out when the first
-chunk arrives (its row count is known, its item shape and dtype come with that chunk) and each chunk is written at
-its offset with ``os.pwrite``, its CRC-32 updated on the way; the zip headers, which carry the CRCs, go in at the
-end. The file is a ZIP64 archive of stored (uncompressed) members, as ``numpy.savez`` writes: ``numpy.load``,
+``benchmarks/npz_write.py``, ``benchmarks/logs/npz_write_cpu_2core.log``). Here every member's place in the
+archive is laid out when the first chunk arrives (its row count is known, its item shape and dtype come with that
+chunk) and each chunk is written at its offset with ``os.pwrite``, its CRC-32 updated on the way; the zip headers,
+which carry the CRCs, go in at the end. The file is a ZIP64 archive of stored (uncompressed) members, as ``numpy.savez`` writes: ``numpy.load``,
 :func:`metrics.io.load_npz`, :func:`metrics.io.verify_zip` and :func:`metrics.store.npz_member_rows` read it.
 Format: PKWARE's APPNOTE.TXT 6.3, sections 4.3.7 (local header), 4.3.12 (central directory), 4.3.14-16 (ZIP64 end
 records), 4.5.3 (ZIP64 extra field).
