@@ -7,8 +7,9 @@ the development machine's disk: 4.9 s after the last chunk, against 1.0 s for th
 ``benchmarks/npz_write.py``, ``benchmarks/logs/npz_write_cpu_2core.log``). Here every member's place in the
 archive is laid out when the first chunk arrives (its row count is known, its item shape and dtype come with that
 chunk) and each chunk is written at its offset with ``os.pwrite``, its CRC-32 updated on the way; the zip headers,
-which carry the CRCs, go in at the end. The file is a ZIP64 archive of stored (uncompressed) members, as ``numpy.savez`` writes: ``numpy.load``,
-:func:`metrics.io.load_npz`, :func:`metrics.io.verify_zip` and :func:`metrics.store.npz_member_rows` read it.
+which carry the CRCs, go in at the end. The file is a ZIP64 archive of stored (uncompressed) members, as
+``numpy.savez`` writes: ``numpy.load``, :func:`metrics.io.load_npz`, :func:`metrics.io.verify_zip` and
+:func:`metrics.store.npz_member_rows` read it.
 Format: PKWARE's APPNOTE.TXT 6.3, sections 4.3.7 (local header), 4.3.12 (central directory), 4.3.14-16 (ZIP64 end
 records), 4.5.3 (ZIP64 extra field).
 """
