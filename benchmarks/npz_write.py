@@ -5,11 +5,13 @@
     python benchmarks/npz_write.py --smoke   (tiny sizes, seconds: the code paths run, no numbers)
 
 The features stage (``metrics.extract.write_features``) writes each chunk's outputs (Inception: features (n, 2048)
-and logits (n, 1008) float32) while the next chunk is extracted, then completes the file. Two ways, same chunks,
+and logits (n, 1008) float32) while the next chunk is extracted, then completes the file. Three ways, same chunks,
 same run, each ending in an fsync'ed, renamed file:
 
-- ``in place`` (the stage's: ``metrics.streamed_npz``): every chunk written at its offset in the final archive, the
-  zip headers added at the end;
+- ``in place + sync`` (the stage's: ``metrics.streamed_npz``): every chunk written at its offset in the final
+  archive and put on disk (``fdatasync``) by the stage's writer thread, the zip headers added at the end;
+- ``in place``: the same without the per-chunk ``fdatasync`` (the stage's way before it: the rename's ``fsync``
+  wrote the whole file after the last chunk);
 - ``parts + copy`` (the stage's way before it): every chunk appended to a ``.npy`` part file, the parts copied into
   the archive through ``zipfile`` after the last chunk.
 
@@ -44,12 +46,16 @@ from metrics.streamed_npz import streamed_npz  # noqa: E402
 SMOKE = {"rows": 100, "dims": [8, 4], "chunk": 32, "repeat": 2}
 
 
-def in_place(path: Path, rows: int, chunks: Callable[[], object], labels: np.ndarray) -> tuple[float, float]:
-    """The stage's writer; (seconds of the appends, seconds after the last one)."""
+def in_place(path: Path, rows: int, chunks: Callable[[], object], labels: np.ndarray, sync: bool = False
+             ) -> tuple[float, float]:
+    """The in-place writer, each chunk put on disk after its append (``sync``, the stage's) or not (the stage's way
+    before it); (seconds of the appends, seconds after the last one)."""
     with streamed_npz(path, rows) as archive:
         start = time.perf_counter()
         for outputs in chunks():
             archive.append(outputs)
+            if sync:
+                archive.sync()
         appended = time.perf_counter()
         archive.put("labels", labels)
         archive.put("meta", {"bench": True})
@@ -121,7 +127,8 @@ def main() -> None:
 
     size = args.rows * sum(args.dims) * 4
     print(f"{args.rows} rows x {args.dims} float32 = {size / 2**30:.2f} GiB in chunks of {args.chunk}", flush=True)
-    methods = {"parts + copy": parts_then_copy, "in place": in_place}
+    methods = {"parts + copy": parts_then_copy, "in place": in_place,
+               "in place + sync": lambda *a: in_place(*a, sync=True)}
     times: dict[str, list[tuple[float, float]]] = {label: [] for label in methods}
     with tempfile.TemporaryDirectory(prefix="npz_write_", dir=args.dir) as tmp:
         for repeat in range(args.repeat):  # alternating which goes first: the page cache's state favours neither
@@ -129,16 +136,19 @@ def main() -> None:
                 path = Path(tmp) / f"{label.replace(' ', '_').replace('+', 'and')}.npz"
                 appends, tail = methods[label](path, args.rows, chunks, labels)
                 times[label].append((appends, tail))
-                print(f"  {label:<13} appends {appends:7.2f} s, after the last chunk {tail:7.2f} s, total "
+                print(f"  {label:<15} appends {appends:7.2f} s, after the last chunk {tail:7.2f} s, total "
                       f"{appends + tail:7.2f} s ({size / (appends + tail) / 2**20:,.0f} MiB/s)", flush=True)
         # medians of (tail, total) over the writes of each kind
         median = {label: np.median([(tail, appends + tail) for appends, tail in values], axis=0)
                   for label, values in times.items()}
-        old, new = median["parts + copy"], median["in place"]
-        print(f"medians of {args.repeat}: parts + copy tail {old[0]:.2f} s, total {old[1]:.2f} s; in place tail "
-              f"{new[0]:.2f} s, total {new[1]:.2f} s: the tail x{old[0] / max(new[0], 1e-9):.1f} shorter, the "
-              f"total x{old[1] / new[1]:.2f}", flush=True)
-        same = same_arrays(Path(tmp) / "parts_and_copy.npz", Path(tmp) / "in_place.npz", block)
+        print(f"medians of {args.repeat}: " + "; ".join(
+            f"{label} tail {tail:.2f} s, total {total:.2f} s" for label, (tail, total) in median.items()), flush=True)
+        stage = median["in place + sync"]
+        for label in ("parts + copy", "in place"):
+            print(f"  in place + sync vs {label}: the tail x{median[label][0] / max(stage[0], 1e-9):.1f} shorter, "
+                  f"the total x{median[label][1] / stage[1]:.2f}", flush=True)
+        same = all(same_arrays(Path(tmp) / "parts_and_copy.npz", Path(tmp) / name, block)
+                   for name in ("in_place.npz", "in_place_and_sync.npz"))
         print(f"both files hold the same arrays, every CRC checked: {same}", flush=True)
 
 

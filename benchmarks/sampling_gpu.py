@@ -36,7 +36,7 @@ sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(REPO / "benchmarks"))
 
 import _smoke  # noqa: E402
-from _gpu import counted_flops, peak  # noqa: E402
+from _gpu import counted_flops, peak, profile, timed  # noqa: E402
 
 from kaleido import checkpoint, config  # noqa: E402
 from kaleido.generation import generate  # noqa: E402
@@ -44,7 +44,7 @@ from kaleido.generation import generate  # noqa: E402
 #: (precision, compile, cuda_graphs) per mode; STAGE_MODE is the sample stage's default on CUDA
 MODES = (("fp32", False, False), ("bf16", False, False), ("bf16", True, False), ("bf16", True, True))
 STAGE_MODE = MODES[3]
-SMOKE = {"size": "nested_tiny", "res": 16, "batch": 4, "samples": 8, "sample_steps": 2, "num": 64,
+SMOKE = {"size": "nested_tiny", "res": 16, "batch": 4, "samples": 8, "sample_steps": 2, "num": 64, "profile": 2,
          "train_steps": 4, "num_train": 128, "domain_steps": 5, "sample_steps_fidelity": 2}
 
 
@@ -106,11 +106,54 @@ def throughput(args: argparse.Namespace, device: torch.device) -> None:
               f"{base_name}){share}", flush=True)
         if batch == args.batch:
             first_batch[mode] = out["x"][:batch]
+    if args.profile:
+        sampling_profile(model, args.batch, args.profile, per_image / args.sample_steps, device)
     compiled, graphs = MODES[2], MODES[3]
     if compiled in first_batch and graphs in first_batch:  # CUDA graphs replay the compiled kernels: same bits
         same = np.array_equal(first_batch[compiled], first_batch[graphs])
         print(f"samples of {mode_name(*graphs)} and {mode_name(*compiled)}: {'bit-identical' if same else 'DIFFER'} "
               f"({np.mean(first_batch[compiled] != first_batch[graphs]):.2%} of values differ)", flush=True)
+
+
+def sampling_profile(model: torch.nn.Module, batch: int, steps: int, step_flops: float, device: torch.device
+                     ) -> None:
+    """Where a sampling step's time goes on the sample stage's CUDA default: one batch of ``steps`` DDPM steps,
+    its wall time per step beside the denoiser forward's alone (the CFG forward of 2 x batch rows, as the guidance
+    calls it) and the kernel-time profile of the call (the forward's kernels, the per-step noise's hash, the
+    sampler's update)."""
+    exp = experiment(steps, *STAGE_MODE)
+    torch._dynamo.reset()
+    run = lambda: generate(exp, 0, "mdm", 4.0, range(batch), {"mdm": model}, batch_size=batch)  # noqa: E731
+    per_step = timed(run, iters=2, warmup=1, device=device) / steps
+    labels = torch.arange(batch, device=device) % model.num_classes
+    x = torch.randn(2 * batch, model.data_dim, device=device)
+    with torch.no_grad():
+        y = torch.cat([model.encode(labels)[0], model.null_condition(batch)])
+        t = torch.full((2 * batch,), 500, device=device)
+        compiled = torch.compile(model)
+        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=device.type == "cuda"):
+            forward = timed(lambda: compiled(x, t, y), iters=5, warmup=2, device=device)
+    peak_flops = peak(STAGE_MODE[0]) or float("nan")
+    print(f"sampling step ({mode_name(*STAGE_MODE)}, batch {batch}): {per_step * 1e3:.1f} ms per step "
+          f"({batch * step_flops / per_step / peak_flops:.1%} of the bf16 peak); the compiled CFG forward alone "
+          f"{forward * 1e3:.1f} ms ({batch * step_flops / forward / peak_flops:.1%}): {per_step - forward:+.4f} s "
+          "per step outside the forward", flush=True)
+    from kaleido.guidance import STREAM_DIFFUSION
+    from kaleido.rng import counter_normal
+
+    index = torch.arange(batch, device=device)
+    noise = lambda: counter_normal(0, index, STREAM_DIFFUSION, 3, (model.data_dim,))  # noqa: E731
+    eager_noise = timed(noise, iters=5, warmup=1, device=device)
+    fused = float("nan")
+    if device.type == "cuda":  # Inductor's C++ build on the CPU would take the smoke run half a minute
+        compiled_noise = torch.compile(counter_normal, dynamic=False)
+        fused = timed(lambda: compiled_noise(0, index, STREAM_DIFFUSION, 3, (model.data_dim,)), iters=5, warmup=1,
+                      device=device)
+    else:
+        _smoke.skip("the compiled per-step noise", "timed on CUDA only")
+    print(f"  the per-step noise alone (counter_normal, {batch} x {model.data_dim}): eager {eager_noise * 1e3:.2f} ms, "
+          f"compiled {fused * 1e3:.2f} ms", flush=True)
+    profile(run, f"{steps} sampling steps", device)
 
 
 def run(args: list[str]) -> None:
@@ -188,6 +231,8 @@ def main() -> None:
     parser.add_argument("--more-batches", type=int, nargs="*", default=[],
                         help="throughput: also time the default fast path at these batch sizes")
     parser.add_argument("--samples", type=int, default=256, help="throughput: images timed per mode")
+    parser.add_argument("--profile", type=int, default=0, metavar="STEPS",
+                        help="throughput: then profile one batch of STEPS steps on the stage's default path")
     parser.add_argument("--sample-steps", type=int, default=25, help="throughput: DDPM steps")
     parser.add_argument("--num", type=int, default=10000, help="fidelity: samples per set")
     parser.add_argument("--num-train", type=int, default=20000, help="fidelity: training images")

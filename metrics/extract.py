@@ -86,8 +86,9 @@ def write_features(out: str | os.PathLike[str], name: str, inputs: Sequence[str 
     ``out`` holds ``labels`` (n,), ``features`` float32 (n, d) and extra network outputs (Inception and domain-CNN
     ``logits`` (n, classes)), and ``meta(settings)`` (settings: :func:`net_settings` plus ``inputs``). The items
     are read and extracted ``chunk_items`` at a time (whole batches) and each chunk's outputs written into their place
-    in ``out``'s archive (:func:`metrics.streamed_npz.streamed_npz`) by a thread while the next chunk is extracted:
-    memory O(chunk), not O(n), every byte written once; the values are those of one pass over all items (the batches
+    in ``out``'s archive (:func:`metrics.streamed_npz.streamed_npz`) and flushed to disk by a thread while the next
+    chunk is extracted: memory O(chunk), not O(n), every byte written once, and what is left to write after the last
+    chunk is that chunk; the values are those of one pass over all items (the batches
     are the same). The input shards' recorded SHA-256 are checked by another thread during the extraction; a
     mismatch raises :class:`InputError` and nothing is written. ``compile``: True, False or "auto"
     (:func:`resolve_compile`).
@@ -117,7 +118,7 @@ def write_features(out: str | os.PathLike[str], name: str, inputs: Sequence[str 
                 outputs = net_outputs(net, part)
                 if written is not None:
                     written.result()
-                written = writer.submit(archive.append, outputs)
+                written = writer.submit(lambda outputs=outputs: (archive.append(outputs), archive.sync()))
         if written is not None:
             written.result()
         verified.result()

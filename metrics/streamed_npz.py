@@ -109,6 +109,16 @@ class NpzRowWriter:
             rows.next_offset += len(data)
             rows.written += len(chunk)
 
+    def sync(self) -> None:
+        """Put what has been written so far on disk (``fdatasync``): called by a writer thread after each chunk,
+        it spreads the disk writes over the extraction, so the rename's final ``fsync`` has only the last chunk and
+        the headers left to write instead of the whole file."""
+        try:
+            os.fdatasync(self._fd)
+        except OSError as err:
+            self._write_errors.append(err)
+            raise
+
     def put(self, name: str, value: np.ndarray | Mapping[str, Any]) -> None:
         """A small member, written after the row members at the end; a mapping is stored as its JSON
         (:func:`metrics.io.meta_array`, the ``meta`` convention)."""

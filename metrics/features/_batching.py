@@ -91,16 +91,18 @@ def device_batches(images: np.ndarray, batch_size: int, *, pad: bool, device: to
     overlap the network's work.
 
     Each batch is read straight into one of a ring of buffers (no temporary; on CUDA page-locked, so no second copy
-    to pin it) and, on CUDA, copied to the GPU asynchronously; a buffer is refilled only once the copy out of it has
-    completed. On the CPU the batch handed out is the buffer itself: valid until the caller draws
-    :data:`PREFETCH_BATCHES` + 1 more. ``pad``: the last batch filled up to ``batch_size`` with copies of its last
-    image (``rows`` counts the real ones)."""
+    to pin it) and, on CUDA, copied to the GPU on a stream of its own, so that the copy of the next batch runs
+    while the caller's stream computes on this one (the caller's stream waits for each batch's copy, nothing else);
+    a buffer is refilled only once the copy out of it has completed. On the CPU the batch handed out is the buffer
+    itself: valid until the caller draws :data:`PREFETCH_BATCHES` + 1 more. ``pad``: the last batch filled up to
+    ``batch_size`` with copies of its last image (``rows`` counts the real ones)."""
     cuda = device.type == "cuda"
     starts = range(0, len(images), batch_size)
     ring = PREFETCH_BATCHES + 2  # the batch being copied, the one the caller holds, those read ahead
     buffers = [torch.empty((batch_size, *images.shape[1:]), dtype=torch.uint8, pin_memory=cuda)
                for _ in range(min(ring, len(starts)))]
     copied: list[torch.cuda.Event | None] = [None] * len(buffers)  # when each buffer's last copy has completed
+    feed = torch.cuda.Stream(device) if cuda else None  # host-to-GPU copies, beside the caller's computation
 
     def load(index: int) -> tuple[int, torch.Tensor]:
         rows, slot = min(batch_size, len(images) - starts[index]), index % len(buffers)
@@ -119,12 +121,45 @@ def device_batches(images: np.ndarray, batch_size: int, *, pad: bool, device: to
         for index in range(len(starts)):
             rows, batch = ahead.popleft().result()
             if cuda:
-                batch = batch.to(device, non_blocking=True)
-                copied[index % len(buffers)] = event = torch.cuda.Event()
-                event.record()
+                with torch.cuda.stream(feed):
+                    batch = batch.to(device, non_blocking=True)
+                    copied[index % len(buffers)] = event = torch.cuda.Event()
+                    event.record(feed)
+                compute = torch.cuda.current_stream(device)
+                compute.wait_event(event)
+                batch.record_stream(compute)  # allocated on the feed's stream, freed after the caller's use
             if index + PREFETCH_BATCHES < len(starts):  # its buffer was last handed out two batches ago
                 ahead.append(pool.submit(load, index + PREFETCH_BATCHES))
             yield rows, batch
+
+
+class DeviceToHost:
+    """Float32 host arrays (rows, ...) filled from CUDA tensors batch by batch without synchronising the caller:
+    each batch's outputs are copied into page-locked memory on a stream of their own once the caller's stream has
+    computed them (the GPU keeps no output beyond the batches in flight)."""
+
+    def __init__(self, rows: int, device: torch.device) -> None:
+        self.rows = rows
+        self.stream = torch.cuda.Stream(device)
+        self.host: dict[str, torch.Tensor] = {}
+
+    def add(self, start: int, outputs: dict[str, torch.Tensor]) -> None:
+        """Queue the copy of rows ``start .. start + b - 1`` of every output ({name: (b, ...) CUDA tensor})."""
+        compute = torch.cuda.current_stream(self.stream.device)
+        ready = {name: value.float().contiguous() for name, value in outputs.items()}  # on the caller's stream
+        self.stream.wait_stream(compute)
+        with torch.cuda.stream(self.stream):
+            for name, value in ready.items():
+                if name not in self.host:
+                    self.host[name] = torch.empty((self.rows, *value.shape[1:]), dtype=torch.float32,
+                                                  pin_memory=True)
+                value.record_stream(self.stream)  # not reused by the caller's stream before the copy is done
+                self.host[name][start:start + len(value)].copy_(value, non_blocking=True)
+
+    def arrays(self) -> dict[str, np.ndarray]:
+        """{name: float32 (rows, ...)} once every queued copy has completed."""
+        self.stream.synchronize()
+        return {name: tensor.numpy() for name, tensor in self.host.items()}
 
 
 def run_batched(images: np.ndarray, forward: Callable[[torch.Tensor], dict[str, torch.Tensor]], *, batch_size: int,
@@ -153,10 +188,13 @@ def run_batched(images: np.ndarray, forward: Callable[[torch.Tensor], dict[str, 
         forward = torch.compile(forward, dynamic=False)
     chunks: dict[str, list[torch.Tensor]] = {}
     host: dict[str, np.ndarray] = {}
-    # On a GPU, outputs stay on the device until the end: no per-batch synchronisation, so the GPU runs one batch
-    # while device_batches' threads read the next ones. On the CPU they go straight into arrays of
-    # the final size: many small kept blocks between the freed batch buffers would fragment the heap, and the
-    # process would grow with the number of images instead of staying at one batch.
+    # On CUDA each batch's outputs are copied into page-locked arrays of the final size by a stream of their own
+    # (DeviceToHost): no synchronisation until the end, so the GPU runs one batch while device_batches' threads
+    # read the next ones, and nothing is left to copy when the last batch is done. On the CPU they go straight into
+    # arrays of the final size: many small kept blocks between the freed batch buffers would fragment the heap, and
+    # the process would grow with the number of images instead of staying at one batch. Other devices keep them
+    # until the end.
+    drain = DeviceToHost(len(images), device) if device.type == "cuda" else None
     batches = device_batches(images, batch_size, pad=compiled, device=device)
     progress = tqdm(batches, total=-(-len(images) // batch_size), desc=desc, unit="batch", leave=False, disable=None)
     with torch.inference_mode(), autocast, contextlib.closing(batches):
@@ -170,6 +208,9 @@ def run_batched(images: np.ndarray, forward: Callable[[torch.Tensor], dict[str, 
                 if "allocate" not in str(err):
                     raise
                 raise out_of_memory(err, images, batch_size, device) from None
+            if drain is not None:
+                drain.add(start, {name: value[:rows] for name, value in outputs.items()})
+                continue
             for name, value in outputs.items():
                 value = value[:rows]
                 if device.type != "cpu":
@@ -178,4 +219,6 @@ def run_batched(images: np.ndarray, forward: Callable[[torch.Tensor], dict[str, 
                 if name not in host:
                     host[name] = np.empty((len(images), *value.shape[1:]), dtype=np.float32)
                 host[name][start:start + len(value)] = value.float().numpy()
+    if drain is not None:
+        return drain.arrays()
     return host or {name: torch.cat(parts).cpu().numpy() for name, parts in chunks.items()}

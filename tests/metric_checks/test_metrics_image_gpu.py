@@ -60,3 +60,26 @@ def test_compiled_extraction_pads_the_last_batch_and_matches_eager(tmp_path) -> 
         rel = np.abs(a[key] - b[key]).max() / np.abs(a[key]).max()
         print(f"\ncompiled vs eager {key}: max rel diff {rel:.2e}")
         assert rel < FEATURE_RTOL_CUDA_FP32, key
+
+
+@pytest.mark.parametrize("compiled", [False, True])
+def test_cuda_outputs_land_in_their_rows(compiled: bool) -> None:
+    """``run_batched`` on CUDA (batches copied in on the feed's stream, outputs copied out batch by batch on a stream
+    of their own): every row equals the CPU's, bit for bit, for an exact forward (integer sums in float32) with a
+    non-contiguous output, a bf16 one and a partial last batch, eager and compiled."""
+    from metrics.features._batching import compiled_forward, run_batched
+
+    images = random_images(203, seed=4, size=16)  # batches of 32: the last holds 11
+
+    def forward(batch: torch.Tensor) -> dict[str, torch.Tensor]:
+        pixels = batch.float()
+        return {"sums": pixels.sum(dim=(2, 3)), "row": pixels[:, 1, 0, :],  # (b, 16): a strided view
+                "half": pixels[:, :, :2, 0].flatten(1).to(torch.bfloat16)}
+
+    cpu = run_batched(images, forward, batch_size=32, device="cpu")
+    with compiled_forward(compiled):
+        cuda = run_batched(images, forward, batch_size=32, device="cuda")
+    assert set(cuda) == set(cpu)
+    for name, value in cpu.items():
+        assert cuda[name].dtype == np.float32 and cuda[name].shape == value.shape, name
+        np.testing.assert_array_equal(cuda[name], value, err_msg=name)
