@@ -118,11 +118,13 @@ def throughput(args: argparse.Namespace, device: torch.device) -> None:
 def sampling_profile(model: torch.nn.Module, batch: int, steps: int, step_flops: float, device: torch.device
                      ) -> None:
     """Where a sampling step's time goes on the sample stage's CUDA default: one batch of ``steps`` DDPM steps,
-    its wall time per step beside the denoiser forward's alone (the CFG forward of 2 x batch rows, as the guidance
-    calls it) and the kernel-time profile of the call (the forward's kernels, the per-step noise's hash, the
-    sampler's update)."""
+    its wall time per step beside the denoiser call alone (the CFG forward of 2 x batch rows as the sampler makes
+    it: ``kaleido.generation._eps_net``, the compiled graph the timed runs built, replayed), the per-step noise
+    alone (eager, the sampler's, and compiled) and the kernel-time profile of the call."""
+    from kaleido.diffusion.schedule import Schedule
+    from kaleido.generation import _eps_net, fast_path
+
     exp = experiment(steps, *STAGE_MODE)
-    torch._dynamo.reset()
     run = lambda: generate(exp, 0, "mdm", 4.0, range(batch), {"mdm": model}, batch_size=batch)  # noqa: E731
     per_step = timed(run, iters=2, warmup=1, device=device) / steps
     labels = torch.arange(batch, device=device) % model.num_classes
@@ -130,9 +132,9 @@ def sampling_profile(model: torch.nn.Module, batch: int, steps: int, step_flops:
     with torch.no_grad():
         y = torch.cat([model.encode(labels)[0], model.null_condition(batch)])
         t = torch.full((2 * batch,), 500, device=device)
-        compiled = torch.compile(model)
-        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=device.type == "cuda"):
-            forward = timed(lambda: compiled(x, t, y), iters=5, warmup=2, device=device)
+        net = _eps_net(model, Schedule.for_model(exp["diffusion"], model.level_layout),
+                       exp["diffusion"]["prediction"], fast_path(exp["sampler"], device))
+        forward = timed(lambda: net(x, t, y), iters=5, warmup=2, device=device)
     peak_flops = peak(STAGE_MODE[0]) or float("nan")
     print(f"sampling step ({mode_name(*STAGE_MODE)}, batch {batch}): {per_step * 1e3:.1f} ms per step "
           f"({batch * step_flops / per_step / peak_flops:.1%} of the bf16 peak); the compiled CFG forward alone "
