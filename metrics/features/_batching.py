@@ -134,45 +134,34 @@ def device_batches(images: np.ndarray, batch_size: int, *, pad: bool, device: to
 
 
 class DeviceToHost:
-    """Float32 host arrays (rows, ...) filled from CUDA outputs one batch behind the caller's stream.
-
-    :meth:`add` takes a batch's outputs, just launched, and copies the previous batch's into ordinary (pageable)
-    arrays on a stream of its own: that copy waits for the previous batch only, while the batch just launched keeps
-    the GPU busy, so the caller never drains the GPU and nothing is left to copy after the last batch. No
-    page-locked memory is taken (page-locking a set's outputs, ~0.3 GB per 10K Inception images, costs more than
-    copying them), and the GPU holds the outputs of two batches at most."""
+    """Float32 host arrays (rows, ...) filled from CUDA tensors batch by batch without synchronising the caller:
+    each batch's outputs are copied into page-locked memory on a stream of their own once the caller's stream has
+    computed them (the GPU keeps no output beyond the batches in flight). The arrays are page-locked for the whole
+    call: the features stage calls with a chunk of :data:`metrics.extract.CHUNK_ITEMS` items (0.4 GB of Inception
+    outputs; torch's caching host allocator reuses the blocks from chunk to chunk), other callers with their set."""
 
     def __init__(self, rows: int, device: torch.device) -> None:
         self.rows = rows
-        self.device = device
         self.stream = torch.cuda.Stream(device)
-        self.host: dict[str, np.ndarray] = {}
-        self._pending: tuple[int, dict[str, torch.Tensor], torch.cuda.Event] | None = None
+        self.host: dict[str, torch.Tensor] = {}
 
     def add(self, start: int, outputs: dict[str, torch.Tensor]) -> None:
-        """Rows ``start .. start + b - 1`` of every output ({name: (b, ...) CUDA tensor, launched on the caller's
-        stream}): copied at the next :meth:`add` or at :meth:`arrays`."""
-        computed = torch.cuda.Event()
-        computed.record(torch.cuda.current_stream(self.device))
-        self._copy_pending()
-        self._pending = (start, outputs, computed)
+        """Queue the copy of rows ``start .. start + b - 1`` of every output ({name: (b, ...) CUDA tensor})."""
+        compute = torch.cuda.current_stream(self.stream.device)
+        ready = {name: value.float().contiguous() for name, value in outputs.items()}  # on the caller's stream
+        self.stream.wait_stream(compute)
+        with torch.cuda.stream(self.stream):
+            for name, value in ready.items():
+                if name not in self.host:
+                    self.host[name] = torch.empty((self.rows, *value.shape[1:]), dtype=torch.float32,
+                                                  pin_memory=True)
+                value.record_stream(self.stream)  # not reused by the caller's stream before the copy is done
+                self.host[name][start:start + len(value)].copy_(value, non_blocking=True)
 
     def arrays(self) -> dict[str, np.ndarray]:
-        """{name: float32 (rows, ...)} with every batch added."""
-        self._copy_pending()
-        return self.host
-
-    def _copy_pending(self) -> None:
-        if self._pending is None:
-            return
-        start, outputs, computed = self._pending
-        self._pending = None
-        self.stream.wait_event(computed)
-        with torch.cuda.stream(self.stream):  # the caller's stream runs on; this copy returns when it is done
-            for name, value in outputs.items():
-                if name not in self.host:
-                    self.host[name] = np.empty((self.rows, *value.shape[1:]), dtype=np.float32)
-                torch.from_numpy(self.host[name][start:start + len(value)]).copy_(value.float())
+        """{name: float32 (rows, ...)} once every queued copy has completed."""
+        self.stream.synchronize()
+        return {name: tensor.numpy() for name, tensor in self.host.items()}
 
 
 def run_batched(images: np.ndarray, forward: Callable[[torch.Tensor], dict[str, torch.Tensor]], *, batch_size: int,
@@ -201,9 +190,9 @@ def run_batched(images: np.ndarray, forward: Callable[[torch.Tensor], dict[str, 
         forward = torch.compile(forward, dynamic=False)
     chunks: dict[str, list[torch.Tensor]] = {}
     host: dict[str, np.ndarray] = {}
-    # On CUDA each batch's outputs are copied into arrays of the final size one batch behind (DeviceToHost): the
-    # GPU always has the next batch queued, while device_batches' threads read the ones after it, and nothing is
-    # left to copy when the last batch is done. On the CPU they go straight into
+    # On CUDA each batch's outputs are copied into page-locked arrays of the final size by a stream of their own
+    # (DeviceToHost): no synchronisation until the end, so the GPU runs one batch while device_batches' threads
+    # read the next ones, and nothing is left to copy when the last batch is done. On the CPU they go straight into
     # arrays of the final size: many small kept blocks between the freed batch buffers would fragment the heap, and
     # the process would grow with the number of images instead of staying at one batch. Other devices keep them
     # until the end.
