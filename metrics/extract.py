@@ -105,10 +105,16 @@ def write_features(out: str | os.PathLike[str], name: str, inputs: Sequence[str 
         raise InputError(f"no items to extract features of in {[str(p) for p in inputs]}")
     per_batch = getattr(net, "batch_size", None) or 1
     chunk = max(per_batch, chunk_items // per_batch * per_batch)
+
     with streamed_npz(out, total) as archive, \
             ThreadPoolExecutor(max_workers=1, thread_name_prefix="verify-shards") as checker, \
             ThreadPoolExecutor(max_workers=1, thread_name_prefix="write-features") as writer:
         verified = checker.submit(lambda: [verify_data(path) for path in inputs])
+
+        def write_chunk(outputs: Mapping[str, np.ndarray]) -> None:
+            archive.append(outputs)
+            archive.sync()  # on disk while the next chunk is extracted: the final fsync is left with the last one
+
         written: Future[None] | None = None  # one chunk's outputs go to disk while the next one is extracted
         for data in sets:
             items = data[net.input_key]
@@ -118,7 +124,7 @@ def write_features(out: str | os.PathLike[str], name: str, inputs: Sequence[str 
                 outputs = net_outputs(net, part)
                 if written is not None:
                     written.result()
-                written = writer.submit(lambda outputs=outputs: (archive.append(outputs), archive.sync()))
+                written = writer.submit(write_chunk, outputs)
         if written is not None:
             written.result()
         verified.result()

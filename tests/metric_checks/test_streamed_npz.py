@@ -110,18 +110,21 @@ def test_an_error_of_the_block_is_raised_as_it_is(tmp_path) -> None:
     assert list(tmp_path.iterdir()) == []
 
 
-def test_a_failed_archive_write_names_the_output(tmp_path, monkeypatch) -> None:
-    """A full disk while a chunk is written is reported against the output file, and leaves nothing."""
+@pytest.mark.parametrize("failing", ["pwrite", "fdatasync"])
+def test_a_failed_archive_write_names_the_output(tmp_path, monkeypatch, failing) -> None:
+    """A full disk while a chunk is written, or while it is put on disk (the stage's per-chunk ``sync``), is
+    reported against the output file, and leaves nothing."""
     import errno
     import os
 
-    def full(fd, data, offset):
+    def full(*args):
         raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
 
     members = _members()
     with pytest.raises(OSError, match=r"cannot write .*out\.npz: No space left on device; its previous version"):
         with streamed_npz(tmp_path / "out.npz", ROWS) as archive:
-            monkeypatch.setattr(os, "pwrite", full)
+            monkeypatch.setattr(os, failing, full)
             archive.append(members)
+            archive.sync()
     monkeypatch.undo()
     assert list(tmp_path.iterdir()) == []
