@@ -42,9 +42,12 @@ from _gpu import feature_flops, peak, profile, timed  # noqa: E402
 #: torch.compile mode (absent = eager); ``nhwc_input``: the batch handed over as the permuted view of the NHWC uint8
 #: batch instead of an NCHW copy; ``freezing``: Inductor's weight freezing (folds batch norm into the convolutions;
 #: tried as the stage's default and dropped: x1.03 through the stage, features 1.16e-3 from eager, see the README);
-#: ``bf16``: autocast (not a candidate for the default: it moves FD by ~3e-2, the issue's probe; listed as the ceiling)
+#: ``autocast``: the network under autocast to that dtype (bfloat16 is not a candidate: it moves FD by ~3e-2, the
+#: issue's probe; listed as the ceiling; float16 keeps TF32's 10-bit mantissa, fp32 accumulation in cuDNN);
+#: ``strict``: IEEE float32 convolutions and products (no TF32): how far TF32 itself moves FD, for scale
 VARIANTS = {
     "eager": {},
+    "eager strict fp32": {"strict": True},
     "compile": {"compile": "default"},
     "+cudnn.benchmark": {"compile": "default", "cudnn_benchmark": True},
     "+nhwc input": {"compile": "default", "nhwc_input": True},
@@ -52,26 +55,30 @@ VARIANTS = {
     "max-autotune-no-cudagraphs": {"compile": "max-autotune-no-cudagraphs"},
     "max-autotune": {"compile": "max-autotune"},
     "+freezing max-autotune-no-cudagraphs": {"compile": "max-autotune-no-cudagraphs", "freezing": True},
-    "bf16 compile (ceiling)": {"compile": "default", "bf16": True},
+    "fp16 eager": {"autocast": "float16"},
+    "fp16 compile": {"compile": "default", "autocast": "float16"},
+    "bf16 compile (ceiling)": {"compile": "default", "autocast": "bfloat16"},
 }
 SMOKE = {"batch_size": 2, "size": 32, "fd_batches": 2, "iters": 1, "warmup": 1,
-         "variants": ["eager", "compile", "+freezing", "bf16 compile (ceiling)"]}
+         "variants": ["eager", "compile", "+freezing", "fp16 compile", "bf16 compile (ceiling)"]}
 
 
 @contextlib.contextmanager
 def knobs_set(knobs: dict, device: torch.device) -> Iterator[None]:
-    """The process-wide settings of one variant (cuDNN autotuning, Inductor freezing, bf16 autocast), restored after."""
+    """The process-wide settings of one variant (cuDNN autotuning, TF32, Inductor freezing, autocast), restored
+    after."""
     import torch._inductor.config
 
-    benchmark = torch.backends.cudnn.benchmark
+    benchmark, tf32 = torch.backends.cudnn.benchmark, torch.backends.cudnn.allow_tf32
     torch.backends.cudnn.benchmark = bool(knobs.get("cudnn_benchmark"))
-    bf16 = knobs.get("bf16") and device.type == "cuda"
+    torch.backends.cudnn.allow_tf32 = tf32 and not knobs.get("strict")
+    dtype = knobs.get("autocast") if device.type == "cuda" else None
     try:
         with torch._inductor.config.patch(freezing=bool(knobs.get("freezing"))), torch.inference_mode(), \
-                (torch.autocast("cuda", dtype=torch.bfloat16) if bf16 else contextlib.nullcontext()):
+                (torch.autocast("cuda", dtype=getattr(torch, dtype)) if dtype else contextlib.nullcontext()):
             yield
     finally:
-        torch.backends.cudnn.benchmark = benchmark
+        torch.backends.cudnn.benchmark, torch.backends.cudnn.allow_tf32 = benchmark, tf32
 
 
 def stage_call(model: torch.nn.Module, knobs: dict, device: torch.device) -> Callable[[torch.Tensor], torch.Tensor]:
@@ -112,7 +119,7 @@ def main() -> None:
 
     device = torch.device("cuda" if torch.cuda.is_available() and not args.smoke else "cpu")
     if device.type != "cuda":
-        _smoke.skip("torch.compile, cuDNN autotuning and bf16 (every variant runs the eager fp32 forward)",
+        _smoke.skip("torch.compile, cuDNN autotuning, strict fp32, autocast (every variant runs the eager forward)",
                     "compiling on the CPU takes minutes; the knobs are CUDA's")
     names = args.variants or list(VARIANTS)
     os.environ.setdefault("TORCHINDUCTOR_CACHE_DIR", tempfile.mkdtemp(prefix="feature_knobs_inductor_"))
@@ -131,7 +138,7 @@ def main() -> None:
     print(f"{'device ' + torch.cuda.get_device_name() if device.type == 'cuda' else 'cpu'}; torch {torch.__version__}; "
           f"inception-v3-compat on {args.size} px, batch {args.batch_size}; {per_image / 1e9:.2f} GFLOP per image"
           + (f", TF32 bound {bound:,.0f} img/s" if bound else ""), flush=True)
-    eager_fd = None
+    eager_fd = eager_features = None
     base = None
     seconds: dict[str, float] = {}
     calls: dict[str, Callable[[], object]] = {}
@@ -148,6 +155,8 @@ def main() -> None:
             features = torch.cat([call(b) for b in batches]).double().cpu().numpy()
         fd = fd_from_features(features[:half], features[half:])
         eager_fd = eager_fd if eager_fd is not None else fd
+        eager_features = eager_features if eager_features is not None else features
+        moved = np.abs(features - eager_features).max() / np.abs(eager_features).max()
         if name not in names:
             continue
         seconds[name] = sec
@@ -155,7 +164,8 @@ def main() -> None:
         rate = args.batch_size / sec
         share = f" = {rate / bound:5.1%} of the TF32 bound" if bound else ""
         print(f"  {name:<28} {sec * 1e3:8.1f} ms/batch {rate:9,.0f} img/s{share}  (x{base / sec:.2f}); first batch "
-              f"{warmup:6.1f} s; FD rel. diff vs eager {abs(fd - eager_fd) / eager_fd:.1e}", flush=True)
+              f"{warmup:6.1f} s; FD rel. diff vs eager {abs(fd - eager_fd) / eager_fd:.1e}, features max rel. diff "
+              f"{moved:.1e} (FD {fd:.6g})", flush=True)
         calls[name] = lambda call=call, knobs=knobs: _in_knobs(call, batches[0], knobs, device)
     if args.profile:
         fastest = min(seconds, key=seconds.get)
