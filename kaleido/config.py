@@ -37,7 +37,7 @@ from kaleido.latents.edits import EDITS
 from kaleido.methods import METHODS, NO_LATENT, ROLES
 from kaleido.models.archs import ARCHS
 from kaleido.models.t5_sizes import prior_source
-from metrics.features import FEATURE_NETS
+from metrics.features import FEATURE_NETS, PRECISIONS
 from metrics.keys import KNN_PRECISIONS
 from metrics.metric_registry import config_properties
 from metrics.registry import load_plugins, plugin_kinds, plugin_names
@@ -77,6 +77,7 @@ def schema() -> dict[str, Any]:
     exp["edits"]["items"]["properties"]["edit"]["enum"] = EDITS.names()
     exp["metrics"]["properties"]["feature_net"]["enum"] = FEATURE_NETS.names()
     exp["metrics"]["properties"]["knn_precision"]["enum"] = list(KNN_PRECISIONS)
+    exp["metrics"]["properties"]["feature_precision"]["enum"] = list(PRECISIONS)
     sch["properties"]["resources"]["propertyNames"] = {"enum": list(RULES)}
     metric_options = exp["metrics"]["properties"]
     for name, prop in config_properties().items():

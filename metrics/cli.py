@@ -29,6 +29,7 @@ from typing import Any
 import numpy as np
 
 from metrics import keys
+from metrics.features import PRECISIONS
 from metrics.io import write_json_atomic
 from metrics.registry import load_plugins
 from metrics.store import npy_rows, npz_member_rows
@@ -204,7 +205,8 @@ def _add_net_options(parser: argparse.ArgumentParser, device_default: str | None
     parser.add_argument("--weights", help="weight file/dir of an image network (default: its standard location)")
     parser.add_argument("--batch-size", type=int, help="images per forward pass (default 64)")
     parser.add_argument("--device", default=device_default, help="torch device (default cpu)")
-    parser.add_argument("--precision", choices=("fp32", "bf16"), help="bf16 = autocast + channels-last, CUDA only")
+    parser.add_argument("--precision", choices=PRECISIONS, help="fp32 (default: PyTorch's math, TF32 convolutions "
+                        "on recent GPUs); fp16 / bf16 = autocast, CUDA only")
     parser.add_argument("--compile", type=_compile_choice, default="auto",
                         help="torch.compile the network's forward on CUDA: auto (default: for sets of at least "
                              "metrics.extract.COMPILE_MIN_ITEMS images), on, off")

@@ -14,10 +14,8 @@ import torch
 
 from metrics._validate import check_device, check_positive_int
 from metrics.errors import InputError
-from metrics.features import check_images
+from metrics.features import PRECISIONS, check_images
 from metrics.weights import WeightFile
-
-PRECISIONS = ("fp32", "bf16")
 
 #: whether :func:`run_batched` compiles the network's forward (set by :func:`compiled_forward` around a feature
 #: network's ``extract_outputs``: a context, so that network modules, plugins included, need no extra argument)
@@ -170,7 +168,8 @@ def run_batched(images: np.ndarray, forward: Callable[[torch.Tensor], dict[str, 
 
     Args:
         images: uint8 (n, H, W, 3). forward: batch -> {name: (b, ...) tensor}, called under ``torch.inference_mode``.
-        precision: "fp32", or "bf16" (autocast on CUDA; ValueError elsewhere).
+        precision: one of :data:`metrics.features.PRECISIONS`: "fp32", or "fp16" / "bf16" (autocast on CUDA;
+            ValueError elsewhere).
         Within :func:`compiled_forward` (CUDA): ``torch.compile(forward)``, every batch of ``batch_size`` rows.
     Returns:
         {name: float32 (n, ...)}.
@@ -182,9 +181,11 @@ def run_batched(images: np.ndarray, forward: Callable[[torch.Tensor], dict[str, 
     device = check_device(device)
     if precision not in PRECISIONS:
         raise ValueError(f"precision={precision!r}; expected one of {PRECISIONS}")
-    if precision == "bf16" and device.type != "cuda":
-        raise ValueError(f"precision='bf16' needs a CUDA device, got device={str(device)!r}; use precision='fp32'")
-    autocast = (torch.autocast("cuda", dtype=torch.bfloat16) if precision == "bf16" else contextlib.nullcontext())
+    if precision != "fp32" and device.type != "cuda":
+        raise ValueError(f"precision={precision!r} needs a CUDA device, got device={str(device)!r}; "
+                         "use precision='fp32'")
+    autocast = (contextlib.nullcontext() if precision == "fp32"
+                else torch.autocast("cuda", dtype={"fp16": torch.float16, "bf16": torch.bfloat16}[precision]))
     compiled = _COMPILE.get() and device.type == "cuda"
     if compiled:
         forward = torch.compile(forward, dynamic=False)

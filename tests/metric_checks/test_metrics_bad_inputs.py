@@ -3,6 +3,7 @@ converted correctly and the conversion stated; nothing is computed on silently w
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import numpy as np
@@ -136,6 +137,18 @@ def test_a_batch_that_does_not_fit_names_the_remedy() -> None:
 
     with pytest.raises(InputError, match=r"out of memory on cpu .* batch of 2 images of 8x8 .*lower the batch size"):
         run_batched(random_images(2, seed=0, size=8), forward, batch_size=64, device="cpu")
+
+
+@pytest.mark.parametrize("precision", ["fp16", "bf16", "tf32"])
+def test_a_precision_the_device_cannot_run_is_named(precision: str) -> None:
+    """fp16 / bf16 are CUDA autocast (refused on the CPU with the remedy); an unknown name lists the accepted ones."""
+    def forward(batch: torch.Tensor) -> dict[str, torch.Tensor]:
+        return {"features": batch.float().mean((2, 3))}
+
+    message = ("precision='tf32'; expected one of ('fp32', 'fp16', 'bf16')" if precision == "tf32" else
+               f"precision='{precision}' needs a CUDA device, got device='cpu'; use precision='fp32'")
+    with pytest.raises(ValueError, match=re.escape(message)):
+        run_batched(random_images(2, seed=0, size=8), forward, batch_size=2, device="cpu", precision=precision)
 
 
 def test_non_finite_features_are_refused_once_checked_arrays_are_not_rescanned() -> None:
