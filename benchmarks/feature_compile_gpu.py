@@ -45,6 +45,8 @@ sys.path.insert(0, str(REPO / "tests" / "metric_checks"))
 import _smoke  # noqa: E402
 from _gpu import feature_flops, peak  # noqa: E402
 
+from metrics.features import PRECISIONS  # noqa: E402
+
 #: weight file (or directory) of each network, and whether its FLOPs are convolutions (TF32 under PyTorch's default)
 #: or matmuls (strict fp32 under PyTorch's default)
 NETS = {"inception": ("inception.pth", "conv"), "dinov2-hf": ("dinov2", "matmul"), "sscd": ("sscd.pt", "conv")}
@@ -63,9 +65,13 @@ def save_weights(net: str, path: Path, smoke: bool) -> None:
         (save_tiny_sscd if smoke else save_sscd_resnet50)(path)
 
 
-def math_mode(net: str) -> str:
-    """The math mode of ``net``'s FLOPs under the current PyTorch settings: "tf32" or "fp32"."""
+def math_mode(net: str, precision: str = "fp32") -> str:
+    """The math mode of ``net``'s FLOPs under ``precision`` (:data:`metrics.features.PRECISIONS`; fp16 / bf16 are
+    autocast's) and the current PyTorch settings: "fp16", "bf16", "tf32" or "fp32"."""
     import torch
+
+    if precision != "fp32":
+        return precision
 
     allowed = torch.backends.cudnn.allow_tf32 if NETS[net][1] == "conv" else torch.backends.cuda.matmul.allow_tf32
     return "tf32" if allowed else "fp32"
@@ -121,7 +127,7 @@ def time_feed(feed, images: np.ndarray, batch_size: int, device: str) -> float:
     return time.perf_counter() - start
 
 
-def extract(work: Path, net: str, name: str, compiled: bool, batch_size: int) -> dict[str, float]:
+def extract(work: Path, net: str, name: str, compiled: bool, batch_size: int, precision: str) -> dict[str, float]:
     """Features of ``work/images.npz`` written to ``work/<name>.npz``; seconds of the first batch alone (compiling),
     of the whole set, of its shard checks, and of :data:`MEMORY_BATCHES` batches extracted from an array in memory
     (``memory_s`` for ``memory_n`` images: the network and the host-to-GPU path without the stage's file work)."""
@@ -134,7 +140,7 @@ def extract(work: Path, net: str, name: str, compiled: bool, batch_size: int) ->
 
     device = "cuda" if torch.cuda.is_available() else "cpu"
     options = {"weights": str(work / NETS[net][0]), "batch_size": batch_size, "device": device,
-               "allow_unverified": True, "compile": compiled}
+               "allow_unverified": True, "compile": compiled, "precision": precision}
     first = time.perf_counter()
     write_features(work / f"{name}_first.npz", net, [work / "first.npz"], lambda s: {"config": s}, **options)
     first = time.perf_counter() - first
@@ -179,13 +185,15 @@ def extract(work: Path, net: str, name: str, compiled: bool, batch_size: int) ->
 
 def child(args: argparse.Namespace) -> None:
     """The ``--child NAME`` process: one extraction, its timings as JSON on the last line."""
-    print(json.dumps(extract(Path(args.work), args.net, args.child, args.child != "eager", args.batch_size)))
+    print(json.dumps(extract(Path(args.work), args.net, args.child, args.child != "eager", args.batch_size,
+                             args.precision)))
 
 
 def run_child(work: Path, net: str, name: str, args: argparse.Namespace, cache: Path) -> dict[str, float]:
     env = {**os.environ, "TORCHINDUCTOR_CACHE_DIR": str(cache), "PYTHONPATH": str(REPO)}
     done = subprocess.run([sys.executable, __file__, "--child", name, "--work", str(work), "--net", net,
-                           "--batch-size", str(args.batch_size), *(["--smoke"] if args.smoke else [])], env=env,
+                           "--batch-size", str(args.batch_size), "--precision", args.precision,
+                           *(["--smoke"] if args.smoke else [])], env=env,
                           capture_output=True, text=True)
     if done.returncode != 0:
         sys.exit(f"{name} failed:\n{done.stderr[-3000:]}")
@@ -203,7 +211,7 @@ def measure(net: str, work: Path, args: argparse.Namespace, cuda: bool) -> None:
     save_weights(net, work / NETS[net][0], args.smoke)
     per_image = feature_flops(FEATURE_NETS.get(net).with_options(weights=str(work / NETS[net][0]),
                                                                  allow_unverified=True), args.size)
-    mode = math_mode(net)
+    mode = math_mode(net, args.precision)
     gpu = torch.cuda.get_device_name() if cuda else "H100"  # off the GPU: an H100's bound, for the arithmetic
     top = peak(mode, gpu)
     bound = top / per_image
@@ -255,6 +263,8 @@ def main() -> None:
     parser.add_argument("--size", type=int, default=256)
     parser.add_argument("--batch-size", type=int, default=500)
     parser.add_argument("--shard-size", type=int, default=5000, help="images per shard file of the set (data stage)")
+    parser.add_argument("--precision", choices=PRECISIONS, default="fp32",
+                        help="metrics.feature_precision of every run (fp16 / bf16: CUDA autocast)")
     parser.add_argument("--child", help=argparse.SUPPRESS)
     parser.add_argument("--net", help=argparse.SUPPRESS)
     parser.add_argument("--work", help=argparse.SUPPRESS)

@@ -1,6 +1,6 @@
 """Time the image-metric suite against the reference packages on the same inputs, in one process.
 
-    python benchmarks/metrics_suite.py --n 50000 --device cuda [--precision bf16] [--compile] [--out result.json]
+    python benchmarks/metrics_suite.py --n 50000 --device cuda [--precision fp16] [--compile] [--out result.json]
     python benchmarks/metrics_suite.py --n 256 --device cpu          # small CPU run
     python benchmarks/metrics_suite.py --smoke                        # 4 images of 32 px, JSON to a scratch file
 
@@ -34,6 +34,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests" / "metri
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # also when imported as benchmarks.metrics_suite
 import _smoke  # noqa: E402
 from _gpu import feature_flops, peak  # noqa: E402
+
+from metrics.features import PRECISIONS  # noqa: E402
 
 #: our metric groups (``metrics.suite.compute_all``), timed together and, with --breakdown, each alone
 GROUPS = ("fid", "prdc", "vendi", "mss")
@@ -170,7 +172,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     parser.add_argument("--batch-size", type=int, default=200, help="extraction batch, both sides (default 200)")
     parser.add_argument("--chunk-size", type=int, default=4096, help="k-NN rows per distance block (default 4096)")
-    parser.add_argument("--precision", choices=("fp32", "bf16"), default="fp32", help="our extractor's precision")
+    parser.add_argument("--precision", choices=PRECISIONS, default="fp32", help="our extractor's precision")
     parser.add_argument("--compile", action="store_true",
                         help="our extractor's forward under torch.compile (metrics.feature_compile; CUDA only)")
     parser.add_argument("--skip-reference", action="store_true", help="time ours only")
@@ -227,9 +229,11 @@ def run(args: argparse.Namespace, tmp: Path) -> None:
     print(f"Inception: {flops / 1e9:.2f} GFLOP/image (FLOPs = 2 x MACs, resize excluded)")
     gpu_name = torch.cuda.get_device_name() if args.device.startswith("cuda") else "cpu"
     if peak("bf16", gpu_name) is not None:
-        # the convolutions' math mode in this run: bf16 autocast, else TF32 when cuDNN allows it (PyTorch's default)
-        in_effect = "bf16" if args.precision == "bf16" else "tf32" if torch.backends.cudnn.allow_tf32 else "fp32"
-        for mode in ("fp32", "tf32", "bf16"):
+        # the convolutions' math mode in this run: fp16 / bf16 autocast, else TF32 when cuDNN allows it (PyTorch's
+        # default)
+        in_effect = (args.precision if args.precision != "fp32" else
+                     "tf32" if torch.backends.cudnn.allow_tf32 else "fp32")
+        for mode in ("fp32", "tf32", "bf16", "fp16"):
             top = peak(mode, gpu_name)
             bound = top / flops
             mark = "  <- this run's math mode" if mode == in_effect else ""
