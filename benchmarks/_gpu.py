@@ -12,15 +12,14 @@ import _smoke
 import torch
 
 #: dense peak FLOP/s of an H100 SXM / H200 (the same SMs and clocks) by math mode (NVIDIA datasheets): fp32 = CUDA
-#: cores (TF32 tensor cores off), tf32 = TF32 tensor cores (PyTorch's default for convolutions, not for matmuls);
-#: fp16 with fp32 accumulation runs at bf16's rate
+#: cores (TF32 tensor cores off), tf32 = TF32 tensor cores (PyTorch's default for convolutions, not for matmuls)
 PEAKS = {(gpu, mode): value for gpu in ("H100", "H200")
-         for mode, value in (("bf16", 989.4e12), ("fp16", 989.4e12), ("tf32", 494.7e12), ("fp32", 67e12))}
+         for mode, value in (("bf16", 989.4e12), ("tf32", 494.7e12), ("fp32", 67e12))}
 
 
 def peak(precision: str, gpu_name: str | None = None) -> float | None:
-    """Dense peak FLOP/s of ``gpu_name`` (default: the current CUDA device) for ``precision`` ("bf16" / "fp16" /
-    "tf32" / "fp32"); None off the table or on the CPU."""
+    """Dense peak FLOP/s of ``gpu_name`` (default: the current CUDA device) for ``precision`` ("bf16" / "tf32" /
+    "fp32"); None off the table or on the CPU."""
     if gpu_name is None:
         gpu_name = torch.cuda.get_device_name() if torch.cuda.is_available() else "cpu"
     return next((v for (k, p), v in PEAKS.items() if k in gpu_name and p == precision), None)

@@ -66,8 +66,8 @@ def save_weights(net: str, path: Path, smoke: bool) -> None:
 
 
 def math_mode(net: str, precision: str = "fp32") -> str:
-    """The math mode of ``net``'s FLOPs under ``precision`` (:data:`metrics.features.PRECISIONS`; fp16 / bf16 are
-    autocast's) and the current PyTorch settings: "fp16", "bf16", "tf32" or "fp32"."""
+    """The math mode of ``net``'s FLOPs under ``precision`` (:data:`metrics.features.PRECISIONS`; bf16 is autocast's)
+    and the current PyTorch settings: "bf16", "tf32" or "fp32"."""
     import torch
 
     if precision != "fp32":
@@ -264,7 +264,7 @@ def main() -> None:
     parser.add_argument("--batch-size", type=int, default=500)
     parser.add_argument("--shard-size", type=int, default=5000, help="images per shard file of the set (data stage)")
     parser.add_argument("--precision", choices=PRECISIONS, default="fp32",
-                        help="metrics.feature_precision of every run (fp16 / bf16: CUDA autocast)")
+                        help="metrics.feature_precision of every run (bf16: CUDA autocast)")
     parser.add_argument("--child", help=argparse.SUPPRESS)
     parser.add_argument("--net", help=argparse.SUPPRESS)
     parser.add_argument("--work", help=argparse.SUPPRESS)

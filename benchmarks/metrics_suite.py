@@ -1,6 +1,6 @@
 """Time the image-metric suite against the reference packages on the same inputs, in one process.
 
-    python benchmarks/metrics_suite.py --n 50000 --device cuda [--precision fp16] [--compile] [--out result.json]
+    python benchmarks/metrics_suite.py --n 50000 --device cuda [--precision bf16] [--compile] [--out result.json]
     python benchmarks/metrics_suite.py --n 256 --device cpu          # small CPU run
     python benchmarks/metrics_suite.py --smoke                        # 4 images of 32 px, JSON to a scratch file
 
@@ -229,11 +229,9 @@ def run(args: argparse.Namespace, tmp: Path) -> None:
     print(f"Inception: {flops / 1e9:.2f} GFLOP/image (FLOPs = 2 x MACs, resize excluded)")
     gpu_name = torch.cuda.get_device_name() if args.device.startswith("cuda") else "cpu"
     if peak("bf16", gpu_name) is not None:
-        # the convolutions' math mode in this run: fp16 / bf16 autocast, else TF32 when cuDNN allows it (PyTorch's
-        # default)
-        in_effect = (args.precision if args.precision != "fp32" else
-                     "tf32" if torch.backends.cudnn.allow_tf32 else "fp32")
-        for mode in ("fp32", "tf32", "bf16", "fp16"):
+        # the convolutions' math mode in this run: bf16 autocast, else TF32 when cuDNN allows it (PyTorch's default)
+        in_effect = "bf16" if args.precision == "bf16" else "tf32" if torch.backends.cudnn.allow_tf32 else "fp32"
+        for mode in ("fp32", "tf32", "bf16"):
             top = peak(mode, gpu_name)
             bound = top / flops
             mark = "  <- this run's math mode" if mode == in_effect else ""

@@ -24,9 +24,9 @@ from metrics.errors import InputError
 from metrics.registry import Registry
 
 #: the math of a feature network's forward: "fp32" = PyTorch's default (TF32 convolutions on Ampere and later GPUs,
-#: as torch-fidelity runs), "fp16" / "bf16" = autocast to that dtype on CUDA (float16 keeps TF32's 10-bit mantissa;
-#: bfloat16 has 7 bits and moves FD by ~3e-2)
-PRECISIONS = ("fp32", "fp16", "bf16")
+#: as torch-fidelity runs), "bf16" = autocast on CUDA (moves FD by ~3e-2: quick looks only). float16 autocast is not
+#: offered: it moves Inception's FD by ~1e-2 against TF32 (benchmarks/feature_precision_cpu.py), 50x the budget
+PRECISIONS = ("fp32", "bf16")
 
 
 def check_images(images: object) -> np.ndarray:
@@ -71,7 +71,7 @@ class ImageFeatureNet:
     (:data:`metrics.weights.WEIGHTS`) it loads; ``weights`` is the path of the first of them, a weight file or
     directory (None = its place in torch hub's cache; never downloaded here: ``python -m kaleido.weights fetch``
     does that; networks without registered files take their own, e.g. the DAG-trained ``domain`` CNN).
-    ``precision`` is one of :data:`PRECISIONS` (fp16 / bf16: autocast on CUDA only). Every registered weight file
+    ``precision`` is one of :data:`PRECISIONS` (bf16: autocast on CUDA only). Every registered weight file
     is checked against its digest before use (:func:`metrics.weights.check_file`): ``weights_sha256`` pins the
     caller's own digest for its weight file (:attr:`weight_file`, for files without a published digest),
     ``allow_unverified`` lets a file without a matching digest through (the records say so). ``compile``: on CUDA,

@@ -168,8 +168,8 @@ def run_batched(images: np.ndarray, forward: Callable[[torch.Tensor], dict[str, 
 
     Args:
         images: uint8 (n, H, W, 3). forward: batch -> {name: (b, ...) tensor}, called under ``torch.inference_mode``.
-        precision: one of :data:`metrics.features.PRECISIONS`: "fp32", or "fp16" / "bf16" (autocast on CUDA;
-            ValueError elsewhere).
+        precision: one of :data:`metrics.features.PRECISIONS`: "fp32", or "bf16" (autocast on CUDA; ValueError
+            elsewhere).
         Within :func:`compiled_forward` (CUDA): ``torch.compile(forward)``, every batch of ``batch_size`` rows.
     Returns:
         {name: float32 (n, ...)}.
@@ -184,8 +184,7 @@ def run_batched(images: np.ndarray, forward: Callable[[torch.Tensor], dict[str, 
     if precision != "fp32" and device.type != "cuda":
         raise ValueError(f"precision={precision!r} needs a CUDA device, got device={str(device)!r}; "
                          "use precision='fp32'")
-    autocast = (contextlib.nullcontext() if precision == "fp32"
-                else torch.autocast("cuda", dtype={"fp16": torch.float16, "bf16": torch.bfloat16}[precision]))
+    autocast = torch.autocast("cuda", dtype=torch.bfloat16) if precision == "bf16" else contextlib.nullcontext()
     compiled = _COMPILE.get() and device.type == "cuda"
     if compiled:
         forward = torch.compile(forward, dynamic=False)
