@@ -1,13 +1,15 @@
 """How far each math mode of a GPU moves Inception's FD, emulated exactly on the CPU: strict fp32, TF32, float16 and
 bfloat16 autocast.
 
-    python benchmarks/feature_precision.py [--n 1000 --size 64 --modes fp32 tf32 fp16 bf16]
+    python benchmarks/feature_precision.py [--n 1000 --size 64 --modes fp32 tf32 fp16 bf16] [--bn calibrated]
     python benchmarks/feature_precision.py --smoke   (tiny sizes: the code paths run, no numbers)
 
 Why: a faster math mode for the features stage is acceptable only if FD stays within 2e-4 relative of
 torch-fidelity's (issue #21), which runs under PyTorch's default, TF32 convolutions. Each mode is emulated on the
 CPU in float32 with forward hooks on torch-fidelity's ``inception-v3-compat`` (random He-normal weights in its
-release format, as the GPU benchmarks build them):
+release format, as the GPU benchmarks build them; ``--bn calibrated`` sets its batch norms' running statistics from
+images of another seed, as a trained network's are: per-channel scales far from 1, where the random init's are all
+1 / sqrt(1 + 1e-3)):
 
 - ``tf32``: every convolution's and linear layer's input and weight rounded to TF32 (10-bit mantissa, float32's
   exponent), products accumulated in float32: what TF32 tensor cores do.
@@ -39,7 +41,24 @@ sys.path.insert(0, str(REPO / "tests" / "metric_checks"))
 
 import _smoke  # noqa: E402
 
-SMOKE = {"n": 4, "size": 32, "batch_size": 4}
+SMOKE = {"n": 4, "size": 32, "batch_size": 4, "bn": "calibrated"}
+#: images whose statistics ``--bn calibrated`` gives the batch norms
+CALIBRATION_IMAGES = 256
+
+
+def calibrate_batch_norms(model: torch.nn.Module, images: np.ndarray, batch_size: int) -> None:
+    """Set every batch norm's running mean / variance to its input's over ``images`` (uint8 (n, H, W, 3)), in place:
+    the cumulative average over batches (``momentum=None``) of a forward in training mode."""
+    norms = [m for m in model.modules() if isinstance(m, torch.nn.modules.batchnorm._BatchNorm)]
+    for norm in norms:
+        norm.reset_running_stats()
+        norm.momentum = None
+        norm.train()
+    with torch.no_grad():
+        for start in range(0, len(images), batch_size):
+            model(torch.from_numpy(images[start:start + batch_size]).permute(0, 3, 1, 2).contiguous())
+    for norm in norms:
+        norm.eval()
 
 
 def round_tf32(x: torch.Tensor) -> torch.Tensor:
@@ -91,6 +110,8 @@ def main() -> None:
     parser.add_argument("--batch-size", type=int, default=100)
     parser.add_argument("--modes", nargs="+", choices=("fp32", "tf32", "fp16", "bf16"),
                         default=["fp32", "tf32", "fp16", "bf16"])
+    parser.add_argument("--bn", choices=("init", "calibrated"), default="init",
+                        help="batch-norm statistics: the random init's (mean 0, variance 1) or set from images")
     args = _smoke.parse_args(parser, SMOKE)
     from img_nets import random_images, save_random_inception
 
@@ -100,10 +121,14 @@ def main() -> None:
     modes = list(dict.fromkeys(["fp32", "tf32", *args.modes]))  # the two references first
     with tempfile.TemporaryDirectory(prefix="feature_precision_") as tmp:
         model = load(str(save_random_inception(Path(tmp) / "inception.pth")), "cpu")
+    if args.bn == "calibrated":
+        calibrate_batch_norms(model, random_images(min(CALIBRATION_IMAGES, 4 * args.n), seed=3, size=args.size),
+                              args.batch_size)
     images = np.concatenate([random_images(args.n, seed=1, size=args.size),
                              random_images(args.n, seed=2, size=args.size, shift=25)])
-    print(f"cpu, {torch.get_num_threads()} threads; torch {torch.__version__}; inception-v3-compat (random weights), "
-          f"{args.n} vs {args.n} images of {args.size} px (the second set brightness-shifted)", flush=True)
+    print(f"cpu, {torch.get_num_threads()} threads; torch {torch.__version__}; inception-v3-compat (random weights, "
+          f"batch norms: {args.bn}), {args.n} vs {args.n} images of {args.size} px (the second set "
+          "brightness-shifted)", flush=True)
     feats: dict[str, np.ndarray] = {}
     fd: dict[str, float] = {}
     for mode in modes:
