@@ -25,7 +25,8 @@ from metrics.registry import Registry
 
 #: the math of a feature network's forward: "fp32" = PyTorch's default (TF32 convolutions on Ampere and later GPUs,
 #: as torch-fidelity runs), "bf16" = autocast on CUDA (moves FD by ~3e-2: quick looks only). float16 autocast is not
-#: offered: it moves Inception's FD by ~1e-2 against TF32 (benchmarks/feature_precision_cpu.py), 50x the budget
+#: offered: it moves Inception's FD by 8.6e-4 to 1.1e-2 against TF32, 4-50x the 2e-4 budget against torch-fidelity
+#: (benchmarks/feature_precision.py)
 PRECISIONS = ("fp32", "bf16")
 
 
