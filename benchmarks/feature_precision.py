@@ -94,13 +94,11 @@ def emulated(model: torch.nn.Module, mode: str) -> torch.nn.Module:
 
 
 def features(model: torch.nn.Module, images: np.ndarray, batch_size: int) -> np.ndarray:
-    """uint8 (n, H, W, 3) -> float64 (n, 2048) pool3 features."""
-    out = []
-    with torch.inference_mode():
-        for start in range(0, len(images), batch_size):
-            batch = torch.from_numpy(images[start:start + batch_size]).permute(0, 3, 1, 2).contiguous()
-            out.append(model(batch)[0].double())
-    return torch.cat(out).numpy()
+    """uint8 (n, H, W, 3) -> float64 (n, 2048) pool3 features, batched as the features stage batches them."""
+    from metrics.features._batching import run_batched
+
+    pooled = run_batched(images, lambda batch: {"features": model(batch)[0]}, batch_size=batch_size, device="cpu")
+    return pooled["features"].astype(np.float64)
 
 
 def main() -> None:
