@@ -33,20 +33,31 @@ import _smoke  # noqa: E402
 from _gpu import counted_flops, peak, profile, timed  # noqa: E402
 
 from kaleido import checkpoint  # noqa: E402
+from kaleido.models.group_norm import GroupNorm  # noqa: E402
 from kaleido.training import _Objective, ema_update  # noqa: E402
 
 #: name -> knobs; the first is the baseline of the ratios (the sample / train stage's CUDA path before this script)
+#: ``aten_norm``: group norms through ``F.group_norm`` even on channels-last activations (the code before
+#: kaleido.models.group_norm); ``coordinate_descent``: Inductor tunes each Triton kernel's block sizes
 FORWARD_VARIANTS = {
     "bf16 +compile": {"compile": True},
     "+cudnn.benchmark": {"compile": True, "cudnn_benchmark": True},
+    "+channels_last (aten norm)": {"compile": True, "cudnn_benchmark": True, "channels_last": True,
+                                   "aten_norm": True},
     "+channels_last": {"compile": True, "cudnn_benchmark": True, "channels_last": True},
+    "+coordinate descent": {"compile": True, "cudnn_benchmark": True, "channels_last": True,
+                            "coordinate_descent": True},
     "eager +benchmark +cl": {"compile": False, "cudnn_benchmark": True, "channels_last": True},
 }
 TRAIN_VARIANTS = {
     "bf16 +compile": {"compile": True},
     "+fused Adam, foreach EMA": {"compile": True, "fused": True},
     "+cudnn.benchmark": {"compile": True, "fused": True, "cudnn_benchmark": True},
+    "+channels_last (aten norm)": {"compile": True, "fused": True, "cudnn_benchmark": True, "channels_last": True,
+                                   "aten_norm": True},
     "+channels_last": {"compile": True, "fused": True, "cudnn_benchmark": True, "channels_last": True},
+    "+coordinate descent": {"compile": True, "fused": True, "cudnn_benchmark": True, "channels_last": True,
+                            "coordinate_descent": True},
 }
 SMOKE = {"size": "nested_tiny", "res": 16, "rows": 4, "batch": 2, "iters": 1, "warmup": 1}
 CLASSES = ["a", "b", "c", "d"]
@@ -63,21 +74,33 @@ def build(args: argparse.Namespace, device: torch.device) -> torch.nn.Module:
 
 def prepare(part: str, name: str, knobs: dict, model: torch.nn.Module, module: torch.nn.Module,
             compiled_before: Callable | None, device: torch.device) -> Callable:
-    """Set one variant's knobs (cuDNN autotuning, the model's memory format) and return ``module`` compiled (or
-    eager off CUDA) for it: compiled afresh only when the memory format changed, since cuDNN autotuning needs no
-    recompilation (convolutions stay calls into cuDNN)."""
+    """Set one variant's knobs (cuDNN autotuning, the model's memory format, its group norms' path) and return
+    ``module`` compiled (or eager off CUDA) for it: compiled afresh only when what the graph depends on changed,
+    since cuDNN autotuning needs no recompilation (convolutions stay calls into cuDNN)."""
     compiled = bool(knobs.get("compile")) and device.type == "cuda"
     if knobs.get("compile") and not compiled:
         _smoke.skip(f"torch.compile in {part} {name} (run eagerly)", "compiling on the CPU takes minutes")
     torch.backends.cudnn.benchmark = bool(knobs.get("cudnn_benchmark"))
     fmt = torch.channels_last if knobs.get("channels_last") else torch.contiguous_format
-    changed = getattr(model, "_bench_format", torch.contiguous_format) != fmt
+    graph_knobs = (fmt, bool(knobs.get("aten_norm")), bool(knobs.get("coordinate_descent")))
+    changed = getattr(model, "_bench_graph_knobs", None) != graph_knobs
     model.to(memory_format=fmt)
-    model._bench_format = fmt
+    for norm in model.modules():
+        if isinstance(norm, GroupNorm):
+            norm.by_channel = not knobs.get("aten_norm")
+    model._bench_graph_knobs = graph_knobs
     if changed or compiled_before is None or not compiled:
         torch._dynamo.reset()
-        return torch.compile(module) if compiled else module
+        options = {"coordinate_descent_tuning": True} if knobs.get("coordinate_descent") else None
+        return torch.compile(module, options=options) if compiled else module
     return compiled_before
+
+
+def profiled(args: argparse.Namespace, names: list[str], last: list[str]) -> list[str]:
+    """The variants of a part that ``--profile`` names (none named: its first and ``last``)."""
+    if args.profile is None:
+        return []
+    return [n for n in args.profile if n in names] if args.profile else names[:1] + last
 
 
 def forward_part(args: argparse.Namespace, device: torch.device) -> None:
@@ -105,9 +128,9 @@ def forward_part(args: argparse.Namespace, device: torch.device) -> None:
         sec = timed(call, args.iters, args.warmup, device)
         base = base or sec
         share = f", {flops / sec / p:.1%} of the bf16 peak" if p else ""
-        print(f"  forward {name:<24} {sec * 1e3:8.1f} ms/call  {flops / sec / 1e12:7.1f} TFLOP/s{share}  "
+        print(f"  forward {name:<28} {sec * 1e3:8.1f} ms/call  {flops / sec / 1e12:7.1f} TFLOP/s{share}  "
               f"(x{base / sec:.2f}; {rows / 2 / sec:.0f} CFG images per denoiser call-second)", flush=True)
-        if args.profile and name in (names[0], names[-2]):
+        if name in profiled(args, names, [n for n in names if FORWARD_VARIANTS[n].get("compile")][-1:]):
             profile(call, f"forward {name}", device)
 
 
@@ -166,9 +189,9 @@ def train_part(args: argparse.Namespace, device: torch.device) -> None:
         sec = timed(step, args.iters, args.warmup, device)
         base = base or sec
         mfu = f", MFU {flops / sec / p:.1%}" if p else ""
-        print(f"  train {name:<28} {sec * 1e3:8.1f} ms/step  {args.batch / sec:7.1f} img/s{mfu}  (x{base / sec:.2f})",
+        print(f"  train {name:<30} {sec * 1e3:8.1f} ms/step  {args.batch / sec:7.1f} img/s{mfu}  (x{base / sec:.2f})",
               flush=True)
-        if args.profile and name in (names[0], names[-1]):
+        if name in profiled(args, names, names[-1:]):
             profile(step, f"train {name}", device)
 
 
@@ -182,7 +205,8 @@ def main() -> None:
     parser.add_argument("--batch", type=int, default=32, help="train: images per step")
     parser.add_argument("--iters", type=int, default=10, help="timed calls per variant")
     parser.add_argument("--warmup", type=int, default=3, help="untimed calls per variant first")
-    parser.add_argument("--profile", action="store_true", help="kernel-time breakdown of the first / last variant")
+    parser.add_argument("--profile", nargs="*", metavar="VARIANT", help="kernel-time breakdown of these variants "
+                        "(none named: the first and the last (compiled) variant of each part)")
     parser.add_argument("--variants", nargs="+", help="only these variants (names of FORWARD_VARIANTS / "
                         "TRAIN_VARIANTS; the first one given is the ratios' baseline)")
     args = _smoke.parse_args(parser, SMOKE)

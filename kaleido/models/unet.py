@@ -19,11 +19,12 @@ import torch.nn.functional as F
 from torch import nn
 
 from kaleido.models.embeddings import timestep_embedding
+from kaleido.models.group_norm import GroupNorm
 from kaleido.models.unet_sizes import resolve_spec
 
 
-def _norm(ch: int) -> nn.GroupNorm:
-    return nn.GroupNorm(min(32, ch) if ch % min(32, ch) == 0 else 1, ch)
+def _norm(ch: int) -> GroupNorm:
+    return GroupNorm(min(32, ch) if ch % min(32, ch) == 0 else 1, ch)
 
 
 class ResBlock(nn.Module):
