@@ -68,6 +68,28 @@ def ema_update(ema: nn.Module, model: nn.Module, decay: float) -> None:
     torch._foreach_lerp_(list(ema.parameters()), list(model.parameters()), 1.0 - decay)
 
 
+def uses_channels_last(tr: dict[str, Any], device: torch.device) -> bool:
+    """Whether ``train.channels_last`` ("auto": on CUDA) puts the denoiser in channels-last memory on ``device``.
+
+    One H200 (benchmarks/logs/denoiser_knobs_h200_group_norm.log): the compiled bf16 step of ``mdm_in256``
+    with channels-last weights and the per-channel group norm runs at the MFU given there; ATen's group norm on
+    channels-last activations spent the gain on layout copies."""
+    setting = tr.get("channels_last", "auto")  # absent (a spec made before the key) means auto
+    return device.type == "cuda" if setting == "auto" else bool(setting)
+
+
+def match_state_layouts(opt: torch.optim.Optimizer) -> None:
+    """Give each optimizer state tensor its parameter's memory layout: a checkpoint written by a run with the other
+    layout (``train.channels_last`` on another device) loads with the strides it was saved with, and the fused and
+    multi-tensor Adam kernels expect a state tensor laid out as its parameter."""
+    for group in opt.param_groups:
+        for param in group["params"]:
+            state = opt.state.get(param, {})
+            for key, value in state.items():
+                if torch.is_tensor(value) and value.shape == param.shape and value.stride() != param.stride():
+                    state[key] = torch.empty_like(param, dtype=value.dtype).copy_(value)
+
+
 class _Objective(nn.Module):
     """The training forward (condition encoding + denoising) as one module, so DDP / compile see one forward.
 
@@ -138,6 +160,8 @@ def train(spec: dict[str, Any], x: Any, labels: np.ndarray, tokens: np.ndarray |
     torch.manual_seed(seed)  # parameter init
     # a resumed run takes every weight from its checkpoint: a pretrained prior's checkpoint is not read again
     model = checkpoint.build_denoiser(meta, pretrained_weights=state is None).to(device)
+    if uses_channels_last(tr, device):
+        model.to(memory_format=torch.channels_last)
     per_batch_text = meta.get("condition_text") is not None
     if per_batch_text:
         if condition_texts is None or len(condition_texts) != len(x):
@@ -154,6 +178,7 @@ def train(spec: dict[str, Any], x: Any, labels: np.ndarray, tokens: np.ndarray |
         model.load_state_dict(state["model"])
         ema.load_state_dict(state["ema"])
         opt.load_state_dict(state["optimizer"])
+        match_state_layouts(opt)
         step, log = state["step"], state["log"]
 
     objective: nn.Module = _Objective(model)

@@ -91,3 +91,26 @@ def test_mdm_shifted_schedule_v_prediction_eps_loss_trains_and_samples(tmp_path,
     plain = generate({"diffusion": {**spec["diffusion"], "schedule_shifted": False}, "sampler": sampler}, 3, "mdm",
                      3.0, range(4), {"mdm": model}, batch_size=4)
     assert not np.array_equal(one["x"], plain["x"]), "the shift changed nothing"
+
+
+def test_a_run_resumes_in_the_other_memory_layout(tmp_path, one_torch_thread):
+    """``train.channels_last`` differs between the run that wrote the checkpoint and the one resuming it (a job moved
+    between a GPU and the CPU): the optimizer state takes the parameters' layout, and training continues."""
+    from kaleido.training import match_state_layouts
+
+    x, labels, tokens, meta, spec = _setup(tmp_path, "mdm")
+    half = dict(spec, train_steps=STEPS // 2)
+    train(half, x, labels, tokens, tmp_path / "run", meta, progress=False)
+    state = checkpoint.load(tmp_path / "run" / "checkpoint.pt")
+    model = checkpoint.build_denoiser(meta).to(memory_format=torch.channels_last)
+    opt = torch.optim.Adam(model.parameters())
+    opt.load_state_dict(state["optimizer"])
+    moments = [(p, opt.state[p]["exp_avg"]) for p in model.parameters() if p.dim() == 4]
+    assert any(m.stride() != p.stride() for p, m in moments), "the checkpoint's layout already matched"
+    match_state_layouts(opt)
+    assert all(opt.state[p]["exp_avg"].stride() == p.stride() for p, _ in moments)
+    assert all(torch.equal(opt.state[p]["exp_avg"], m) for p, m in moments)
+
+    resumed = train(dict(spec, train={**spec["train"], "channels_last": True}), x, labels, tokens, tmp_path / "run",
+                    meta, progress=False)
+    assert len(resumed["log"]) == STEPS // 10 and np.isfinite(resumed["log"][-1]["loss"])
