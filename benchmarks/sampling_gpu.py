@@ -41,22 +41,24 @@ from _gpu import counted_flops, peak, profile, timed  # noqa: E402
 from kaleido import checkpoint, config  # noqa: E402
 from kaleido.generation import generate  # noqa: E402
 
-#: (precision, compile, cuda_graphs) per mode; STAGE_MODE is the sample stage's default on CUDA
-MODES = (("fp32", False, False), ("bf16", False, False), ("bf16", True, False), ("bf16", True, True))
-STAGE_MODE = MODES[3]
+#: (precision, compile, cuda_graphs, channels_last) per mode; STAGE_MODE is the sample stage's default on CUDA
+MODES = (("fp32", False, False, False), ("bf16", False, False, False), ("bf16", True, False, False),
+         ("bf16", True, True, False), ("bf16", True, True, True))
+STAGE_MODE = MODES[4]
 SMOKE = {"size": "nested_tiny", "res": 16, "batch": 4, "samples": 8, "sample_steps": 2, "num": 64, "profile": 2,
          "train_steps": 4, "num_train": 128, "domain_steps": 5, "sample_steps_fidelity": 2}
 
 
 
-def experiment(steps: int, precision: str, compiled: bool, graphs: bool = False) -> dict:
+def experiment(steps: int, precision: str, compiled: bool, graphs: bool = False, channels_last: bool = False) -> dict:
     return {"diffusion": {"timesteps": 1000, "schedule": "cosine", "prediction": "eps"},
             "sampler": {**config.block_defaults("sampler"), "name": "ddpm", "steps": steps, "precision": precision,
-                        "compile": compiled, "cuda_graphs": graphs}}
+                        "compile": compiled, "cuda_graphs": graphs, "channels_last": channels_last}}
 
 
-def mode_name(precision: str, compiled: bool, graphs: bool = False) -> str:
-    return precision + (" +graphs" if graphs else " +compile" if compiled else " eager")
+def mode_name(precision: str, compiled: bool, graphs: bool = False, channels_last: bool = False) -> str:
+    return (precision + (" +graphs" if graphs else " +compile" if compiled else " eager")
+            + (" +channels_last" if channels_last else ""))
 
 
 def forward_flops(model: torch.nn.Module, batch: int, device: torch.device) -> float:
@@ -102,7 +104,7 @@ def throughput(args: argparse.Namespace, device: torch.device) -> None:
         base, base_name = (base, base_name) if base else (rate, mode_name(*mode))
         p = peak(mode[0])
         share = f", {rate * per_image / p:.1%} of the {p / 1e12:.0f} TFLOP/s {mode[0]} peak" if p else ""
-        print(f"sample {mode_name(*mode):<14} batch {batch:4d}: {rate:8.2f} img/s (x{rate / base:.2f} vs "
+        print(f"sample {mode_name(*mode):<29} batch {batch:4d}: {rate:8.2f} img/s (x{rate / base:.2f} vs "
               f"{base_name}){share}", flush=True)
         if batch == args.batch:
             first_batch[mode] = out["x"][:batch]
@@ -190,7 +192,9 @@ def fidelity(args: argparse.Namespace, device: torch.device) -> None:
                                             ("fast_A", 0, fast, cuda), ("fast_B", 1, fast, cuda)):
         variant = copy.deepcopy(cfg)
         variant["experiments"]["shapes"]["seed"] = seed  # the sample seed derives from it; the model is shared
-        variant["experiments"]["shapes"]["sampler"].update(precision=precision, compile=compiled)
+        # the fast path as the stage runs it on CUDA (channels-last there); the eager one as on the CPU
+        variant["experiments"]["shapes"]["sampler"].update(precision=precision, compile=compiled,
+                                                          channels_last=compiled)
         paths[name] = work / f"{name}.yaml"
         paths[name].write_text(yaml.safe_dump(variant))
     common = ["--config", str(paths["eager_A"]), "--experiment", "shapes"]

@@ -34,6 +34,7 @@ class FastPath(NamedTuple):
     precision: str  # "fp32" or "bf16" (autocast)
     compile: bool  # torch.compile of the denoiser
     cuda_graphs: bool = False  # the compiled forward replayed as a CUDA graph (mode="reduce-overhead")
+    channels_last: bool = False  # the denoiser's weights (so its activations) in channels-last memory
 
 
 def fast_path(sampler: dict[str, Any], device: torch.device) -> FastPath:
@@ -41,8 +42,11 @@ def fast_path(sampler: dict[str, Any], device: torch.device) -> FastPath:
 
     "auto" (the default of both) is bf16 autocast + ``torch.compile`` on CUDA and eager fp32 on the CPU, where the
     samples are bit-for-bit those of every earlier run. The sampler's own arithmetic (x_t updates, guidance
-    combination, ε conversion) stays fp32 on every path. (Channels-last convolutions and larger batches were measured
-    and gave nothing on an H200: benchmarks/logs/sampling_gpu_h200_channels_last.log.)
+    combination, ε conversion) stays fp32 on every path. ``sampler.channels_last`` ("auto": on CUDA) puts the
+    denoiser in channels-last memory, its group norms reading that layout (kaleido.models.group_norm): the compiled
+    CFG call of ``mdm_in256`` at 128 rows went from 29.8 % to 39.9 % of the bf16 peak on one H100, in one run
+    (benchmarks/logs/denoiser_knobs_h100_group_norm.log; with ATen's group norm channels-last had given nothing,
+    benchmarks/logs/sampling_gpu_h200_channels_last.log). Larger batches gave nothing.
 
     ``sampler.cuda_graphs`` (default on) applies where the denoiser is compiled on CUDA: the compiled forward is
     recorded once per batch shape and replayed as one CUDA graph (``torch.compile(mode="reduce-overhead")``), so a
@@ -54,11 +58,15 @@ def fast_path(sampler: dict[str, Any], device: torch.device) -> FastPath:
     cuda = device.type == "cuda"
     precision, compiled = sampler["precision"], sampler["compile"]
     compiled = cuda if compiled == "auto" else compiled
+    channels_last = sampler.get("channels_last", "auto")  # absent (a config made before the key) means auto
     return FastPath(("bf16" if cuda else "fp32") if precision == "auto" else precision, compiled,
-                    bool(sampler.get("cuda_graphs", True)) and compiled and cuda)
+                    bool(sampler.get("cuda_graphs", True)) and compiled and cuda,
+                    cuda if channels_last == "auto" else bool(channels_last))
 
 
 def _eps_net(model: Denoiser, schedule: Schedule, prediction: str, path: FastPath):
+    """The ε-predicting call of ``model`` on ``path``; puts ``model``'s weights in the path's memory layout."""
+    model.to(memory_format=torch.channels_last if path.channels_last else torch.contiguous_format)
     forward = (torch.compile(model, mode="reduce-overhead" if path.cuda_graphs else None) if path.compile
                else model)
 

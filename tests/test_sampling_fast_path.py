@@ -29,10 +29,12 @@ def test_auto_is_eager_fp32_on_the_cpu_and_the_fast_path_on_cuda():
     cpu, cuda = torch.device("cpu"), torch.device("cuda")
     default = config.block_defaults("sampler")  # what a config that leaves the keys out resolves to
     assert default["precision"] == default["compile"] == "auto"
-    assert fast_path(default, cpu) == ("fp32", False, False)
-    assert fast_path(default, cuda) == ("bf16", True, default["cuda_graphs"])
-    assert fast_path({**default, "precision": "fp32", "compile": False}, cuda) == ("fp32", False, False)
-    assert fast_path({**default, "precision": "bf16"}, cpu) == ("bf16", False, False)
+    assert default["channels_last"] == "auto"
+    assert fast_path(default, cpu) == ("fp32", False, False, False)
+    assert fast_path(default, cuda) == ("bf16", True, default["cuda_graphs"], True)
+    assert fast_path({**default, "precision": "fp32", "compile": False, "channels_last": False}, cuda) == \
+        ("fp32", False, False, False)
+    assert fast_path({**default, "precision": "bf16", "channels_last": True}, cpu) == ("bf16", False, False, True)
 
 
 def test_cuda_graphs_apply_only_to_a_forward_compiled_on_cuda():
@@ -50,6 +52,20 @@ def test_default_cpu_samples_are_the_eager_fp32_samples_bit_for_bit():
     assert np.array_equal(default["x"], eager["x"])
     bf16 = generate(_exp(precision="bf16"), 7, "mdm", 3.0, range(6), {"mdm": model}, batch_size=6)
     assert bf16["x"].shape == eager["x"].shape and bf16["x"].dtype == np.uint8
+
+
+def test_channels_last_sampling_is_the_same_and_leaves_the_model_as_the_default_needs_it():
+    """``sampler.channels_last`` (the CUDA default) on the CPU: the same samples up to float rounding; a later call
+    on the default path puts the weights back, so its samples are the default's bit for bit."""
+    model = _model("cpu")
+    default = generate(_exp(), 7, "mdm", 3.0, range(6), {"mdm": model}, batch_size=6)
+    nhwc = generate(_exp(channels_last=True), 7, "mdm", 3.0, range(6), {"mdm": model}, batch_size=6)
+    convs = [m.weight for m in model.modules() if isinstance(m, torch.nn.Conv2d)]
+    assert convs and all(w.is_contiguous(memory_format=torch.channels_last) for w in convs)
+    diff = np.abs(nhwc["x"].astype(np.int16) - default["x"].astype(np.int16))
+    assert diff.max() <= 1, diff.max()
+    again = generate(_exp(), 7, "mdm", 3.0, range(6), {"mdm": model}, batch_size=6)
+    assert np.array_equal(again["x"], default["x"])
 
 
 def test_the_sampler_keys_are_validated(tiny_config):
