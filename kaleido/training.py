@@ -71,9 +71,9 @@ def ema_update(ema: nn.Module, model: nn.Module, decay: float) -> None:
 def uses_channels_last(tr: dict[str, Any], device: torch.device) -> bool:
     """Whether ``train.channels_last`` ("auto": on CUDA) puts the denoiser in channels-last memory on ``device``.
 
-    One H200 (benchmarks/logs/denoiser_knobs_h200_group_norm.log): the compiled bf16 step of ``mdm_in256``
-    with channels-last weights and the per-channel group norm runs at the MFU given there; ATen's group norm on
-    channels-last activations spent the gain on layout copies."""
+    The compiled bf16 step of ``mdm_in256`` at batch 32 on one H100 went from 22.3 % MFU (channels-last with ATen's
+    group norm, which spent the gain on layout copies; NCHW was no faster) to 26.3-27.8 % with the per-channel group
+    norm (kaleido.models.group_norm; benchmarks/logs/denoiser_knobs_h100_group_norm.log)."""
     setting = tr.get("channels_last", "auto")  # absent (a spec made before the key) means auto
     return device.type == "cuda" if setting == "auto" else bool(setting)
 
