@@ -7,7 +7,7 @@ order reproduces it. Kaleido draws z ~ p_AR(z | c) first and returns it beside x
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any, NamedTuple
 
 import numpy as np
@@ -64,6 +64,23 @@ def fast_path(sampler: dict[str, Any], device: torch.device) -> FastPath:
                     cuda if channels_last == "auto" else bool(channels_last))
 
 
+#: the fewest rows a denoiser call computes: a smaller call (the tail batch of a shard) gets copies of its last row,
+#: dropped from the output. CPU GEMM libraries choose their kernel by the row count, and the kernels round
+#: differently (MKL on an AVX2 CPU: one kernel for 1 row, one for 2-3, one from 4 rows on; any row's result is the
+#: same for every larger count and position), so without the padding a sample's bits would depend on which batch
+#: it fell in, i.e. on ``sampler.batch_size``.
+MIN_ROWS = 16
+
+
+def _at_least_min_rows(forward: Callable[..., torch.Tensor], *inputs: torch.Tensor) -> torch.Tensor:
+    """``forward(*inputs)`` over the rows of ``inputs`` (each (R, ...)), computed on at least :data:`MIN_ROWS`."""
+    rows = inputs[0].shape[0]
+    if rows >= MIN_ROWS:
+        return forward(*inputs)
+    pick = torch.arange(MIN_ROWS, device=inputs[0].device).clamp_(max=rows - 1)
+    return forward(*(v[pick] for v in inputs))[:rows]
+
+
 def _eps_net(model: Denoiser, schedule: Schedule, prediction: str, path: FastPath):
     """The ε-predicting call of ``model`` on ``path``; puts ``model``'s weights in the path's memory layout."""
     model.to(memory_format=torch.channels_last if path.channels_last else torch.contiguous_format)
@@ -74,7 +91,7 @@ def _eps_net(model: Denoiser, schedule: Schedule, prediction: str, path: FastPat
         if path.cuda_graphs:
             torch.compiler.cudagraph_mark_step_begin()  # each call is a new replay: no output outlives its step
         with torch.autocast(x.device.type, dtype=torch.bfloat16, enabled=path.precision == "bf16"):
-            out = forward(x, t, y)
+            out = _at_least_min_rows(forward, x, t, y)
         if path.cuda_graphs:
             out = out.clone()  # the graph's output buffer is rewritten by its next replay
         return output_to_eps(prediction, out.float(), x, *schedule.coefficients(t, x.dtype, x.ndim))
