@@ -24,7 +24,9 @@ from torch import nn
 
 def group_norm_by_channel(x: torch.Tensor, groups: int, weight: torch.Tensor | None, bias: torch.Tensor | None,
                           eps: float) -> torch.Tensor:
-    """Group norm of x (B, C, H, W) from per-channel statistics; float32 math and output (as under autocast)."""
+    """Group norm of x (B, C, H, W) from per-channel statistics, in float32 math with a float32 output: what
+    ``F.group_norm`` returns for a float32 input and, under autocast, for any input (a bf16 model run without
+    autocast would get float32 here where ``F.group_norm`` returns bf16; the project always autocasts)."""
     b, c = x.shape[:2]
     xf = x.float()
     var_c, mean_c = torch.var_mean(xf, dim=(2, 3), correction=0)  # (B, C) each
