@@ -7,7 +7,7 @@ order reproduces it. Kaleido draws z ~ p_AR(z | c) first and returns it beside x
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from typing import Any, NamedTuple
 
 import numpy as np
@@ -64,21 +64,18 @@ def fast_path(sampler: dict[str, Any], device: torch.device) -> FastPath:
                     cuda if channels_last == "auto" else bool(channels_last))
 
 
-#: the fewest rows a denoiser call computes: a smaller call (the tail batch of a shard) gets copies of its last row,
-#: dropped from the output. CPU GEMM libraries choose their kernel by the row count, and the kernels round
-#: differently (MKL on an AVX2 CPU: one kernel for 1 row, one for 2-3, one from 4 rows on; any row's result is the
-#: same for every larger count and position), so without the padding a sample's bits would depend on which batch
-#: it fell in, i.e. on ``sampler.batch_size``.
+#: the fewest samples a batch computes: a smaller batch (the tail of a shard) gets copies of its last index, whose
+#: outputs are dropped. CPU GEMM libraries choose their kernel by the row count, and the kernels round differently
+#: (MKL on an AVX2 CPU: one kernel for 1 row, one for 2-3, one from 4 rows on; any row's result is the same for every
+#: larger count and position), so without the padding a sample's bits (its latent tokens, its condition embedding,
+#: every denoiser call) would depend on which batch it fell in, i.e. on ``sampler.batch_size``. A copy draws
+#: exactly its original's randomness (all of it is a function of the index) and every step is per row.
 MIN_ROWS = 16
 
 
-def _at_least_min_rows(forward: Callable[..., torch.Tensor], *inputs: torch.Tensor) -> torch.Tensor:
-    """``forward(*inputs)`` over the rows of ``inputs`` (each (R, ...)), computed on at least :data:`MIN_ROWS`."""
-    rows = inputs[0].shape[0]
-    if rows >= MIN_ROWS:
-        return forward(*inputs)
-    pick = torch.arange(MIN_ROWS, device=inputs[0].device).clamp_(max=rows - 1)
-    return forward(*(v[pick] for v in inputs))[:rows]
+def _padded_rows(rows: int) -> torch.Tensor:
+    """Positions (max(rows, MIN_ROWS),) int64 that pick a batch of ``rows`` padded with copies of its last row."""
+    return torch.arange(max(rows, MIN_ROWS)).clamp_(max=rows - 1)
 
 
 def _eps_net(model: Denoiser, schedule: Schedule, prediction: str, path: FastPath):
@@ -91,7 +88,7 @@ def _eps_net(model: Denoiser, schedule: Schedule, prediction: str, path: FastPat
         if path.cuda_graphs:
             torch.compiler.cudagraph_mark_step_begin()  # each call is a new replay: no output outlives its step
         with torch.autocast(x.device.type, dtype=torch.bfloat16, enabled=path.precision == "bf16"):
-            out = _at_least_min_rows(forward, x, t, y)
+            out = forward(x, t, y)
         if path.cuda_graphs:
             out = out.clone()  # the graph's output buffer is rewritten by its next replay
         return output_to_eps(prediction, out.float(), x, *schedule.coefficients(t, x.dtype, x.ndim))
@@ -138,18 +135,21 @@ def generate(exp: dict[str, Any], seed: int, method: str, weight: float, indices
     for start in tqdm(range(0, len(index_all), batch_size), desc=f"sample {method} w={weight:g}",
                       disable=not progress):
         index = index_all[start:start + batch_size]
+        rows = len(index)
+        pick = _padded_rows(rows)  # the batch computed: at least MIN_ROWS samples, the first `rows` kept
+        index = index[pick]
         labels = (index % conditions).to(device)
         # a captioned model's T5 reads the batch's captions once, for the prior and the denoiser alike
         cond = main.context(labels) if getattr(main, "condition_text", None) else labels
         z = None
         if main.uses_latent and tokens is not None:
-            z = torch.as_tensor(tokens[start:start + batch_size], dtype=torch.int64, device=device)
+            z = torch.as_tensor(tokens[start:start + batch_size], dtype=torch.int64)[pick].to(device)
         elif main.uses_latent:
             z = main.prior.sample(main.context(cond), main.seq_len, seed, index, STREAM_PRIOR,
                                   exp["sampler"]["prior_temperature"], top_k=exp["sampler"]["prior_top_k"],
                                   top_p=exp["sampler"]["prior_top_p"], **constraint).to(device)
         if z is not None:
-            toks.append(z.cpu())
+            toks.append(z[:rows].cpu())
         y, _ = main.encode(cond, z)
         inputs = GuidanceInputs(net=main_net, y=y, y_null=main.null_condition(len(index)),
                                 weight=weight, index=index, seed=seed, timesteps=schedule.timesteps,
@@ -170,7 +170,7 @@ def generate(exp: dict[str, Any], seed: int, method: str, weight: float, indices
         sampler = exp["sampler"]
         xs.append(to_data(run_sampler(sampler["name"], eps_fn, schedule, sampler["steps"], noise_fn,
                                       {k: sampler[k] for k in SAMPLERS.get(sampler["name"]).options if k in sampler},
-                                      clip_x0=clip_x0)).cpu())
+                                      clip_x0=clip_x0))[:rows].cpu())
     out = {"x": main.model_to_data(torch.cat(xs)), "labels": (index_all % conditions).numpy(),
            "index": index_all.numpy()}
     if toks:
