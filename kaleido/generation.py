@@ -46,7 +46,9 @@ def fast_path(sampler: dict[str, Any], device: torch.device) -> FastPath:
     denoiser in channels-last memory, its group norms reading that layout (kaleido.models.group_norm): the compiled
     CFG call of ``mdm_in256`` at 128 rows went from 29.8 % to 39.9 % of the bf16 peak on one H100, in one run
     (benchmarks/logs/denoiser_knobs_h100_group_norm.log; with ATen's group norm channels-last had given nothing,
-    benchmarks/logs/sampling_gpu_h200_channels_last.log). Larger batches gave nothing.
+    benchmarks/logs/sampling_gpu_h200_channels_last.log), and sampling end to end from 9.96 to 13.27 img/s
+    (38.4 % of the peak; benchmarks/logs/sampling_gpu_h100_channels_last_group_norm.log). Larger batches gave
+    nothing.
 
     ``sampler.cuda_graphs`` (default on) applies where the denoiser is compiled on CUDA: the compiled forward is
     recorded once per batch shape and replayed as one CUDA graph (``torch.compile(mode="reduce-overhead")``), so a
