@@ -10,6 +10,7 @@ from typing import Any
 
 from kaleido import config as config_mod
 from kaleido.errors import ConfigError
+from kaleido.malloc import keep_freed_memory
 from metrics.errors import InputError
 
 
@@ -41,7 +42,9 @@ def load_stage_config(args: argparse.Namespace) -> tuple[dict[str, Any], dict[st
 
 
 def run_cli(main: Callable[[Sequence[str] | None], None], argv: Sequence[str] | None = None) -> None:
-    """Run ``main``; user errors (bad config, bad input file) print one clear line and exit 2, no traceback."""
+    """Run ``main``; user errors (bad config, bad input file) print one clear line and exit 2, no traceback. The
+    process first gets malloc thresholds that suit its tensors (:func:`kaleido.malloc.keep_freed_memory`)."""
+    keep_freed_memory()
     try:
         main(argv)
     except (ConfigError, InputError, FileNotFoundError) as err:
