@@ -4,9 +4,11 @@ glibc serves a block above ``M_MMAP_THRESHOLD`` (128 KiB at start, moved up to t
 ``mmap`` and gives it back by ``munmap`` when freed, and trims the heap's free top once it exceeds
 ``M_TRIM_THRESHOLD`` (twice the mmap threshold). A CPU sampling or training step allocates and frees tensors of
 ~1 MiB dozens of times, so every step maps fresh pages and takes a page fault per 4 KiB of them: the toy
-sampling job spent 6.2 s of its 22.6 s in the kernel. Fixed thresholds above those sizes keep the freed memory in
-the heap for the next step: the same job took 13.0 s, its samples bit-identical
-(``benchmarks/malloc_thresholds.py``). The values bound what a process keeps beyond its live tensors: at most
+sampling job (25K samples, 100 steps) spent 5.4 s of its 21.0 s in the kernel on a 2-core AVX2 machine. Fixed
+thresholds above those sizes keep the freed memory in the heap for the next step: 15.1 s (0.5 s in the kernel),
+x1.39-1.60 over two runs, samples bit-identical; training, whose step allocates less, is unchanged
+(benchmarks/logs/malloc_thresholds_cpu_2core.log). The values bound what a process keeps beyond its live tensors:
+at most
 :data:`TRIM_BYTES` of free heap top per arena; blocks from :data:`MMAP_BYTES` on are still mapped and unmapped
 (GPU jobs' host buffers, image batches of the data path).
 """
