@@ -20,7 +20,7 @@ LAYER_OF_PREFIX: dict[str, int] = {
     "metrics.errors": LEAF, "metrics.io": LEAF, "metrics.registry": LEAF, "metrics.store": LEAF,
     "metrics.versions": LEAF, "metrics._validate": LEAF,
     "kaleido.errors": LEAF, "kaleido.seeding": LEAF, "kaleido.rng": LEAF, "kaleido.provenance": LEAF,
-    "kaleido.checks": LEAF, "kaleido.dryrun": LEAF,
+    "kaleido.checks": LEAF, "kaleido.dryrun": LEAF, "kaleido.malloc": LEAF,
     "metrics": METRICS,
     "kaleido.diffusion": BLOCKS, "kaleido.latents": BLOCKS, "kaleido.models": BLOCKS, "kaleido.data": BLOCKS,
     "kaleido.methods": BLOCKS, "kaleido.guidance": BLOCKS, "kaleido.checkpoint": BLOCKS,
