@@ -5,8 +5,8 @@ glibc serves a block above ``M_MMAP_THRESHOLD`` (128 KiB at start, moved up to t
 ``M_TRIM_THRESHOLD`` (twice the mmap threshold). A CPU sampling step allocates and frees tensors of ~1 MiB dozens
 of times, so every step maps fresh pages and takes a page fault per 4 KiB of them: the toy sampling job (25K
 samples, 100 steps) spent 5.4 s of its 21.0 s in the kernel on a 2-core AVX2 machine. Fixed thresholds above those
-sizes keep the freed memory in the heap for the next step: 15.1 s (0.5 s in the kernel), x1.39-1.60 over two runs,
-samples bit-identical; training, whose step allocates less, is unchanged
+sizes keep the freed memory in the heap for the next step: 14.6-15.1 s (0.4-0.5 s in the kernel), x1.39-1.60 over
+three runs (the last one with these values), samples bit-identical; training, whose step allocates less, x0.93-1.17
 (benchmarks/logs/malloc_thresholds_cpu_2core.log). In the default DAG, two jobs sharing 2 cores, the sample jobs'
 mean went from 24.5 to 22.4 s (benchmarks/logs/default_dag_cpu_2core.log).
 
