@@ -90,7 +90,7 @@ def run(args: argparse.Namespace, work: Path) -> None:
                                                 out]),
     }
     if args.smoke:  # every process start costs seconds here; the sample stage runs the same timing code
-        _smoke.skip("the train stage's timing", "four more stage processes")
+        _smoke.skip("the train stage's timing", "three more stage processes (the latents and two timed trainings)")
         del stages["train"]
     print(f"toy2d on {args.samples} samples x {args.steps} DDPM steps (CFG) and {args.train_steps} Kaleido training "
           f"steps; one torch thread; medians of {args.repeat} runs per setting (wall s / user s / system s)")

@@ -210,12 +210,12 @@ def fidelity(args: argparse.Namespace, device: torch.device) -> None:
     features, done = {}, {}
     for name, path in paths.items():
         shard, feats = work / f"{name}.npz", work / f"{name}_features.npz"
-        if path.read_text() in done:  # the same config as a set made already (fast = eager on the CPU): reuse it
-            same = done[path.read_text()]
-            shutil.copyfile(work / f"{same}.npz", shard)
-            features[name] = features[same]
+        text = path.read_text()
+        if text in done:  # the same config as a set made already (fast = eager on the CPU): reuse it
+            shutil.copyfile(work / f"{done[text]}.npz", shard)
+            features[name] = features[done[text]]
             continue
-        done[path.read_text()] = name
+        done[text] = name
         run(["-m", "kaleido.sample", "--config", str(path), "--experiment", "shapes", "--method", "mdm", "--latent",
              "none", "--guidance", "3", "--shard", "0", "--model", f"mdm={model}", "--device", str(device),
              "--batch-size", "1024", "--quiet", "--out", str(shard)])
