@@ -35,6 +35,29 @@ def counted_flops(run: Callable[[], object]) -> float:
     return float(counter.get_total_flops())
 
 
+def train_flops_per_image(model: torch.nn.Module, batch: int = 2) -> float:
+    """Model FLOPs of one training step per image (forward + backward, :func:`counted_flops`) of a denoiser built by
+    :func:`kaleido.checkpoint.build_denoiser`, as ``kaleido.training`` runs it: its condition encoding and
+    denoising forward on ``batch`` class labels at t = 500, bf16 autocast on CUDA, eagerly; the gradients are
+    cleared after."""
+    from kaleido.training import _Objective
+
+    device = next(model.parameters()).device
+    x0 = torch.zeros(batch, model.data_dim, device=device)
+    t = torch.full((batch,), 500, device=device)
+    labels = torch.arange(batch, device=device) % max(1, model.num_classes)
+    drop = torch.zeros(batch, dtype=torch.bool, device=device)
+
+    def step() -> None:
+        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=device.type == "cuda"):
+            out, _ = _Objective(model)(x0, t, labels, None, drop)
+        out.float().square().mean().backward()
+
+    flops = counted_flops(step)
+    model.zero_grad(set_to_none=True)
+    return flops / batch
+
+
 def feature_flops(net: object, size: int) -> float:
     """FLOPs of a feature network (:class:`metrics.features.ImageFeatureNet`) on one size x size image, on the CPU."""
     import numpy as np

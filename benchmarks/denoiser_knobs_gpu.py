@@ -30,7 +30,7 @@ sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(REPO / "benchmarks"))
 
 import _smoke  # noqa: E402
-from _gpu import counted_flops, peak, profile, timed  # noqa: E402
+from _gpu import counted_flops, peak, profile, timed, train_flops_per_image  # noqa: E402
 
 from kaleido import checkpoint  # noqa: E402
 from kaleido.models.group_norm import GroupNorm  # noqa: E402
@@ -177,13 +177,7 @@ def train_part(args: argparse.Namespace, device: torch.device) -> None:
                         p_ema.lerp_(q, 1.0 - 0.9999)
 
         if flops is None:
-            def eager_step() -> None:
-                with torch.autocast(device.type, dtype=torch.bfloat16):
-                    out, _ = _Objective(model)(x0, torch.full((args.batch,), 500, device=device), labels, None, drop)
-                out.float().square().mean().backward()
-
-            flops = counted_flops(eager_step)
-            model.zero_grad(set_to_none=True)
+            flops = train_flops_per_image(model, args.batch) * args.batch
             print(f"train: batch {args.batch}, {flops / args.batch / 1e9:.1f} GFLOP per image (fwd + bwd)",
                   flush=True)
         sec = timed(step, args.iters, args.warmup, device)

@@ -5,6 +5,8 @@ run).
 
     python benchmarks/streaming_train_gpu.py --n 100000 --image-size 256 --arch mdm_in256 --batch 64 --steps 60 \
         --workers 8 --latent-images 500 --samples 1000 --sample-batch 50 --work /tmp/stream
+    python benchmarks/streaming_train_gpu.py --n 20000 --batch 32 --steps 80 --latents '' \
+        --skip-stages features sample --work /tmp/stream       # the training throughput (and MFU) alone
     python benchmarks/streaming_train_gpu.py --smoke     # 20 images of 16 px on the CPU, a scratch directory
 
 The folder is laid out like ImageNet (``n0000000k/img_*.JPEG``, 10 classes) with procedurally generated shapes
@@ -30,9 +32,11 @@ runs them on the full set.
 Throughput: training img/s is read from the stage's ``train_log.jsonl`` (images per second between the first and
 the last log line, so the warm-up interval is left out). The resident peer calls the same
 :func:`kaleido.training.train` in this process with the first ``--resident`` images as a CUDA tensor: same model,
-same step, no reading. Sampling img/s is ``--samples`` over the sample stage's wall-clock seconds (process start,
-model load and compilation included); the latents' img/s is the extractor's own rate (``extract_seconds`` of the
-stage's quality JSON). Prints a table, then one JSON line.
+same step, no reading. Training compiles (``train.compile``, as ``config/imagenet256.yaml``; ``--no-compile``: eager,
+as the runs before the option); on CUDA the MFU of both is their img/s times the model FLOPs of a training step per
+image (``_gpu.train_flops_per_image``) over the bf16 dense peak. Sampling img/s is ``--samples`` over the sample
+stage's wall-clock seconds (process start, model load and compilation included); the latents' img/s is the
+extractor's own rate (``extract_seconds`` of the stage's quality JSON). Prints a table, then one JSON line.
 """
 
 from __future__ import annotations
@@ -53,12 +57,13 @@ import yaml
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import _smoke  # noqa: E402
 import memory_scaling as ms  # noqa: E402  (the folder maker, config and RSS wrapper are shared)
+from _gpu import peak  # noqa: E402
 
 #: the log has a line every 10 steps and at the last: 12 steps give two, the throughput's interval; the latents on
 #: the first half of the images (the second data stage's path), 8 samples in batches of 4 (two forward batches)
 SMOKE = {"n": 2 * ms.CLASSES, "image_size": 16, "arch": "nested_tiny", "batch": 4, "steps": 12, "workers": 1,
          "resident": 8, "shard_size": 8, "device": "cpu", "samples": 8, "sample_batch": 4,
-         "latent_images": ms.CLASSES, "latent_workers": 2}
+         "latent_images": ms.CLASSES, "latent_workers": 2, "compile": False}
 #: the experiment's name in the written config, and the sampled method (no latent) at this guidance weight
 EXPERIMENT, METHOD, GUIDANCE = "scale", "mdm", 3
 #: what Snakemake's shell sets to a job's ``threads`` (1 for a rule without ``threads:``, as ``latents``)
@@ -72,8 +77,10 @@ def images_per_second(rows: list[dict[str, float]], batch: int) -> float:
     return batch * (last["step"] - first["step"]) / (last["seconds"] - first["seconds"])
 
 
-def resident_images_per_second(run: Path, cfg: Path, resident: int, batch: int, device: str) -> float:
-    """The same training stage with its set replaced by its first ``resident`` images on the GPU (no loader)."""
+def resident_images_per_second(run: Path, cfg: Path, resident: int, batch: int,
+                               device: str) -> tuple[float, float | None]:
+    """The same training stage with its set replaced by its first ``resident`` images on the GPU (no loader): its
+    img/s, and the model FLOPs of one training step per image (:func:`_gpu.train_flops_per_image`; None off CUDA)."""
     import torch
 
     from kaleido import distributed
@@ -87,7 +94,14 @@ def resident_images_per_second(run: Path, cfg: Path, resident: int, batch: int, 
     group = distributed.init(device)
     x = torch.from_numpy(data["x"][:resident]).to(group.device)
     result = train(spec, x, data["labels"][:resident], None, run / "resident", meta, progress=False, group=group)
-    return images_per_second(result["log"], batch)
+    flops = None
+    if group.device.type == "cuda":
+        from _gpu import train_flops_per_image
+
+        from kaleido import checkpoint
+
+        flops = train_flops_per_image(checkpoint.build_denoiser(meta).to(group.device).train())
+    return images_per_second(result["log"], batch), flops
 
 
 def latent_types(text: str) -> list[str]:
@@ -120,7 +134,7 @@ def write_configs(args: argparse.Namespace, root: Path, run: Path, latents: list
     exp["guidance"] = [GUIDANCE]
     exp["latents"].update({name: {} for name in latents})  # the offline extractors' defaults
     exp["num_samples"] = exp["shard_size"] = args.samples  # one sample shard, shard 000
-    exp["train"].update(log_every=10, precision="bf16" if args.device == "cuda" else "fp32")
+    exp["train"].update(log_every=10, precision="bf16" if args.device == "cuda" else "fp32", compile=args.compile)
     exp["metrics"].update(feature_device=args.device, feature_batch_size=256)
     cfg.write_text(yaml.safe_dump(spec))
     if subset is None:
@@ -226,6 +240,11 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--work", type=Path, required=not _smoke.requested(argv),
                         help="working directory (kept; a smoke run's default is a temporary one)")
     parser.add_argument("--device", default="cuda", help="cuda (the measurement) or cpu (a smoke run)")
+    parser.add_argument("--compile", action=argparse.BooleanOptionalAction, default=True,
+                        help="train.compile, as config/imagenet256.yaml trains (the smoke run: off, compiling on "
+                             "the CPU takes minutes)")
+    parser.add_argument("--skip-stages", nargs="+", default=[], choices=("features", "sample"), metavar="STAGE",
+                        help="leave these stages out (features, sample): a training-throughput run")
     args = _smoke.parse_args(parser, SMOKE, argv)
     try:
         latent_subset(args)
@@ -248,7 +267,8 @@ def run(args: argparse.Namespace) -> None:
     run.mkdir(parents=True)
     cfg, latents_cfg, exp = write_configs(args, root, run, latents, subset)
     weights = ms.domain_weights(run / "domain.pt", args.image_size)
-    commands = stage_commands(args, cfg, latents_cfg, weights, latents)
+    commands = {stage: command for stage, command in stage_commands(args, cfg, latents_cfg, weights, latents).items()
+                if stage not in args.skip_stages}
     rss, seconds = {}, {}
     for stage, command in commands.items():
         start = time.perf_counter()
@@ -259,8 +279,9 @@ def run(args: argparse.Namespace) -> None:
         print(f"done {stage}: {seconds[stage]:.1f} s, peak RSS {rss[stage]:.0f} MiB", flush=True)
     log = (run / "train" / "train_log.jsonl").read_text().splitlines()
     streaming = images_per_second([json.loads(line) for line in log], args.batch)
-    resident = resident_images_per_second(run, cfg, args.resident, args.batch, args.device)
-    sampling = args.samples / seconds["sample"]
+    resident, flops = resident_images_per_second(run, cfg, args.resident, args.batch, args.device)
+    sampling = args.samples / seconds["sample"] if "sample" in seconds else None
+    top = peak(exp["train"]["precision"]) if flops else None
     extract = latent_rates(run, latents)
     set_gib = args.n * args.image_size**2 * 3 / 2**30
     print(f"{args.n} JPEGs of {args.image_size} px ({set_gib:.1f} GiB as uint8), folder made in {folder_s:.0f} s")
@@ -269,20 +290,28 @@ def run(args: argparse.Namespace) -> None:
         print(f"{stage:<15}{stage_images(args, stage, subset):>8}{seconds[stage]:>9.1f}{rss[stage]:>16.0f}")
     for name, rate in extract.items():
         print(f"latents {name} (offline, {args.latent_workers} processes): {rate:.1f} img/s extracting")
-    print(f"train {args.arch} {exp['train']['precision']} batch {args.batch}: streaming {streaming:.1f} img/s "
-          f"({args.workers} loader workers, prefetch 4, pinned), resident on the GPU {resident:.1f} img/s, "
-          f"ratio {streaming / resident:.3f}")
-    print(f"sample {METHOD} w={GUIDANCE} {exp['sampler']['name']} {exp['sampler']['steps']} steps, batch "
-          f"{args.sample_batch}: {args.samples} images in {seconds['sample']:.1f} s = {sampling:.2f} img/s (the "
-          "stage's wall clock: start-up, model load and compilation included)")
+    def mfu(rate: float) -> str:
+        return f" (MFU {rate * flops / top:.1%})" if top else ""
+
+    print(f"train {args.arch} {exp['train']['precision']}{' compiled' if args.compile else ''} batch {args.batch}"
+          + (f", {flops / 1e9:.1f} GFLOP per image (fwd + bwd)" if flops else "")
+          + f": streaming {streaming:.1f} img/s{mfu(streaming)} ({args.workers} loader workers, prefetch 4, pinned), "
+          f"resident on the GPU {resident:.1f} img/s{mfu(resident)}, ratio {streaming / resident:.3f}")
+    if sampling is not None:
+        print(f"sample {METHOD} w={GUIDANCE} {exp['sampler']['name']} {exp['sampler']['steps']} steps, batch "
+              f"{args.sample_batch}: {args.samples} images in {seconds['sample']:.1f} s = {sampling:.2f} img/s (the "
+              "stage's wall clock: start-up, model load and compilation included)")
     print(json.dumps({"n": args.n, "image_size": args.image_size, "arch": args.arch, "batch": args.batch,
                       "loader_workers": args.workers, "peak_rss_mb": {k: round(v, 1) for k, v in rss.items()},
                       "seconds": {k: round(v, 1) for k, v in seconds.items()},
                       "train_img_per_s": {"streaming": round(streaming, 2), "resident": round(resident, 2),
                                           "ratio": round(streaming / resident, 4)},
+                      "train_compile": args.compile, "train_gflop_per_image": flops and round(flops / 1e9, 2),
+                      "train_mfu": top and {"streaming": round(streaming * flops / top, 4),
+                                            "resident": round(resident * flops / top, 4)},
                       "latent_images": subset or args.n, "latents_img_per_s": {k: round(v, 2) for k, v in
                                                                                extract.items()},
-                      "samples": args.samples, "sample_img_per_s": round(sampling, 3)}))
+                      "samples": args.samples, "sample_img_per_s": sampling and round(sampling, 3)}))
 
 
 if __name__ == "__main__":

@@ -90,6 +90,46 @@ def match_state_layouts(opt: torch.optim.Optimizer) -> None:
                     state[key] = torch.empty_like(param, dtype=value.dtype).copy_(value)
 
 
+class _LossCheck:
+    """Raises :class:`NonFiniteLossError` for a non-finite loss one step late, so the host never waits for the GPU to
+    drain: each step's losses are copied behind an event (to page-locked memory on CUDA) and the step before is
+    checked once the next step's work is queued (an ``if`` on the loss tensor itself synchronised every step and
+    left the GPU idle while the host launched the next one). A non-finite step's update has then reached the
+    weights in memory, never a log line or a checkpoint: :meth:`flush` checks the last step, and the loop calls it
+    before each. The error names the step that produced the loss."""
+
+    def __init__(self, seed: int) -> None:
+        self.seed = seed
+        self.pending: tuple[int, torch.Tensor, torch.cuda.Event | None] | None = None
+
+    def push(self, step: int, parts: torch.Tensor) -> None:
+        """Queue step ``step``'s (loss, loss_diff, loss_ar); check the step queued before."""
+        previous = self.pending
+        if parts.device.type == "cuda":
+            host = torch.empty(parts.shape, dtype=parts.dtype, pin_memory=True)
+            host.copy_(parts.detach(), non_blocking=True)
+            event = torch.cuda.Event()
+            event.record()
+            self.pending = (step, host, event)
+        else:
+            self.pending = (step, parts.detach().clone(), None)
+        if previous is not None:
+            self._check(*previous)
+
+    def flush(self) -> None:
+        """Check the last queued step (waits for its losses)."""
+        pending, self.pending = self.pending, None
+        if pending is not None:
+            self._check(*pending)
+
+    def _check(self, step: int, host: torch.Tensor, event: torch.cuda.Event | None) -> None:
+        if event is not None:
+            event.synchronize()
+        if not math.isfinite(float(host[0])):
+            raise NonFiniteLossError(f"non-finite loss {float(host[0])} at step {step} (batch {step} of the order "
+                                     f"seeded {self.seed}); lower train.lr or check the data")
+
+
 class _Objective(nn.Module):
     """The training forward (condition encoding + denoising) as one module, so DDP / compile see one forward.
 
@@ -193,6 +233,7 @@ def train(spec: dict[str, Any], x: Any, labels: np.ndarray, tokens: np.ndarray |
     on_device = isinstance(x, torch.Tensor) and x.device.type != "cpu"
     items_stream = stream(batches, step, steps, workers=loader.workers, prefetch=loader.prefetch,
                           pin_memory=device.type == "cuda" and not on_device)
+    loss_check = _LossCheck(seed)
     started = time.perf_counter()  # wall seconds in the log: this run's throughput (resumed runs restart at 0)
     bar = tqdm(total=steps, initial=step, desc=f"train {spec['role']}/{spec['latent']}",
                disable=not (progress and group.is_main))
@@ -232,21 +273,22 @@ def train(spec: dict[str, Any], x: Any, labels: np.ndarray, tokens: np.ndarray |
                 (loss / accum).backward()
             parts += torch.stack([loss, loss_diff, loss_ar]).detach() / accum
         parts = group.mean(parts)
-        if not torch.isfinite(parts[0]):
-            raise NonFiniteLossError(f"non-finite loss {parts[0].item()} at step {step} (batch {step} of the order "
-                                     f"seeded {seed}); lower train.lr or check the data")
+        loss_check.push(step, parts)
         torch.nn.utils.clip_grad_norm_(model.parameters(), tr["grad_clip"])
         opt.step()
         ema_update(ema, model, tr["ema_decay"])
         step += 1
         bar.update(1)
+        stop = group.any(preemption is not None and preemption.raised)
+        save = step % tr["checkpoint_every"] == 0 or step == steps or stop
+        if save or step % tr["log_every"] == 0:
+            loss_check.flush()  # no non-finite step is logged or saved (on every rank: all raise at one step)
         if step % tr["log_every"] == 0 or step == steps:
             loss_v, diff_v, ar_v = parts.tolist()
             log.append({"step": step, "loss": loss_v, "loss_diff": diff_v, "loss_ar": ar_v,
                         "seconds": round(time.perf_counter() - started, 3)})
             bar.set_postfix(loss=f"{loss_v:.4f}")
-        stop = group.any(preemption is not None and preemption.raised)
-        if (step % tr["checkpoint_every"] == 0 or step == steps or stop) and group.is_main:
+        if save and group.is_main:
             checkpoint.save(ckpt_path, {"model": model.state_dict(), "ema": ema.state_dict(),
                                         "optimizer": opt.state_dict(), "step": step, "log": log, "meta": meta})
         if stop and step < steps:

@@ -16,7 +16,7 @@ import yaml
 from stage_helpers import run_module as _run
 from stage_helpers import train_cmd as _train_cmd
 
-from kaleido import checkpoint, config
+from kaleido import checkpoint, config, distributed
 from kaleido.generation import generate
 from kaleido.training import NonFiniteLossError, train
 from metrics.errors import InputError
@@ -87,14 +87,23 @@ def test_a_checkpoint_of_another_config_is_kept_aside_and_training_starts_over(t
     assert not all(torch.equal(first["ema"][k], second["ema"][k]) for k in first["ema"])
 
 
-def test_non_finite_loss_names_step(tiny):
+@pytest.mark.parametrize("device", ["cpu", pytest.param("cuda", marks=[pytest.mark.gpu, pytest.mark.skipif(
+    not torch.cuda.is_available(), reason="needs a CUDA device")])])
+@pytest.mark.parametrize("checkpoint_every", [1, 1000])
+def test_non_finite_loss_names_step_and_is_never_saved(tiny, device, checkpoint_every):
+    """The loop checks a step's loss once the next step is queued (no per-step host sync), yet names the step that
+    produced it, and checks before any checkpoint: a save every step keeps no non-finite weights."""
     tmp, _, cfg = tiny
     spec = config.stage_spec(cfg, "toy2d", "train", role="mdm", latent="none")
+    spec["train"]["checkpoint_every"] = checkpoint_every
     meta = {"arch": cfg["experiments"]["toy2d"]["models"]["mdm"], "data_dim": 2, "num_classes": 2, "vocab_size": 0,
             "seq_len": 0, "config_hash": "x"}
     x = np.full((64, 2), np.nan, dtype=np.float32)
+    run = tmp / f"nan_{device}_{checkpoint_every}"
     with pytest.raises(NonFiniteLossError, match="at step 0"):
-        train(spec, x, np.zeros(64, dtype=np.int64), None, tmp / "nan", meta, progress=False)
+        train(spec, x, np.zeros(64, dtype=np.int64), None, run, meta, progress=False,
+              group=distributed.init(device))
+    assert not (run / "checkpoint.pt").exists()
 
 
 def test_samples_do_not_depend_on_batch_size_or_shard(tiny):
