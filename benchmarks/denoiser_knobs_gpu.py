@@ -38,7 +38,8 @@ from kaleido.training import _Objective, ema_update  # noqa: E402
 
 #: name -> knobs; the first is the baseline of the ratios (the sample / train stage's CUDA path before this script)
 #: ``aten_norm``: group norms through ``F.group_norm`` even on channels-last activations (the code before
-#: kaleido.models.group_norm); ``coordinate_descent``: Inductor tunes each Triton kernel's block sizes
+#: kaleido.models.group_norm); ``coordinate_descent``: Inductor tunes each Triton kernel's block sizes;
+#: ``cuda_graphs``: the compiled forward and backward replayed as CUDA graphs (``mode="reduce-overhead"``)
 FORWARD_VARIANTS = {
     "bf16 +compile": {"compile": True},
     "+cudnn.benchmark": {"compile": True, "cudnn_benchmark": True},
@@ -58,6 +59,8 @@ TRAIN_VARIANTS = {
     "+channels_last": {"compile": True, "fused": True, "cudnn_benchmark": True, "channels_last": True},
     "+coordinate descent": {"compile": True, "fused": True, "cudnn_benchmark": True, "channels_last": True,
                             "coordinate_descent": True},
+    "+cuda graphs": {"compile": True, "fused": True, "cudnn_benchmark": True, "channels_last": True,
+                     "cuda_graphs": True},
 }
 SMOKE = {"size": "nested_tiny", "res": 16, "rows": 4, "batch": 2, "iters": 1, "warmup": 1}
 CLASSES = ["a", "b", "c", "d"]
@@ -82,7 +85,8 @@ def prepare(part: str, name: str, knobs: dict, model: torch.nn.Module, module: t
         _smoke.skip(f"torch.compile in {part} {name} (run eagerly)", "compiling on the CPU takes minutes")
     torch.backends.cudnn.benchmark = bool(knobs.get("cudnn_benchmark"))
     fmt = torch.channels_last if knobs.get("channels_last") else torch.contiguous_format
-    graph_knobs = (fmt, bool(knobs.get("aten_norm")), bool(knobs.get("coordinate_descent")))
+    graph_knobs = (fmt, bool(knobs.get("aten_norm")), bool(knobs.get("coordinate_descent")),
+                   bool(knobs.get("cuda_graphs")))
     changed = getattr(model, "_bench_graph_knobs", None) != graph_knobs
     model.to(memory_format=fmt)
     for norm in model.modules():
@@ -91,8 +95,12 @@ def prepare(part: str, name: str, knobs: dict, model: torch.nn.Module, module: t
     model._bench_graph_knobs = graph_knobs
     if changed or compiled_before is None or not compiled:
         torch._dynamo.reset()
-        options = {"coordinate_descent_tuning": True} if knobs.get("coordinate_descent") else None
-        return torch.compile(module, options=options) if compiled else module
+        if not compiled:
+            return module
+        if knobs.get("cuda_graphs"):
+            return torch.compile(module, mode="reduce-overhead")
+        return torch.compile(module, options={"coordinate_descent_tuning": True} if knobs.get("coordinate_descent")
+                             else None)
     return compiled_before
 
 
@@ -158,7 +166,11 @@ def train_part(args: argparse.Namespace, device: torch.device) -> None:
         opt = torch.optim.Adam(model.parameters(), lr=1e-5, betas=(0.9, 0.99), eps=1e-8,
                                **({"fused": True} if fused else {}))
 
-        def step(run=run, opt=opt, fused=fused) -> None:
+        graphs = bool(knobs.get("cuda_graphs")) and device.type == "cuda"
+
+        def step(run=run, opt=opt, fused=fused, graphs=graphs) -> None:
+            if graphs:
+                torch.compiler.cudagraph_mark_step_begin()  # a new replay: the last step's outputs are consumed
             t = torch.randint(1000, (args.batch,), device=device, generator=gen)
             noise = torch.randn(x0.shape, device=device, generator=gen)
             x_t, sab, s1mab = noised(schedule, x0, t, noise)
