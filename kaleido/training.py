@@ -281,9 +281,10 @@ def train(spec: dict[str, Any], x: Any, labels: np.ndarray, tokens: np.ndarray |
         bar.update(1)
         stop = group.any(preemption is not None and preemption.raised)
         save = step % tr["checkpoint_every"] == 0 or step == steps or stop
-        if save or step % tr["log_every"] == 0:
+        log_line = step % tr["log_every"] == 0 or step == steps
+        if save or log_line:
             loss_check.flush()  # no non-finite step is logged or saved (on every rank: all raise at one step)
-        if step % tr["log_every"] == 0 or step == steps:
+        if log_line:
             loss_v, diff_v, ar_v = parts.tolist()
             log.append({"step": step, "loss": loss_v, "loss_diff": diff_v, "loss_ar": ar_v,
                         "seconds": round(time.perf_counter() - started, 3)})
